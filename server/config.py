@@ -1,0 +1,178 @@
+"""Switchboard's configuration: an optional YAML file validated with pydantic, plus environment.
+
+Everything has a default, so `switchboard serve` runs with no file at all (embedded SQLite,
+demo provider, and every provider whose `<NAME>_API_KEY` is set). A bad file names the field
+and the CLI exits non-zero (`switchboard check-config`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+StrategyName = Literal["ordered", "cheapest", "fastest", "available", "weighted"]
+ProviderKind = Literal["openai_compat", "anthropic", "gemini", "demo"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    """Where the gateway listens and keeps its state."""
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    data_dir: Path | None = None
+    # Seconds a SIGTERM waits for in-flight requests before cancelling them.
+    shutdown_grace: float = Field(default=10.0, ge=0)
+
+
+class ProviderConfig(_Strict):
+    """An extra upstream, or overrides for a built-in one (matched by name)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    kind: ProviderKind = "openai_compat"
+    base_url: str | None = None
+    # Name of the environment variable holding the key (comma-separated for a key pool).
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class PriceConfig(_Strict):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class DeploymentConfig(_Strict):
+    """A provider plus one upstream model, with its price and optional limits."""
+
+    id: str | None = None
+    provider: str
+    model: str
+    price: PriceConfig | None = None
+    weight: float = Field(default=1.0, gt=0)
+    # Per-deployment cap on concurrent in-flight requests; None means unlimited.
+    max_concurrency: int | None = Field(default=None, gt=0)
+
+    @property
+    def deployment_id(self) -> str:
+        return self.id or f"{self.provider}/{self.model}"
+
+
+class RouteConfig(_Strict):
+    """A public model name (alias) served by several deployments under a strategy."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    strategy: StrategyName = "ordered"
+    # Deployment ids (`provider/model` or a DeploymentConfig.id).
+    deployments: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+class TimeoutConfig(_Strict):
+    """Seconds. `request` bounds a whole request, retries included, unless the client says."""
+
+    request: float = Field(default=600.0, gt=0)
+    # Until an upstream's first byte (non-streamed: the whole response) for one attempt.
+    attempt: float = Field(default=120.0, gt=0)
+    # A stream that sends nothing for this long counts as stalled.
+    stream_idle: float = Field(default=60.0, gt=0)
+
+
+class RetryConfig(_Strict):
+    """Backoff between tries (openai-python style: capped exponential, full jitter)."""
+
+    max_attempts_per_deployment: int = Field(default=2, ge=1, le=10)
+    initial_delay: float = Field(default=0.25, ge=0)
+    max_delay: float = Field(default=8.0, ge=0)
+    # An upstream Retry-After longer than this moves on to the next deployment at once.
+    max_retry_after: float = Field(default=10.0, ge=0)
+
+
+class CircuitConfig(_Strict):
+    """Per-deployment circuit breaker."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    min_requests: int = Field(default=20, ge=1)
+    window_seconds: float = Field(default=30.0, gt=0)
+    cooldown_seconds: float = Field(default=15.0, gt=0)
+
+
+class LoggingConfig(_Strict):
+    """Structured JSON request logs."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    requests: bool = True
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    timeouts: TimeoutConfig = TimeoutConfig()
+    retry: RetryConfig = RetryConfig()
+    circuit: CircuitConfig = CircuitConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, routes: list[RouteConfig]) -> list[RouteConfig]:
+        names = [r.name for r in routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate route names: {', '.join(dupes)}")
+        return routes
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names the field."""
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Reads and validates a YAML config file; None gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(p, exc)) from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """`SWITCHBOARD_DATA_DIR`, else `~/.local/share/switchboard` (XDG)."""
+    if env.get("SWITCHBOARD_DATA_DIR"):
+        return Path(env["SWITCHBOARD_DATA_DIR"])
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "switchboard"

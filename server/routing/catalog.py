@@ -1,0 +1,191 @@
+"""The catalog: which deployments exist, what they cost, and what each model name resolves to.
+
+A model name is either a configured route (an alias over several deployments) or
+`provider/model`, which addresses one deployment directly on any enabled provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from switchboard.v1 import chat_pb2, types_pb2
+
+from server.config import Config
+from server.core.errors import ModelNotFoundError
+from server.providers.base import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens (mirrors ``switchboard.v1.Pricing``)."""
+
+    input: float = 0.0
+    output: float = 0.0
+    # None means "same as input" (providers without a cache discount).
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def to_proto(self) -> types_pb2.Pricing:
+        return types_pb2.Pricing(
+            input_per_mtok=self.input,
+            output_per_mtok=self.output,
+            cached_input_per_mtok=self.input if self.cached_input is None else self.cached_input,
+            cache_write_per_mtok=self.input if self.cache_write is None else self.cache_write,
+        )
+
+
+class ProviderEntryLike(Protocol):
+    """What the catalog needs from ``server.providers.registry``: the adapter and its key pool."""
+
+    provider: Provider
+    api_keys: Sequence[str]
+
+
+@dataclass(eq=False, slots=True)
+class Deployment:
+    """A provider plus one upstream model, with its price and key pool."""
+
+    id: str
+    provider: Provider
+    model: str
+    api_keys: tuple[str, ...] = field(repr=False, default=("",))
+    price: Price | None = None
+    weight: float = 1.0
+    max_concurrency: int | None = None
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+
+@dataclass(eq=False, slots=True)
+class Route:
+    """A public model name and the deployments that can serve it."""
+
+    name: str
+    strategy: str
+    deployments: list[Deployment]
+    # True for a configured alias; False for a direct `provider/model` address.
+    is_alias: bool = False
+    description: str = ""
+
+
+PriceLookup = Mapping[str, Price]
+
+
+class Catalog:
+    """Resolves model names to routes (configured aliases or direct `provider/model`)."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, ProviderEntryLike],
+        config: Config,
+        prices: PriceLookup | None = None,
+    ) -> None:
+        self._providers = dict(providers)
+        self._prices = dict(prices or {})
+        self._deployments: dict[str, Deployment] = {}
+        self._routes: dict[str, Route] = {}
+        for dc in config.deployments:
+            entry = self._providers.get(dc.provider)
+            if entry is None:
+                # Its provider is not enabled (no key in the environment): leave it out.
+                continue
+            price = (
+                Price(
+                    input=dc.price.input,
+                    output=dc.price.output,
+                    cached_input=dc.price.cached_input,
+                    cache_write=dc.price.cache_write,
+                )
+                if dc.price
+                else self._prices.get(f"{dc.provider}/{dc.model}")
+            )
+            self._deployments[dc.deployment_id] = Deployment(
+                id=dc.deployment_id,
+                provider=entry.provider,
+                model=dc.model,
+                api_keys=tuple(entry.api_keys) or ("",),
+                price=price,
+                weight=dc.weight,
+                max_concurrency=dc.max_concurrency,
+            )
+        for rc in config.routes:
+            members = [d for d in (self._deployment(name) for name in rc.deployments) if d]
+            if members:
+                self._routes[rc.name] = Route(
+                    rc.name, rc.strategy, members, is_alias=True, description=rc.description
+                )
+
+    def _deployment(self, deployment_id: str) -> Deployment | None:
+        found = self._deployments.get(deployment_id)
+        if found is not None:
+            return found
+        provider_name, sep, model = deployment_id.partition("/")
+        entry = self._providers.get(provider_name)
+        if not sep or not model or entry is None:
+            return None
+        created = Deployment(
+            id=deployment_id,
+            provider=entry.provider,
+            model=model,
+            api_keys=tuple(entry.api_keys) or ("",),
+            price=self._prices.get(deployment_id),
+        )
+        self._deployments[deployment_id] = created
+        return created
+
+    def resolve(self, model: str) -> Route:
+        """The route for a model name; raises ModelNotFoundError (404) for unknown names."""
+        route = self._routes.get(model)
+        if route is not None:
+            return route
+        deployment = self._deployment(model)
+        if deployment is None:
+            raise ModelNotFoundError(
+                f"The model `{model}` does not exist or you do not have access to it. "
+                "Use `provider/model` for an enabled provider, or a configured route name.",
+                param="model",
+            )
+        route = Route(model, "ordered", [deployment])
+        return route
+
+    @property
+    def routes(self) -> Mapping[str, Route]:
+        return self._routes
+
+    @property
+    def deployments(self) -> Mapping[str, Deployment]:
+        return self._deployments
+
+    @property
+    def provider_names(self) -> list[str]:
+        return sorted(self._providers)
+
+    def list_models(self) -> list[chat_pb2.Model]:
+        """Routes first, then every known deployment (configured, priced or demo)."""
+        out: list[chat_pb2.Model] = []
+        for route in self._routes.values():
+            out.append(chat_pb2.Model(id=route.name, route=True, description=route.description))
+        seen: set[str] = set()
+        candidates = list(self._deployments.values())
+        for deployment_id in self._prices:
+            d = self._deployment(deployment_id)
+            if d is not None:
+                candidates.append(d)
+        for entry in self._providers.values():
+            for model in getattr(entry, "models", ()):
+                d = self._deployment(f"{entry.provider.name}/{model}")
+                if d is not None:
+                    candidates.append(d)
+        for d in candidates:
+            if d.id in seen:
+                continue
+            seen.add(d.id)
+            m = chat_pb2.Model(id=d.id, provider=d.provider_name, demo=d.provider.kind == "demo")
+            if d.price is not None:
+                m.pricing.CopyFrom(d.price.to_proto())
+            out.append(m)
+        return out
