@@ -144,7 +144,7 @@ def _fill_route(route: object, plan: Plan, run: Execution) -> None:
     assert isinstance(route, types_pb2.RouteInfo)
     d = run.deployment
     route.route = plan.route.name
-    route.strategy = plan.strategy
+    route.strategy = plan.strategy  # type: ignore[assignment]
     if d is not None:
         route.provider = d.provider_name
         route.model = d.model

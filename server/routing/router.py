@@ -8,7 +8,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.routing.catalog import Catalog, Deployment, Route
 
-STRATEGY_BY_NAME: dict[str, types_pb2.RouteStrategy.ValueType] = {
+STRATEGY_BY_NAME: dict[str, int] = {
     "ordered": types_pb2.ROUTE_STRATEGY_ORDERED,
     "cheapest": types_pb2.ROUTE_STRATEGY_CHEAPEST,
     "fastest": types_pb2.ROUTE_STRATEGY_FASTEST,
@@ -22,7 +22,7 @@ class Plan:
     """The candidates for one request, best first, and the strategy that ordered them."""
 
     route: Route
-    strategy: types_pb2.RouteStrategy.ValueType
+    strategy: int
     candidates: list[Deployment]
 
 
