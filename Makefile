@@ -1,0 +1,57 @@
+# Switchboard — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install Switchboard with its dev tools
+
+run: install ## Run the gateway on the embedded default (SQLite in .data/, demo provider)
+	$(VENV)/bin/switchboard serve --data-dir .data $(ARGS)
+
+test: install ## Run the test suite
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+gen: install ## Regenerate gen/python from proto/ (the only way stubs change)
+	PYTHON=$(PY) ./scripts/gen.sh
+
+$(BUF):
+	@mkdir -p .tools
+	npm install --silent --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
+
+buf-lint: $(BUF) ## Lint the contract with buf (STANDARD)
+	cd proto && ../$(BUF) lint
+
+lint: install ## ruff check + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install ## mypy
+	$(VENV)/bin/mypy
+
+drift: gen ## Fail when regenerating the stubs changes a file
+	@git diff --exit-code --stat -- gen/ || { echo "gen/ drifted from proto/: run make gen and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard gen/)" || { echo "untracked files in gen/: run make gen and commit"; exit 1; }
+
+check: lint types drift buf-lint test ## Everything CI cares about: lint, types, drift, buf lint, tests
+
+bench: install ## Benchmark direct vs. shim vs. gRPC against a fast fake upstream
+	$(PY) bench/run.py $(ARGS)
+
+clean: ## Remove caches (keeps .venv and .data)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install run test gen buf-lint lint types drift check bench clean
