@@ -1,0 +1,287 @@
+"""``switchboard.v1.ChatRequest`` → OpenAI Chat Completions request JSON.
+
+Mirrors the request side of the OpenAI Chat Completions API (``CreateChatCompletionRequest`` in
+openai-openapi). Vendor wire types stay in this package; the output is a plain dict that the
+provider serialises with orjson.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf import struct_pb2
+from switchboard.v1 import chat_pb2, types_pb2
+
+from server.core.errors import InvalidRequestError, UnsupportedFeatureError
+
+Json = dict[str, Any]
+
+_ROLES = {
+    types_pb2.ROLE_SYSTEM: "system",
+    types_pb2.ROLE_DEVELOPER: "developer",
+    types_pb2.ROLE_USER: "user",
+    types_pb2.ROLE_ASSISTANT: "assistant",
+    types_pb2.ROLE_TOOL: "tool",
+}
+_DETAIL = {
+    types_pb2.IMAGE_DETAIL_AUTO: "auto",
+    types_pb2.IMAGE_DETAIL_LOW: "low",
+    types_pb2.IMAGE_DETAIL_HIGH: "high",
+}
+_TOOL_CHOICE = {
+    types_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
+    types_pb2.TOOL_CHOICE_MODE_NONE: "none",
+    types_pb2.TOOL_CHOICE_MODE_REQUIRED: "required",
+}
+# Fields the adapter owns: a passthrough that set them would bypass routing, billing or the
+# stream decoder, so it is refused rather than merged.
+RESERVED_PASSTHROUGH = frozenset({"model", "messages", "stream", "stream_options"})
+# Image magic numbers, for raw bytes that arrive without a media type.
+_MAGIC = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+)
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> Json:
+    """A ``google.protobuf.Struct`` as plain JSON values (``json_format.MessageToDict``).
+
+    Struct stores every number as a double; integral values go back out as ints because strict
+    upstreams reject ``"maxItems": 5.0`` or ``"top_logprobs": 3.0`` where the schema wants an
+    integer.
+    """
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None
+
+
+def encode_request(
+    request: chat_pb2.ChatRequest,
+    model: str,
+    *,
+    stream: bool,
+    max_tokens_field: str = "max_tokens",
+    send_reasoning: bool = False,
+) -> Json:
+    """The Chat Completions body for ``request`` against upstream model ``model``.
+
+    ``max_tokens_field`` names the length limit the upstream understands (``max_tokens`` or
+    ``max_completion_tokens``); ``send_reasoning`` sends assistant reasoning back as
+    ``reasoning_content`` (DeepSeek requires it on tool-call turns; OpenAI rejects it).
+    """
+    body: Json = {"model": model, "messages": encode_messages(request.messages, send_reasoning)}
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+        if request.HasField("parallel_tool_calls"):
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+    choice = request.tool_choice.WhichOneof("choice")
+    if choice == "mode" and request.tool_choice.mode in _TOOL_CHOICE:
+        body["tool_choice"] = _TOOL_CHOICE[request.tool_choice.mode]
+    elif choice == "function_name":
+        body["tool_choice"] = {
+            "type": "function",
+            "function": {"name": request.tool_choice.function_name},
+        }
+    if request.HasField("response_format"):
+        response_format = _response_format(request.response_format)
+        if response_format is not None:
+            body["response_format"] = response_format
+    if request.HasField("temperature"):
+        body["temperature"] = request.temperature
+    if request.HasField("top_p"):
+        body["top_p"] = request.top_p
+    if request.HasField("max_tokens"):
+        body[max_tokens_field] = request.max_tokens
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.HasField("seed"):
+        body["seed"] = request.seed
+    if request.HasField("presence_penalty"):
+        body["presence_penalty"] = request.presence_penalty
+    if request.HasField("frequency_penalty"):
+        body["frequency_penalty"] = request.frequency_penalty
+    if request.HasField("n"):
+        if request.n != 1:
+            raise UnsupportedFeatureError("only n=1 is supported", param="n")
+        body["n"] = 1
+    if request.user:
+        body["user"] = request.user
+    if stream:
+        body["stream"] = True
+        # Usage is always requested so streamed requests are billed exactly (DESIGN.md).
+        body["stream_options"] = {"include_usage": True}
+    if request.HasField("passthrough"):
+        extra = struct_to_dict(request.passthrough)
+        clash = RESERVED_PASSTHROUGH.intersection(extra)
+        if clash:
+            name = sorted(clash)[0]
+            raise InvalidRequestError(
+                f"passthrough may not set '{name}'", param=f"passthrough.{name}"
+            )
+        body.update(extra)
+    return body
+
+
+def encode_messages(
+    messages: Iterable[types_pb2.Message], send_reasoning: bool = False
+) -> list[Json]:
+    """Contract messages → OpenAI messages; one tool result becomes one ``tool`` message."""
+    out: list[Json] = []
+    for index, message in enumerate(messages):
+        role = _ROLES.get(message.role)
+        if role is None:
+            raise InvalidRequestError("message role is required", param=f"messages[{index}].role")
+        if role == "assistant":
+            out.append(_assistant(message, index, send_reasoning))
+            continue
+        rest: list[types_pb2.ContentPart] = []
+        for part in message.content:
+            if part.WhichOneof("part") == "tool_result":
+                result = part.tool_result
+                out.append(
+                    {"role": "tool", "tool_call_id": result.tool_call_id, "content": result.content}
+                )
+            else:
+                rest.append(part)
+        if role == "tool":
+            if rest:
+                raise InvalidRequestError(
+                    "a tool message carries only tool results", param=f"messages[{index}].content"
+                )
+            continue
+        if not rest and any(p.WhichOneof("part") == "tool_result" for p in message.content):
+            continue
+        entry: Json = {"role": role, "content": _content(rest, role, index)}
+        if message.name:
+            entry["name"] = message.name
+        out.append(entry)
+    return out
+
+
+def _content(parts: list[types_pb2.ContentPart], role: str, index: int) -> str | list[Json]:
+    if not parts:
+        return ""
+    if len(parts) == 1 and parts[0].WhichOneof("part") == "text":
+        return parts[0].text
+    items: list[Json] = []
+    for number, part in enumerate(parts):
+        kind = part.WhichOneof("part")
+        if kind == "text":
+            items.append({"type": "text", "text": part.text})
+        elif kind == "image" and role == "user":
+            items.append(_image(part.image, f"messages[{index}].content[{number}]"))
+        else:
+            raise UnsupportedFeatureError(
+                f"a {role} message cannot carry {kind or 'empty'} content here",
+                param=f"messages[{index}].content[{number}]",
+            )
+    return items
+
+
+def _image(image: types_pb2.ImagePart, param: str) -> Json:
+    source = image.WhichOneof("source")
+    if source == "url":
+        url = image.url
+    elif source == "data":
+        media_type = image.media_type or _sniff(image.data)
+        if not media_type:
+            raise InvalidRequestError("image bytes need a media_type", param=f"{param}.media_type")
+        url = f"data:{media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+    else:
+        raise InvalidRequestError("image needs a url or data", param=param)
+    image_url: Json = {"url": url}
+    if image.detail in _DETAIL:
+        image_url["detail"] = _DETAIL[image.detail]
+    return {"type": "image_url", "image_url": image_url}
+
+
+def _sniff(data: bytes) -> str:
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    return ""
+
+
+def _assistant(message: types_pb2.Message, index: int, send_reasoning: bool) -> Json:
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[Json] = []
+    for number, part in enumerate(message.content):
+        kind = part.WhichOneof("part")
+        if kind == "text":
+            texts.append(part.text)
+        elif kind == "tool_call":
+            call = part.tool_call
+            calls.append(
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
+                }
+            )
+        elif kind == "reasoning":
+            # Chat Completions has no reasoning input; only DeepSeek-style upstreams take it.
+            reasoning.append(part.reasoning.text)
+        else:
+            raise UnsupportedFeatureError(
+                f"an assistant message cannot carry {kind or 'empty'} content",
+                param=f"messages[{index}].content[{number}]",
+            )
+    entry: Json = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        entry["tool_calls"] = calls
+    if message.name:
+        entry["name"] = message.name
+    if message.refusal:
+        entry["refusal"] = message.refusal
+    if send_reasoning and reasoning:
+        entry["reasoning_content"] = "".join(reasoning)
+    return entry
+
+
+def _tool(tool: types_pb2.Tool) -> Json:
+    function: Json = {"name": tool.name}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.HasField("parameters"):
+        function["parameters"] = struct_to_dict(tool.parameters)
+    if tool.HasField("strict"):
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _response_format(response_format: types_pb2.ResponseFormat) -> Json | None:
+    kind = response_format.type
+    if kind == types_pb2.RESPONSE_FORMAT_TYPE_TEXT:
+        return {"type": "text"}
+    if kind == types_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
+        return {"type": "json_object"}
+    if kind == types_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+        spec = response_format.json_schema
+        schema: Json = {"name": spec.name or "response"}
+        if spec.description:
+            schema["description"] = spec.description
+        if spec.HasField("schema"):
+            schema["schema"] = struct_to_dict(spec.schema)
+        if spec.HasField("strict"):
+            schema["strict"] = spec.strict
+        return {"type": "json_schema", "json_schema": schema}
+    return None

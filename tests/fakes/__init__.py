@@ -1,0 +1,1 @@
+"""Fake upstreams: real loopback HTTP servers speaking provider wire formats."""

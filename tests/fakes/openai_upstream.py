@@ -1,0 +1,466 @@
+"""A fake OpenAI Chat Completions upstream: a real aiohttp server on 127.0.0.1 (port 0).
+
+Usage::
+
+    async with FakeOpenAI() as up:
+        up.base_url                      # 'http://127.0.0.1:PORT/v1'
+        up.script(Status(429, headers={"retry-after": "1"}), Reply(text="hi"))
+        ...                              # point a client or the adapter at up.base_url
+        up.requests[0].json["messages"]  # every request is recorded (.json .headers .path)
+
+Endpoints: ``POST /v1/chat/completions`` (streamed when ``stream: true``) and ``GET /v1/models``.
+Anything else answers 404 in OpenAI's error shape.
+
+Default answer (nothing scripted): a deterministic completion whose text is
+``default_reply_text(body)`` = ``"Fake reply to: <last user message text>"``, usage
+``prompt_tokens`` = words in all message texts, ``completion_tokens`` = words in the reply,
+``cached_tokens`` = the ``cached_tokens`` constructor argument (capped at the prompt). It honours
+``max_completion_tokens`` / ``max_tokens`` (truncates to that many words, finish ``length``).
+Streams look like OpenAI's: a role chunk, one content chunk per word, tool calls (first delta
+with id, name and empty arguments, then argument fragments, by index; parallel calls
+interleaved unless ``Reply(interleave=False)``), a finish chunk, a usage chunk with
+``choices: []`` when ``stream_options.include_usage`` is set, then ``data: [DONE]``. While
+include_usage is set every other chunk carries ``usage: null``, as OpenAI's do.
+
+Scripting: ``up.script(*behaviours)`` queues behaviours; each request takes the next (FIFO) and
+falls back to ``up.default`` (None = the canned reply) when the queue is empty.
+
+- ``Reply(text=, tool_calls=[ToolCall(name, arguments, id)], usage=Usage(...) or a dict sent
+  verbatim, finish_reason=, reasoning= (as DeepSeek ``reasoning_content``), refusal=, model=,
+  chunk_delay= seconds between stream chunks, interleave=, headers=)``
+- ``Status(code, message=, headers=, code=, body=)``: error in OpenAI's shape (or ``body``).
+- ``StreamError(message, after_chunks=1, code=400)``: a 200 stream whose chunk carries an
+  ``error`` object (OpenRouter), then ``[DONE]``; a 200 JSON error body when not streamed.
+- ``Json(body, status=200)``, ``Raw(bytes, status=200, content_type=)``: verbatim answers.
+- ``Delay(seconds, then=behaviour)``, ``Stall()`` (never answers; ``Stall(after_chunks=n)``
+  stalls mid-stream), ``CutStream(after_chunks=2)`` (drops the connection mid-stream),
+  ``Disconnect()`` (drops it before answering).
+
+``FakeOpenAI(api_key="sk-...")`` rejects other keys with 401 and, like OpenAI, echoes the key
+it received in the message (so redaction can be tested). ``up.cancelled`` counts handlers
+cancelled because the client went away; ``await up.wait_for_requests(n)`` waits for arrivals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.common import (
+    CutStream,
+    Delay,
+    Disconnect,
+    FakeUpstream,
+    Json,
+    Raw,
+    RecordedRequest,
+    Stall,
+    Status,
+    split_fragments,
+    words,
+)
+
+__all__ = [
+    "CutStream",
+    "Delay",
+    "Disconnect",
+    "FakeOpenAI",
+    "Json",
+    "Raw",
+    "RecordedRequest",
+    "Reply",
+    "Stall",
+    "Status",
+    "StreamError",
+    "ToolCall",
+    "Usage",
+    "default_reply_text",
+    "prompt_words",
+]
+
+CREATED = 1_700_000_000
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the fake model makes; ``arguments`` is JSON text or a dict."""
+
+    name: str
+    arguments: str | Mapping[str, Any] = "{}"
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts the fake reports (OpenAI ``CompletionUsage``)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        prompt_details: dict[str, Any] = {"cached_tokens": self.cached_tokens, "audio_tokens": 0}
+        if self.cache_write_tokens is not None:
+            prompt_details["cache_write_tokens"] = self.cache_write_tokens
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": prompt_details,
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A completion. ``text=None`` with no tool calls means the default reply text."""
+
+    text: str | None = None
+    tool_calls: Sequence[ToolCall | Mapping[str, Any]] = ()
+    usage: Usage | Mapping[str, Any] | None = None
+    finish_reason: str | None = None
+    reasoning: str | None = None
+    refusal: str | None = None
+    model: str | None = None
+    chunk_delay: float = 0.0
+    interleave: bool = True
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """A 200 stream that carries an ``error`` object after ``after_chunks`` content chunks."""
+
+    message: str
+    after_chunks: int = 1
+    code: Any = 400
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def prompt_words(body: Any) -> int:
+    """The fake's prompt token count: words in every message's text (at least 1)."""
+    messages = body.get("messages", []) if isinstance(body, dict) else []
+    count = 0
+    for message in messages:
+        if isinstance(message, dict):
+            count += len(words(_text_of(message.get("content"))))
+    return max(count, 1)
+
+
+def default_reply_text(body: Any) -> str:
+    """The default reply text for a request body: ``Fake reply to: <last user text>``."""
+    messages = body.get("messages", []) if isinstance(body, dict) else []
+    last = ""
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") == "user":
+            last = _text_of(message.get("content"))
+    return f"Fake reply to: {last}".strip()
+
+
+class FakeOpenAI(FakeUpstream):
+    """The fake OpenAI upstream (see the module docstring for its API)."""
+
+    base_path = "/v1"
+
+    def __init__(
+        self,
+        *,
+        default: Any = None,
+        api_key: str | None = None,
+        cached_tokens: int = 0,
+        models: Sequence[str] = ("gpt-4o-mini", "gpt-4o"),
+    ) -> None:
+        super().__init__(default=default)
+        self.api_key = api_key
+        self.cached_tokens = cached_tokens
+        self.models = tuple(models)
+        self._served = 0
+
+    async def __aenter__(self) -> FakeOpenAI:
+        await super().__aenter__()
+        return self
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self.record(request)
+        if self.api_key is not None:
+            provided = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if provided != self.api_key:
+                return web.json_response(
+                    self.error_body(
+                        401,
+                        f"Incorrect API key provided: {provided}. You can find your API key "
+                        "at https://platform.openai.com/account/api-keys.",
+                        "invalid_api_key",
+                    ),
+                    status=401,
+                )
+        return await self.serve(request, recorded)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        await self.record(request)
+        data = [
+            {"id": model, "object": "model", "created": CREATED, "owned_by": "fake"}
+            for model in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        await self.record(request)
+        body = self.error_body(404, f"Unknown request URL: {request.method} {request.path}", None)
+        return web.json_response(body, status=404)
+
+    async def perform(
+        self, behaviour: Any, request: web.Request, recorded: RecordedRequest
+    ) -> web.StreamResponse:
+        if isinstance(behaviour, StreamError):
+            error = {"message": behaviour.message, "code": behaviour.code}
+            if not self.is_stream(recorded):
+                return web.json_response({"error": error})
+            reply = self.default_reply(recorded)
+            events = self.reply_events(reply, recorded)
+            content_events = events[1 : 1 + behaviour.after_chunks]
+            response = await self.start_stream(request)
+            for event in [events[0], *content_events]:
+                await response.write(event)
+            chunk = self._chunk(recorded, reply, [], usage=None)
+            chunk["error"] = error
+            await response.write(_sse(chunk))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+        return await super().perform(behaviour, request, recorded)
+
+    # --- rendering ----------------------------------------------------------------------------
+
+    def is_stream(self, recorded: RecordedRequest) -> bool:
+        return isinstance(recorded.json, dict) and recorded.json.get("stream") is True
+
+    def default_reply(self, recorded: RecordedRequest) -> Reply:
+        return Reply()
+
+    def error_body(self, status: int, message: str | None, code: str | None) -> Any:
+        kind = {
+            400: "invalid_request_error",
+            401: "invalid_request_error",
+            403: "permission_denied",
+            404: "invalid_request_error",
+            429: "rate_limit_exceeded" if code is None else "requests",
+        }.get(status, "server_error")
+        return {
+            "error": {
+                "message": message or f"Fake upstream error {status}",
+                "type": kind,
+                "param": None,
+                "code": code,
+            }
+        }
+
+    def _resolve(self, reply: Reply, recorded: RecordedRequest) -> dict[str, Any]:
+        """The reply's concrete text, tool calls, finish reason and usage."""
+        self._served += 1
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+        calls = []
+        for number, call in enumerate(reply.tool_calls):
+            spec = call if isinstance(call, ToolCall) else ToolCall(**dict(call))
+            arguments = spec.arguments
+            if not isinstance(arguments, str):
+                arguments = orjson.dumps(arguments).decode()
+            calls.append(
+                {
+                    "id": spec.id or f"call_fake_{self._served}_{number}",
+                    "name": spec.name,
+                    "arguments": arguments,
+                }
+            )
+        text = reply.text
+        finish = reply.finish_reason
+        if text is None and not calls and reply.refusal is None:
+            text = default_reply_text(body)
+            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            if isinstance(limit, int) and len(words(text)) > limit:
+                text = " ".join(words(text)[:limit])
+                finish = finish or "length"
+        if finish is None:
+            finish = "tool_calls" if calls else "stop"
+        if isinstance(reply.usage, Usage):
+            usage: Any = reply.usage.to_json()
+        elif reply.usage is not None:
+            usage = dict(reply.usage)
+        else:
+            prompt = prompt_words(body)
+            completion = len(words(text or "")) + sum(len(words(c["arguments"])) for c in calls)
+            completion += len(words(reply.reasoning or ""))
+            usage = Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=min(self.cached_tokens, prompt),
+                reasoning_tokens=len(words(reply.reasoning or "")),
+            ).to_json()
+        return {
+            "id": f"chatcmpl-fake{self._served}",
+            "model": reply.model or body.get("model") or "fake-model",
+            "text": text,
+            "calls": calls,
+            "finish": finish,
+            "usage": usage,
+        }
+
+    def reply_body(self, reply: Any, recorded: RecordedRequest) -> tuple[int, Any]:
+        resolved = self._resolve(reply, recorded)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": resolved["text"],
+            "refusal": reply.refusal,
+            "annotations": [],
+        }
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
+        if resolved["calls"]:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+                for call in resolved["calls"]
+            ]
+        return 200, {
+            "id": resolved["id"],
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": resolved["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": resolved["finish"],
+                }
+            ],
+            "usage": resolved["usage"],
+            "system_fingerprint": "fp_fake",
+        }
+
+    def _chunk(
+        self,
+        recorded: RecordedRequest,
+        resolved: Any,
+        choices: list[dict[str, Any]],
+        *,
+        usage: Any,
+    ) -> dict[str, Any]:
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+        chunk: dict[str, Any] = {
+            "id": resolved["id"] if isinstance(resolved, dict) else "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": (resolved["model"] if isinstance(resolved, dict) else None)
+            or body.get("model", "fake-model"),
+            "system_fingerprint": "fp_fake",
+            "choices": choices,
+        }
+        if _include_usage(body):
+            chunk["usage"] = usage
+        return chunk
+
+    def reply_events(self, reply: Any, recorded: RecordedRequest) -> list[bytes]:
+        resolved = self._resolve(reply, recorded)
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+
+        def delta(payload: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": payload, "logprobs": None, "finish_reason": finish}
+            return _sse(self._chunk(recorded, resolved, [choice], usage=None))
+
+        role: dict[str, Any] = {"role": "assistant", "content": "" if resolved["text"] else None}
+        if reply.refusal is not None:
+            role["refusal"] = None
+        events = [delta(role)]
+        for piece in _pieces(reply.reasoning or ""):
+            events.append(delta({"reasoning_content": piece}))
+        for piece in _pieces(resolved["text"] or ""):
+            events.append(delta({"content": piece}))
+        if reply.refusal:
+            for piece in _pieces(reply.refusal):
+                events.append(delta({"refusal": piece}))
+        events.extend(self._tool_call_events(resolved["calls"], reply.interleave, delta))
+        events.append(delta({}, resolved["finish"]))
+        if _include_usage(body):
+            events.append(_sse(self._chunk(recorded, resolved, [], usage=resolved["usage"])))
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+    @staticmethod
+    def _tool_call_events(calls: list[dict[str, Any]], interleave: bool, delta: Any) -> list[bytes]:
+        per_call: list[list[bytes]] = []
+        for index, call in enumerate(calls):
+            first = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            steps = [delta({"tool_calls": [first]})]
+            for fragment in split_fragments(call["arguments"], 7):
+                if fragment:
+                    piece = {"index": index, "function": {"arguments": fragment}}
+                    steps.append(delta({"tool_calls": [piece]}))
+            per_call.append(steps)
+        if not interleave:
+            return [event for steps in per_call for event in steps]
+        events: list[bytes] = []
+        for step in range(max((len(steps) for steps in per_call), default=0)):
+            for steps in per_call:
+                if step < len(steps):
+                    events.append(steps[step])
+        return events
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut before each word, keeping all whitespace: joining gives ``text`` back."""
+    if not text:
+        return []
+    pieces = re.findall(r"\s*\S+", text)
+    tail = text[len("".join(pieces)) :]
+    if tail:
+        if pieces:
+            pieces[-1] += tail
+        else:
+            pieces = [tail]
+    return pieces
+
+
+def _sse(payload: Any) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
