@@ -1,0 +1,417 @@
+"""The gateway process: builds every component from Config + environment and serves gRPC and
+HTTP from one event loop (uvloop), both transports calling the same ``Gateway``.
+
+Startup binds both ports before serving anything, so a taken port is a clear error rather than
+half a gateway. When bound, the actual ports go to ``<data_dir>/ports.json`` (``{"pid",
+"host", "grpc_port", "http_port"}``; ``http_port`` is null when the HTTP shim is not available),
+which is how ``--grpc-port 0 --http-port 0`` callers (tests) learn them. SIGTERM/SIGINT stop
+both servers gracefully (health NOT_SERVING, in-flight calls get ``server.shutdown_grace``
+seconds), then the shared upstream HTTP client and the key store are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import orjson
+
+from server.config import Config, ConfigError
+from server.core.service import Gateway
+from server.observability.metrics import Metrics
+from server.observability.requests import RequestObserver
+from server.policy.keys import KeyStore, MasterKey, load_master_key
+from server.resilience.executor import Executor
+from server.routing.catalog import Catalog, ProviderEntryLike
+from server.routing.health import LocalHealth
+from server.routing.router import Router
+from server.store.sqlite import ensure_data_dir
+
+log = logging.getLogger("switchboard")
+
+PORTS_FILENAME = "ports.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """Where to listen and keep state: the config file's ``server`` section after CLI overrides."""
+
+    config: Config
+    data_dir: Path
+    host: str
+    http_port: int
+    grpc_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPorts:
+    """What the running gateway actually listens on (mirrors ``ports.json``)."""
+
+    pid: int
+    host: str
+    grpc_port: int
+    http_port: int | None
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{_connect_host(self.host)}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str | None:
+        if self.http_port is None:
+            return None
+        return f"http://{_connect_host(self.host)}:{self.http_port}"
+
+
+@dataclass(slots=True)
+class Components:
+    """Everything built from Config + environment, before any port is bound."""
+
+    gateway: Gateway
+    keys: KeyStore
+    master_key: MasterKey
+    catalog: Catalog
+    providers: Mapping[str, ProviderEntryLike] = field(repr=False)
+    metrics: Metrics | None = None
+
+
+def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
+    """Providers (from the registry), catalog, router, executor, key store and the Gateway.
+
+    The router and the executor share one health store (circuit state, latency), so strategies
+    see what the executor records; one ``Metrics`` collects for ``/metrics``.
+    """
+    from server.providers.registry import build_providers
+
+    provider_env, extra = _provider_inputs(config, env)
+    try:
+        providers = build_providers(provider_env, extra)
+    except ValueError as exc:
+        raise ConfigError(f"providers: {exc}") from None
+    # cast: registry entries are frozen dataclasses, the catalog's protocol declares plain
+    # (settable) attributes.
+    entries = cast(Mapping[str, ProviderEntryLike], providers)
+    catalog = Catalog(entries, config)
+    health = LocalHealth(config.circuit)
+    metrics = Metrics()
+    metrics.watch_health(health)
+    keys = KeyStore(data_dir)
+    master = load_master_key(data_dir, env)
+    gateway = Gateway(
+        Router(catalog, health=health),
+        Executor(config, health=health, metrics=metrics),
+        keys,
+        master.secret,
+        default_timeout=config.timeouts.request,
+        observer=RequestObserver(metrics, log_requests=config.logging.requests),
+    )
+    return Components(gateway, keys, master, catalog, entries, metrics)
+
+
+def _provider_inputs(config: Config, env: Mapping[str, str]) -> tuple[dict[str, str], list[Any]]:
+    """The registry's inputs from the config file's ``providers`` section.
+
+    An entry named like a built-in provider overrides its endpoint and key variable (as
+    ``<NAME>_BASE_URL`` / ``<NAME>_API_KEY`` would); any other entry is an extra
+    OpenAI-compatible endpoint.
+    """
+    from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint
+
+    overlay = dict(env)
+    extra: list[Any] = []
+    for i, pc in enumerate(config.providers):
+        where = f"providers.{i}"
+        if pc.kind == "demo" or pc.name == "demo":
+            continue
+        if pc.name in KNOWN_PROVIDERS:
+            prefix = pc.name.upper()
+            if pc.base_url:
+                overlay[f"{prefix}_BASE_URL"] = pc.base_url
+            if pc.api_key_env:
+                if pc.api_key_env not in env:
+                    raise ConfigError(f"{where}.api_key_env: ${pc.api_key_env} is not set")
+                overlay[f"{prefix}_API_KEY"] = env[pc.api_key_env]
+            continue
+        if pc.kind != "openai_compat":
+            raise ConfigError(
+                f"{where}.kind: only openai_compat endpoints can be added under a new name; "
+                f"{pc.kind} is available as the built-in provider '{pc.kind}'"
+            )
+        if not pc.base_url:
+            raise ConfigError(f"{where}.base_url: an extra provider needs a base_url")
+        extra.append(
+            ExtraEndpoint(
+                name=pc.name,
+                base_url=pc.base_url,
+                api_key_env=pc.api_key_env,
+                headers=dict(pc.headers),
+            )
+        )
+    return overlay, extra
+
+
+def load_http_app_factory() -> Callable[..., Any] | None:
+    """The HTTP shim's ``create_app(gateway, *, metrics=None)``, or None while it is absent."""
+    for name in ("server.http_shim", "server.http_shim.app"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        factory = getattr(module, "create_app", None)
+        if callable(factory):
+            return factory
+    return None
+
+
+def run(options: ServeOptions, env: Mapping[str, str], *, out: TextIO = sys.stdout) -> int:
+    """Serves until SIGTERM/SIGINT on a uvloop loop; returns the process exit code."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is not available on Windows
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(options, env, out=out))
+
+
+async def serve(
+    options: ServeOptions,
+    env: Mapping[str, str],
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[BoundPorts], None] | None = None,
+    handle_signals: bool = True,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Runs the gateway in the current loop until ``stop`` is set (or a signal arrives)."""
+    from server.grpc_api.server import GrpcServer
+    from server.providers.http import close_http_client
+
+    ensure_data_dir(options.data_dir)
+    ports_file = options.data_dir / PORTS_FILENAME
+    # A stale file (a gateway that was killed) must not be mistaken for this run's ports.
+    _remove_own_ports_file(ports_file, force=True)
+    components = build_components(options.config, env, options.data_dir)
+    stop = stop or asyncio.Event()
+    grace = options.config.server.shutdown_grace
+    grpc_server = GrpcServer(components.gateway, components.keys)
+    factory = load_http_app_factory()
+    http_socket: socket.socket | None = None
+    # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
+    with _signals(stop, enabled=handle_signals):
+        try:
+            try:
+                grpc_port = grpc_server.bind(options.host, options.grpc_port)
+                if factory is not None:
+                    http_socket = _bind_http(options.host, options.http_port)
+            except OSError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                await grpc_server.server.stop(None)
+                return 1
+            http_server = (
+                _http_server(
+                    factory(components.gateway, metrics=components.metrics), options, grace
+                )
+                if factory
+                else None
+            )
+            await grpc_server.start()
+            http_task: asyncio.Task[None] | None = None
+            if http_server is not None and http_socket is not None:
+                http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+                # If the HTTP server dies, take the whole process down rather than serve half.
+                http_task.add_done_callback(lambda _: stop.set())
+                while not http_server.started:
+                    if http_task.done():
+                        await http_task
+                        raise RuntimeError("the HTTP server stopped during startup")
+                    await asyncio.sleep(0.005)
+            ports = BoundPorts(
+                pid=os.getpid(),
+                host=options.host,
+                grpc_port=grpc_port,
+                http_port=http_socket.getsockname()[1] if http_socket else None,
+            )
+            _write_ports_file(ports_file, ports)
+            _announce(out, ports, components, options)
+            if on_ready is not None:
+                on_ready(ports)
+            await stop.wait()
+            log.info("shutting down (grace %.1fs)", grace)
+            if http_server is not None:
+                http_server.should_exit = True
+            await grpc_server.stop(grace)
+            if http_task is not None:
+                await http_task
+            return 0
+        finally:
+            for entry in components.providers.values():
+                with contextlib.suppress(Exception):
+                    await entry.provider.aclose()
+            await close_http_client()
+            components.keys.close()
+            if http_socket is not None:
+                http_socket.close()
+            _remove_own_ports_file(ports_file)
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event, *, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    for sig in handled:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+def _bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR only skips TIME_WAIT; a port another process listens on still fails.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _http_server(app: Any, options: ServeOptions, grace: float) -> Any:
+    import uvicorn
+
+    class _EmbeddedServer(uvicorn.Server):
+        # The process handles SIGTERM/SIGINT itself and stops both transports together.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.http_port,
+        http="httptools",
+        ws="none",
+        loop="none",
+        lifespan="off",
+        interface="asgi3",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=max(int(grace), 1),
+    )
+    return _EmbeddedServer(config)
+
+
+def _write_ports_file(path: Path, ports: BoundPorts) -> None:
+    tmp = path.with_name(f".{path.name}.{ports.pid}")
+    tmp.write_bytes(
+        orjson.dumps(
+            {
+                "pid": ports.pid,
+                "host": ports.host,
+                "grpc_port": ports.grpc_port,
+                "http_port": ports.http_port,
+            }
+        )
+    )
+    tmp.replace(path)
+
+
+def _remove_own_ports_file(path: Path, *, force: bool = False) -> None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return
+    if force or data.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def read_ports_file(data_dir: Path) -> BoundPorts | None:
+    """The ports a gateway serving this data dir wrote, or None."""
+    try:
+        data = orjson.loads((data_dir / PORTS_FILENAME).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return BoundPorts(data["pid"], data["host"], data["grpc_port"], data["http_port"])
+
+
+def _connect_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptions) -> None:
+    """How to call the gateway; prints the master key only the one time it is generated."""
+    demo = next((m.id for m in c.catalog.list_models() if m.demo), None)
+    if demo is None and "demo" in c.providers:
+        entry = c.providers["demo"]
+        demo = next((f"demo/{m}" for m in getattr(entry.provider, "models", ())), None)
+    model = demo or "<provider>/<model>"
+    lines = [
+        f"Switchboard is running (pid {ports.pid}); data dir {options.data_dir}",
+        f"  gRPC  {ports.grpc_target}  (switchboard.v1.ChatService, AdminService; "
+        "health and reflection enabled)",
+    ]
+    if ports.http_url:
+        lines.append(f"  HTTP  {ports.http_url}/v1  (OpenAI-compatible; Anthropic at /v1/messages)")
+    else:
+        lines.append("  HTTP  not available in this build (the HTTP shim is missing)")
+    lines.append(f"  providers: {', '.join(c.catalog.provider_names) or 'none'}")
+    if c.master_key.source == "generated":
+        lines += [
+            "",
+            f"Generated the master (admin) key; it is shown only now: {c.master_key.secret}",
+            f"  (stored in {c.master_key.path}; set SWITCHBOARD_MASTER_KEY to use your own)",
+        ]
+    elif c.master_key.source == "file":
+        lines.append(f"  master key: stored in {c.master_key.path}")
+    else:
+        lines.append("  master key: from SWITCHBOARD_MASTER_KEY")
+    lines += [
+        "",
+        "Create an application key:",
+        f"  switchboard keys create --name my-app --data-dir {options.data_dir}",
+        "Then call it (export SWITCHBOARD_KEY=<the key>):",
+    ]
+    if ports.http_url:
+        body = orjson.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
+        ).decode()
+        lines += [
+            f"  curl {ports.http_url}/v1/chat/completions \\",
+            '    -H "Authorization: Bearer $SWITCHBOARD_KEY" \\',
+            "    -H 'Content-Type: application/json' \\",
+            f"    -d '{body}'",
+        ]
+    grpc_body = orjson.dumps(
+        {"model": model, "messages": [{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}
+    ).decode()
+    lines += [
+        '  grpcurl -plaintext -H "authorization: Bearer $SWITCHBOARD_KEY" \\',
+        f"    -d '{grpc_body}' {ports.grpc_target} switchboard.v1.ChatService/Chat",
+    ]
+    out.write("\n".join(lines) + "\n")
+    out.flush()

@@ -1,0 +1,75 @@
+"""``switchboard.v1.ChatService`` over the core ``Gateway`` (the gRPC transport edge)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc.aio
+from switchboard.v1 import chat_pb2, chat_pb2_grpc
+
+from server.core.context import CallContext
+from server.core.errors import FieldViolation, InvalidRequestError, UnimplementedError
+from server.core.service import Gateway
+from server.grpc_api.interceptors import current_principal, current_request_id
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
+    """Chat, StreamChat, ListModels (Converse answers UNIMPLEMENTED until the tool loop lands)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    def _call_context(self, context: grpc.aio.ServicerContext) -> CallContext:
+        # The client's gRPC deadline becomes the core's; None means the configured default.
+        return self._gateway.new_context(
+            current_principal(),
+            transport="grpc",
+            request_id=current_request_id(),
+            timeout=context.time_remaining(),
+        )
+
+    async def Chat(
+        self, request: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ChatResponse:
+        return await self._gateway.chat(request, self._call_context(context))
+
+    async def StreamChat(
+        self, request: chat_pb2.StreamChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+        ctx = self._call_context(context)
+        try:
+            frames = self._gateway.stream_chat(request.chat, ctx)
+            async for frame in frames:
+                yield frame
+        except InvalidRequestError as exc:
+            raise _under(exc, "chat") from None
+
+    async def Converse(
+        self,
+        request_iterator: AsyncIterator[chat_pb2.ConverseRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[chat_pb2.ConverseResponse]:
+        raise UnimplementedError(
+            "Converse (the tool-call loop over one stream) is not available yet; use StreamChat "
+            "or Chat and send the tool results in the next request."
+        )
+        yield chat_pb2.ConverseResponse()  # pragma: no cover - makes this a stream handler
+
+    async def ListModels(
+        self, request: chat_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.ListModelsResponse:
+        return await self._gateway.list_models(self._call_context(context))
+
+
+def _under(exc: InvalidRequestError, prefix: str) -> InvalidRequestError:
+    """The same error with field paths as the caller wrote them (``chat.model`` in StreamChat)."""
+    fields = [FieldViolation(f"{prefix}.{v.field}", v.description) for v in exc.field_violations]
+    moved = type(exc)(
+        exc.message,
+        retry_after=exc.retry_after,
+        param=f"{prefix}.{exc.param}" if exc.param else None,
+        field_violations=fields,
+        quota_violations=exc.quota_violations,
+        metadata=exc.metadata,
+    )
+    return moved

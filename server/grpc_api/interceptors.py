@@ -1,0 +1,159 @@
+"""The gRPC edge: request id, authentication and error encoding for every switchboard RPC.
+
+One server interceptor (grpc examples/python ``auth`` and ``interceptors``) reads
+``authorization: Bearer <key>`` and ``x-request-id`` from the call metadata, authenticates via
+``Gateway.authenticate`` and wraps the method handler so that, inside the handler task, the
+request id and principal sit in contextvars, ``x-request-id`` goes back as response metadata,
+``GatewayError`` becomes a rich ``google.rpc.Status`` and anything unexpected becomes a generic
+INTERNAL (logged with the request id). Health and reflection RPCs need no key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from server.core.context import Principal
+from server.core.errors import GatewayError
+from server.core.ids import new_request_id
+from server.core.service import Gateway, bearer_token
+from server.grpc_api.status import REQUEST_ID_KEY, internal_grpc_status, to_grpc_status
+
+log = logging.getLogger(__name__)
+
+# Standard services that answer without a key (load balancers and grpcurl call them bare).
+PUBLIC_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_MAX_REQUEST_ID = 128
+
+_request_id: ContextVar[str] = ContextVar("switchboard_request_id", default="")
+_principal: ContextVar[Principal | None] = ContextVar("switchboard_principal", default=None)
+
+
+def current_request_id() -> str:
+    """The request id of the RPC running in this task."""
+    return _request_id.get()
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC running in this task."""
+    principal = _principal.get()
+    if principal is None:
+        raise RuntimeError("no authenticated principal: is the AuthInterceptor installed?")
+    return principal
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates each call, assigns its request id, and encodes its errors."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
+            return handler
+        authorization: str | None = None
+        client_request_id: str | bytes | None = None
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization" and isinstance(value, str):
+                authorization = value
+            elif key == REQUEST_ID_KEY:
+                client_request_id = value
+        request_id = _usable_request_id(client_request_id) or new_request_id()
+        try:
+            principal = self._gateway.authenticate(bearer_token(authorization))
+        except GatewayError as exc:
+            return _replace(handler, _refuse(to_grpc_status(exc, request_id), request_id))
+        return _replace(handler, _edge(handler, method, request_id, principal))
+
+
+async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
+    """Ends the call with a rich status (``abort_with_status``; raises grpc.aio.AbortError)."""
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _usable_request_id(value: object) -> str | None:
+    # A caller's id is echoed into logs and metadata: accept only short printable tokens.
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_REQUEST_ID:
+        return None
+    return value if value.isascii() and value.isprintable() and " " not in value else None
+
+
+def _behaviour(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
+    return (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream  # type: ignore[return-value]
+    )
+
+
+def _replace(handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any]) -> Any:
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(behaviour, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(behaviour, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(behaviour, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(behaviour, **kwargs)
+
+
+def _refuse(status: grpc.Status, request_id: str) -> Callable[..., Awaitable[None]]:
+    async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+        await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+        await abort(context, status)
+
+    return refuse
+
+
+def _edge(
+    handler: grpc.RpcMethodHandler, method: str, request_id: str, principal: Principal
+) -> Callable[..., Any]:
+    inner = _behaviour(handler)
+
+    async def fail(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, GatewayError):
+            await abort(context, to_grpc_status(exc, request_id))
+        log.error("unexpected error in %s request_id=%s", method, request_id, exc_info=exc)
+        await abort(context, internal_grpc_status(request_id))
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            _request_id.set(request_id)
+            _principal.set(principal)
+            await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # CancelledError is a BaseException and passes through
+                await fail(context, exc)
+
+        return stream
+
+    async def unary(request: object, context: grpc.aio.ServicerContext) -> Any:
+        _request_id.set(request_id)
+        _principal.set(principal)
+        await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+        try:
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # CancelledError is a BaseException and passes through
+            await fail(context, exc)
+
+    return unary

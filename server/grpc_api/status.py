@@ -1,0 +1,111 @@
+"""Gateway errors as ``google.rpc.Status`` with standard details (AIP-193).
+
+Every error carries ``ErrorInfo{reason, domain, metadata}``; RESOURCE_EXHAUSTED and UNAVAILABLE
+add ``RetryInfo`` when the wait is known; rate and budget limits add ``QuotaFailure``; validation
+errors add ``BadRequest`` with field violations. Messages come from ``GatewayError.message``,
+which is written for the caller and never holds a key or a raw upstream body.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.core.errors import (
+    ERROR_DOMAIN,
+    BudgetExceededError,
+    FieldViolation,
+    GatewayError,
+    RateLimitedError,
+)
+
+REQUEST_ID_KEY = "x-request-id"
+INTERNAL_MESSAGE = "Internal error; the request id identifies it in the gateway's logs."
+_RETRY_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+
+
+def to_status_proto(error: GatewayError, request_id: str | None = None) -> status_pb2.Status:
+    """The ``google.rpc.Status`` for a gateway error."""
+    code = error.grpc_code
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
+    info.metadata.update(error.metadata)
+    provider = getattr(error, "provider", "")
+    if provider:
+        info.metadata["provider"] = provider
+    if request_id:
+        info.metadata["request_id"] = request_id
+    _pack(status, info)
+    if code in _RETRY_CODES and error.retry_after is not None:
+        _pack(status, error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after)))
+    quota = list(error.quota_violations)
+    if quota or isinstance(error, RateLimitedError | BudgetExceededError):
+        failure = error_details_pb2.QuotaFailure()
+        for v in quota:
+            failure.violations.add(subject=v.subject, description=v.description)
+        if not quota:
+            failure.violations.add(subject="gateway key", description=error.message)
+        _pack(status, failure)
+    violations = list(error.field_violations)
+    if not violations and error.param and code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = [FieldViolation(error.param, error.message)]
+    if violations:
+        bad = error_details_pb2.BadRequest()
+        for fv in violations:
+            bad.field_violations.add(field=fv.field, description=fv.description)
+        _pack(status, bad)
+    return status
+
+
+def to_grpc_status(error: GatewayError, request_id: str | None = None) -> grpc.Status:
+    """A ``grpc.Status`` for ``ServicerContext.abort_with_status`` (details + x-request-id)."""
+    return _with_request_id(to_status_proto(error, request_id), request_id)
+
+
+def internal_grpc_status(request_id: str | None = None) -> grpc.Status:
+    """INTERNAL with a generic message for an unexpected exception; nothing of it leaks."""
+    status = status_pb2.Status(code=grpc.StatusCode.INTERNAL.value[0], message=INTERNAL_MESSAGE)
+    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
+    if request_id:
+        info.metadata["request_id"] = request_id
+    _pack(status, info)
+    return _with_request_id(status, request_id)
+
+
+def _with_request_id(status: status_pb2.Status, request_id: str | None) -> grpc.Status:
+    converted = rpc_status.to_status(status)
+    if not request_id:
+        return converted
+    return _Status(
+        converted.code,
+        converted.details,
+        (*converted.trailing_metadata, (REQUEST_ID_KEY, request_id)),
+    )
+
+
+class _Status(grpc.Status):
+    __slots__ = ("code", "details", "trailing_metadata")
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        trailing_metadata: tuple[tuple[str, str | bytes], ...],
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata
+
+
+def _pack(status: status_pb2.Status, detail: object) -> None:
+    packed = any_pb2.Any()
+    packed.Pack(detail)  # type: ignore[arg-type]
+    status.details.append(packed)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(max(0.0, seconds) * 1e9))
+    return duration

@@ -1,0 +1,162 @@
+"""server.policy.keys: the SQLite key store, its data_version-validated cache, the master key."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.core.context import KeyLimits
+from server.core.errors import InvalidRequestError, NotFoundError
+from server.core.ids import hash_key
+from server.policy.keys import MASTER_KEY_ENV, KeyStore, load_master_key
+from server.store import sqlite as store
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Iterator[KeyStore]:
+    ks = KeyStore(tmp_path)
+    yield ks
+    ks.close()
+
+
+def test_create_then_lookup(keys: KeyStore, tmp_path: Path) -> None:
+    record, secret = keys.create("svc", KeyLimits(requests_per_minute=10, monthly_budget_usd=2.5))
+    principal = keys.lookup(secret)
+    assert principal is not None
+    assert (principal.key_id, principal.name, principal.is_admin) == (record.id, "svc", False)
+    assert principal.limits == KeyLimits(10, None, 2.5)
+    assert record.limits.requests_per_minute == 10
+    assert not record.limits.HasField("tokens_per_minute")
+    assert keys.lookup(secret + "x") is None and keys.lookup("") is None
+    assert secret not in repr(keys) and secret not in str(record)
+
+
+def test_only_the_hash_is_stored(keys: KeyStore, tmp_path: Path) -> None:
+    _, secret = keys.create("svc")
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
+    assert secret.encode() not in raw
+    assert hash_key(secret).encode() in raw
+
+
+def test_other_connections_writes_are_seen_on_the_next_lookup(
+    keys: KeyStore, tmp_path: Path
+) -> None:
+    # `cli` stands for the `switchboard keys` command: another connection to the same file.
+    cli = KeyStore(tmp_path)
+    try:
+        assert keys.lookup("sb-unknown") is None  # warms the cache
+        record, secret = cli.create("from-cli")
+        assert keys.lookup(secret) is not None
+        cli.revoke(record.id)
+        assert keys.lookup(secret) is None
+    finally:
+        cli.close()
+
+
+def test_unchanged_database_costs_one_pragma_per_lookup(keys: KeyStore) -> None:
+    _, secret = keys.create("svc")
+    assert keys.lookup(secret) is not None
+    statements: list[str] = []
+    keys._reader.set_trace_callback(statements.append)
+    for _ in range(5):
+        assert keys.lookup(secret) is not None
+    assert statements == ["PRAGMA data_version"] * 5
+
+
+def test_list_and_revoke(keys: KeyStore) -> None:
+    first, _ = keys.create("a")
+    second, _ = keys.create("b")
+    assert [k.id for k in keys.list()] == [first.id, second.id]
+    revoked = keys.revoke(first.id)
+    assert revoked.revoked and revoked.revoke_time.seconds > 0
+    assert keys.revoke(first.id).revoke_time == revoked.revoke_time  # idempotent
+    assert [k.id for k in keys.list()] == [second.id]
+    assert [k.id for k in keys.list(include_revoked=True)] == [first.id, second.id]
+    with pytest.raises(NotFoundError):
+        keys.revoke("key_nope")
+
+
+def test_validation(keys: KeyStore) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        keys.create("   ")
+    assert [v.field for v in info.value.field_violations] == ["name"]
+    with pytest.raises(InvalidRequestError) as info:
+        keys.create("x", KeyLimits(requests_per_minute=0, tokens_per_minute=-5))
+    assert [v.field for v in info.value.field_violations] == [
+        "limits.requests_per_minute",
+        "limits.tokens_per_minute",
+    ]
+
+
+def test_concurrent_openers_and_writers(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    secrets: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        try:
+            ks = KeyStore(tmp_path)  # races the schema migration with the others
+            try:
+                for i in range(10):
+                    _, secret = ks.create(f"w{n}-{i}")
+                    with lock:
+                        secrets.append(secret)
+            finally:
+                ks.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    reader = KeyStore(tmp_path)
+    try:
+        assert len(reader.list()) == 40
+        assert all(reader.lookup(s) is not None for s in secrets)
+    finally:
+        reader.close()
+    conn = sqlite3.connect(tmp_path / "keys.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store.KEYS.migrations)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_master_key_from_env_wins(tmp_path: Path) -> None:
+    master = load_master_key(tmp_path, {MASTER_KEY_ENV: "sb-from-env"})
+    assert (master.secret, master.source) == ("sb-from-env", "env")
+    assert not (tmp_path / "master.key").exists()
+    assert "sb-from-env" not in repr(master)
+
+
+def test_master_key_generated_once_and_private(tmp_path: Path) -> None:
+    first = load_master_key(tmp_path / "data", {})
+    assert first.source == "generated" and first.secret.startswith("sb-")
+    assert first.path is not None
+    assert stat.S_IMODE(first.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    again = load_master_key(tmp_path / "data", {})
+    assert (again.secret, again.source) == (first.secret, "file")
+    assert first.secret not in repr(first)
+
+
+def test_concurrent_first_starts_agree_on_one_master_key(tmp_path: Path) -> None:
+    found: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(load_master_key(tmp_path, {}).secret))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(found) == 6 and len(set(found)) == 1
+    assert (tmp_path / "master.key").read_text().strip() == found[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]
