@@ -1,0 +1,395 @@
+"""``switchboard.v1.ChatRequest`` → Anthropic Messages API request body.
+
+Mapping (anything the API cannot express raises ``UnsupportedFeatureError``):
+- system and developer messages, wherever they are, → top-level ``system`` (a string for one
+  text, else text blocks); participant ``name``s are refused;
+- user/assistant/tool turns → ``messages``; consecutive turns of the same role are merged,
+  so the tool results of parallel calls land in one user turn, before any user text;
+- tool calls ↔ ``tool_use`` blocks (arguments parsed to ``input``), tool results →
+  ``tool_result`` blocks, images → ``image`` blocks with a ``url`` or ``base64`` source,
+  reasoning with an Anthropic signature → ``thinking`` / ``redacted_thinking`` blocks;
+- ``max_tokens`` is always sent (``models.model_info`` default when unset); temperature (0-1
+  here), top_p and stop map directly; seed, penalties and n>1 are refused; ``user`` →
+  ``metadata.user_id``; an image's ``detail`` is an OpenAI quality hint with no equivalent and
+  is not sent; ``strict`` tools need a model with structured outputs;
+- ``response_format``: ``json_schema`` uses native ``output_config.format`` on models that have
+  it; JSON mode and schemas on other models use a forced tool whose input is the answer
+  (``EncodedRequest.json_tool`` tells the decoder to turn it back into text; tool inputs are
+  schema-guided, not constrained decoding, and cannot be combined with caller tools);
+- passthrough fields mapped knowingly: ``top_k``, ``thinking``, ``cache_control`` (top-level
+  automatic prompt caching) and ``output_config`` (e.g. ``effort``; merged with the structured
+  output format), sent unchanged; any other passthrough field is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.protobuf import struct_pb2
+from switchboard.v1 import chat_pb2, types_pb2
+
+from server.core.errors import InvalidRequestError, UnsupportedFeatureError
+from server.providers.anthropic.models import model_info
+
+# Passthrough keys this adapter sends on knowingly (the API's own names and shapes).
+PASSTHROUGH_FIELDS = frozenset({"top_k", "thinking", "cache_control", "output_config"})
+# Name of the forced tool used for JSON mode when native structured output is unavailable.
+JSON_TOOL_NAME = "json_response"
+
+_R = types_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """The request body plus what decoding the answer needs to know."""
+
+    body: dict[str, Any]
+    # Set when JSON output goes through a forced tool: its input is the message text.
+    json_tool: str | None = None
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` as plain JSON data (integral numbers as ints)."""
+    return {k: _value(v) for k, v in struct.fields.items()}
+
+
+def _value(v: struct_pb2.Value) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        # Struct stores every number as a double; schemas want `"minItems": 1`, not 1.0.
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [_value(x) for x in v.list_value.values]
+    return None
+
+
+def encode_request(
+    request: chat_pb2.ChatRequest, model: str, *, stream: bool = False
+) -> EncodedRequest:
+    """The Messages API body for ``request`` sent to ``model``."""
+    info = model_info(model)
+    body: dict[str, Any] = {"model": model}
+    system, messages = _encode_messages(request.messages)
+    body["max_tokens"] = (
+        request.max_tokens if request.HasField("max_tokens") else info.max_output_tokens
+    )
+    body["messages"] = messages
+    if system:
+        body["system"] = system[0]["text"] if len(system) == 1 else system
+    _sampling(request, body, info.rejects_sampling)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    json_tool = _response_format(request, body, info.structured_output)
+    if json_tool is None:
+        _tools(request, body, info.structured_output)
+    _passthrough(request, body)
+    if stream:
+        body["stream"] = True
+    return EncodedRequest(body=body, json_tool=json_tool)
+
+
+def _sampling(request: chat_pb2.ChatRequest, body: dict[str, Any], rejects: bool) -> None:
+    for field in ("seed", "presence_penalty", "frequency_penalty"):
+        if request.HasField(field):
+            raise UnsupportedFeatureError(
+                f"Anthropic models do not support `{field}`.", param=field
+            )
+    if request.HasField("n") and request.n != 1:
+        raise UnsupportedFeatureError("Anthropic models return one choice (n=1).", param="n")
+    for field in ("temperature", "top_p"):
+        if not request.HasField(field):
+            continue
+        if rejects:
+            raise UnsupportedFeatureError(
+                f"This Anthropic model does not accept `{field}`.", param=field
+            )
+        value = getattr(request, field)
+        if field == "temperature" and value > 1.0:
+            raise UnsupportedFeatureError(
+                "Anthropic models accept a temperature between 0 and 1.", param="temperature"
+            )
+        body[field] = value
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+
+
+def _passthrough(request: chat_pb2.ChatRequest, body: dict[str, Any]) -> None:
+    if not request.HasField("passthrough") or not request.passthrough.fields:
+        return
+    extra = struct_to_dict(request.passthrough)
+    unknown = sorted(k for k in extra if k not in PASSTHROUGH_FIELDS)
+    if unknown:
+        raise UnsupportedFeatureError(
+            "Anthropic does not support these request fields: " + ", ".join(unknown),
+            param=unknown[0],
+        )
+    if "top_k" in extra and model_info(body["model"]).rejects_sampling:
+        raise UnsupportedFeatureError(
+            "This Anthropic model does not accept `top_k`.", param="top_k"
+        )
+    config = extra.pop("output_config", None)
+    if config is not None:
+        if not isinstance(config, dict):
+            raise InvalidRequestError("output_config must be an object", param="output_config")
+        merged = dict(body.get("output_config") or {})
+        if "format" in merged and "format" in config:
+            raise InvalidRequestError(
+                "output_config.format conflicts with response_format", param="output_config"
+            )
+        merged.update(config)
+        body["output_config"] = merged
+    body.update(extra)
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _encode_messages(
+    messages: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message.role
+        if message.name:
+            raise UnsupportedFeatureError(
+                "Anthropic does not support participant names on messages.",
+                param=f"messages[{i}].name",
+            )
+        if role in (_R.ROLE_SYSTEM, _R.ROLE_DEVELOPER):
+            for j, part in enumerate(message.content):
+                if part.WhichOneof("part") != "text":
+                    raise UnsupportedFeatureError(
+                        "Anthropic system prompts can only hold text.",
+                        param=f"messages[{i}].content[{j}]",
+                    )
+                if part.text:
+                    system.append({"type": "text", "text": part.text})
+            continue
+        if role == _R.ROLE_ASSISTANT:
+            wire_role = "assistant"
+            blocks = _assistant_blocks(message, i)
+        elif role in (_R.ROLE_USER, _R.ROLE_TOOL):
+            wire_role = "user"
+            blocks = _user_blocks(message, i)
+        else:
+            raise InvalidRequestError("message role is required", param=f"messages[{i}].role")
+        if not blocks:
+            # The API rejects empty turns (e.g. one that held only unreplayable reasoning).
+            continue
+        if out and out[-1]["role"] == wire_role:
+            # The API wants alternating turns; parallel tool results become one user turn.
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": wire_role, "content": blocks})
+    return system, out
+
+
+def _user_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(message.content):
+        kind = part.WhichOneof("part")
+        if kind == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif kind == "image":
+            blocks.append(_image_block(part.image, f"messages[{i}].content[{j}].image"))
+        elif kind == "tool_result":
+            result = part.tool_result
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": result.tool_call_id,
+                "content": result.content,
+            }
+            if result.is_error:
+                block["is_error"] = True
+            blocks.append(block)
+        else:
+            raise InvalidRequestError(
+                f"a {'tool' if message.role == _R.ROLE_TOOL else 'user'} message cannot "
+                f"contain a {kind} part",
+                param=f"messages[{i}].content[{j}]",
+            )
+    return blocks
+
+
+def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(message.content):
+        kind = part.WhichOneof("part")
+        if kind == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif kind == "tool_call":
+            call = part.tool_call
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": _arguments(
+                        call.arguments, f"messages[{i}].content[{j}].tool_call.arguments"
+                    ),
+                }
+            )
+        elif kind == "reasoning":
+            r = part.reasoning
+            if r.redacted_data:
+                blocks.append({"type": "redacted_thinking", "data": r.redacted_data})
+            elif r.signature and r.text:
+                blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
+            # Reasoning without an Anthropic signature (another provider's, or a bare
+            # signature) cannot be replayed: the API rejects unsigned thinking blocks.
+        else:
+            raise InvalidRequestError(
+                f"an assistant message cannot contain a {kind} part",
+                param=f"messages[{i}].content[{j}]",
+            )
+    if message.refusal and not blocks:
+        blocks.append({"type": "text", "text": message.refusal})
+    return blocks
+
+
+def _arguments(arguments: str, param: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            "tool call arguments must be a JSON object to send them to Anthropic", param=param
+        )
+    return value
+
+
+def _image_block(image: types_pb2.ImagePart, param: str) -> dict[str, Any]:
+    source = image.WhichOneof("source")
+    if source == "data":
+        if not image.media_type:
+            raise InvalidRequestError("an image given as bytes needs a media_type", param=param)
+        data = base64.b64encode(image.data).decode("ascii")
+        return _base64_image(image.media_type, data)
+    url = image.url
+    if url.startswith("data:"):
+        header, sep, payload = url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if not sep or encoding != "base64" or not media_type:
+            raise InvalidRequestError(
+                "image data URLs must look like data:<media type>;base64,<data>", param=param
+            )
+        try:
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError(
+                "the image data URL is not valid base64", param=param
+            ) from None
+        return _base64_image(media_type, payload)
+    if url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise InvalidRequestError("an image needs an http(s) URL, a data: URL or bytes", param=param)
+
+
+def _base64_image(media_type: str, data: str) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+# --- tools and output format ------------------------------------------------------------------
+
+
+def _tools(request: chat_pb2.ChatRequest, body: dict[str, Any], strict_ok: bool) -> None:
+    choice_kind = request.tool_choice.WhichOneof("choice")
+    mode = request.tool_choice.mode if choice_kind == "mode" else None
+    if not request.tools:
+        if choice_kind == "function_name" or mode == _R.TOOL_CHOICE_MODE_REQUIRED:
+            raise InvalidRequestError("tool_choice needs tools", param="tool_choice")
+        return
+    tools = []
+    for i, tool in enumerate(request.tools):
+        entry: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            entry["description"] = tool.description
+        entry["input_schema"] = (
+            struct_to_dict(tool.parameters)
+            if tool.HasField("parameters")
+            else {"type": "object", "properties": {}}
+        )
+        if tool.HasField("strict") and tool.strict:
+            if not strict_ok:
+                raise UnsupportedFeatureError(
+                    "This Anthropic model does not support strict tool schemas.",
+                    param=f"tools[{i}].function.strict",
+                )
+            entry["strict"] = True
+        tools.append(entry)
+    body["tools"] = tools
+    choice: dict[str, Any]
+    if choice_kind == "function_name":
+        choice = {"type": "tool", "name": request.tool_choice.function_name}
+    elif mode == _R.TOOL_CHOICE_MODE_REQUIRED:
+        choice = {"type": "any"}
+    elif mode == _R.TOOL_CHOICE_MODE_NONE:
+        body["tool_choice"] = {"type": "none"}
+        return
+    else:
+        choice = {"type": "auto"}
+    if request.HasField("parallel_tool_calls") and not request.parallel_tool_calls:
+        choice["disable_parallel_tool_use"] = True
+    body["tool_choice"] = choice
+
+
+def _response_format(
+    request: chat_pb2.ChatRequest, body: dict[str, Any], native: bool
+) -> str | None:
+    rf = request.response_format
+    if rf.type == _R.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+        schema = (
+            struct_to_dict(rf.json_schema.schema)
+            if rf.json_schema.HasField("schema")
+            else {"type": "object"}
+        )
+        if native:
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            return None
+        return _json_tool(request, body, schema, rf.json_schema.description)
+    if rf.type == _R.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
+        # Native structured output needs a closed schema, so free-form JSON uses the tool.
+        return _json_tool(request, body, {"type": "object"}, "")
+    return None
+
+
+def _json_tool(
+    request: chat_pb2.ChatRequest, body: dict[str, Any], schema: dict[str, Any], description: str
+) -> str:
+    if request.tools:
+        raise UnsupportedFeatureError(
+            "On this Anthropic model JSON output uses a forced tool, so it cannot be combined "
+            "with tools.",
+            param="response_format",
+        )
+    if schema.get("type") != "object":
+        raise UnsupportedFeatureError(
+            "On this Anthropic model a JSON schema must describe an object.",
+            param="response_format.json_schema.schema",
+        )
+    body["tools"] = [
+        {
+            "name": JSON_TOOL_NAME,
+            "description": description or "Respond with a JSON object.",
+            "input_schema": schema,
+        }
+    ]
+    body["tool_choice"] = {"type": "tool", "name": JSON_TOOL_NAME}
+    return JSON_TOOL_NAME

@@ -1,0 +1,132 @@
+"""``AnthropicProvider``: the Messages API (``POST /v1/messages``) behind the Provider protocol.
+
+Auth is the ``x-api-key`` header (the key arrives per call in ``UpstreamCall.api_key``) plus
+``anthropic-version: 2023-06-01``. ``ANTHROPIC_BASE_URL`` style base URLs are accepted with or
+without a trailing ``/v1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from switchboard.v1 import chat_pb2
+
+from server.core.errors import UpstreamError
+from server.providers.anthropic.decode import decode_response
+from server.providers.anthropic.encode import encode_request
+from server.providers.anthropic.errors import error_for_response
+from server.providers.anthropic.stream import StreamDecoder
+from server.providers.anthropic.transport import ErrorMapper, post_json, stream_sse
+from server.providers.base import Capability, UpstreamCall
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class AnthropicProvider:
+    """An Anthropic Messages API upstream (api.anthropic.com or a compatible endpoint)."""
+
+    kind = "anthropic"
+    capabilities = frozenset(
+        {
+            Capability.TEXT,
+            Capability.STREAM,
+            Capability.TOOLS,
+            Capability.PARALLEL_TOOLS,
+            Capability.STREAM_TOOLS,
+            Capability.JSON_MODE,
+            Capability.JSON_SCHEMA,
+            Capability.IMAGES,
+            Capability.MAX_TOKENS,
+            Capability.CACHED_USAGE,
+            Capability.REASONING,
+        }
+    )
+
+    def __init__(
+        self,
+        name: str = "anthropic",
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        default_headers: Mapping[str, str] | None = None,
+        default_timeout: float = 600.0,
+        stream_idle_timeout: float = 300.0,
+    ) -> None:
+        self.name = name
+        root = base_url.rstrip("/")
+        self.url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
+        # Used when UpstreamCall.timeout is None (names and defaults as OpenAICompatProvider).
+        self.default_timeout = default_timeout
+        self.stream_idle_timeout = stream_idle_timeout
+        # Built once: per call only the key is added.
+        self._headers = {
+            "anthropic-version": ANTHROPIC_VERSION,
+            "content-type": "application/json",
+            "accept": "application/json",
+            **{k.lower(): v for k, v in (default_headers or {}).items()},
+        }
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(name={self.name!r}, url={self.url!r})"
+
+    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
+        headers = dict(self._headers)
+        headers["x-api-key"] = call.api_key
+        return headers
+
+    def _error(self, call: UpstreamCall) -> ErrorMapper:
+        def on_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+            return error_for_response(status, headers, body, self.name, (call.api_key,))
+
+        return on_error
+
+    async def chat(
+        self, request: chat_pb2.ChatRequest, call: UpstreamCall
+    ) -> chat_pb2.ChatResponse:
+        """One Messages API call, decoded into message, finish_reason and usage."""
+        encoded = encode_request(request, call.model)
+        data = await post_json(
+            self.url,
+            encoded.body,
+            self._headers_for(call),
+            deadline=call.timeout or self.default_timeout,
+            provider=self.name,
+            on_error=self._error(call),
+        )
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                "upstream answered with an unexpected body", provider=self.name, status=200
+            )
+        return decode_response(data, encoded.json_tool)
+
+    async def stream(
+        self, request: chat_pb2.ChatRequest, call: UpstreamCall
+    ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+        """The Messages API stream as contract frames, ending with one ``end`` frame."""
+        encoded = encode_request(request, call.model, stream=True)
+        decoder = StreamDecoder(self.name, encoded.json_tool)
+        headers = self._headers_for(call)
+        headers["accept"] = "text/event-stream"
+        events = stream_sse(
+            self.url,
+            encoded.body,
+            headers,
+            first_byte=call.timeout or self.default_timeout,
+            idle=self.stream_idle_timeout,
+            provider=self.name,
+            on_error=self._error(call),
+        )
+        try:
+            async for event, data in events:
+                if not isinstance(data, dict):
+                    continue
+                for frame in decoder.feed(event, data):
+                    yield frame
+                if decoder.done:
+                    break
+        finally:
+            await events.aclose()
+        yield decoder.end()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP client is shared."""

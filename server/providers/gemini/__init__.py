@@ -1,0 +1,5 @@
+"""Gemini API adapter (encode, decode, stream, errors)."""
+
+from server.providers.gemini.provider import GeminiProvider
+
+__all__ = ["GeminiProvider"]

@@ -1,0 +1,141 @@
+"""``GeminiProvider``: the Gemini API (``generateContent``, ``streamGenerateContent?alt=sse``).
+
+The key travels in the ``x-goog-api-key`` header (never in the URL, where it would end up in
+access logs). ``GEMINI_BASE_URL`` style base URLs are accepted with or without ``/v1beta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote
+
+from switchboard.v1 import chat_pb2
+
+from server.core.errors import UpstreamError
+from server.providers.anthropic.transport import ErrorMapper, post_json, stream_sse
+from server.providers.base import Capability, UpstreamCall
+from server.providers.gemini.decode import decode_response
+from server.providers.gemini.encode import encode_request
+from server.providers.gemini.errors import error_for_response
+from server.providers.gemini.stream import StreamDecoder
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+
+
+class GeminiProvider:
+    """A Gemini API upstream (generativelanguage.googleapis.com or a compatible endpoint)."""
+
+    kind = "gemini"
+    capabilities = frozenset(
+        {
+            Capability.TEXT,
+            Capability.STREAM,
+            Capability.TOOLS,
+            Capability.PARALLEL_TOOLS,
+            Capability.STREAM_TOOLS,
+            Capability.JSON_MODE,
+            Capability.JSON_SCHEMA,
+            Capability.IMAGES,
+            Capability.MAX_TOKENS,
+            Capability.CACHED_USAGE,
+            Capability.REASONING,
+        }
+    )
+
+    def __init__(
+        self,
+        name: str = "gemini",
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        default_headers: Mapping[str, str] | None = None,
+        default_timeout: float = 600.0,
+        stream_idle_timeout: float = 300.0,
+    ) -> None:
+        self.name = name
+        root = base_url.rstrip("/")
+        if not root.endswith(("/v1beta", "/v1")):
+            root += "/v1beta"
+        self._models_url = root + "/models/"
+        # Used when UpstreamCall.timeout is None (names and defaults as OpenAICompatProvider).
+        self.default_timeout = default_timeout
+        self.stream_idle_timeout = stream_idle_timeout
+        self._headers = {
+            "content-type": "application/json",
+            **{k.lower(): v for k, v in (default_headers or {}).items()},
+        }
+        self._urls: dict[tuple[str, bool], str] = {}
+
+    def __repr__(self) -> str:
+        return f"GeminiProvider(name={self.name!r}, url={self._models_url!r})"
+
+    def url(self, model: str, *, stream: bool) -> str:
+        """The endpoint for ``model`` (``models/`` prefix optional)."""
+        key = (model, stream)
+        found = self._urls.get(key)
+        if found is None:
+            name = quote(model.removeprefix("models/"), safe="-._~")
+            method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+            found = self._models_url + name + method
+            if len(self._urls) < 1024:
+                self._urls[key] = found
+        return found
+
+    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
+        headers = dict(self._headers)
+        headers["x-goog-api-key"] = call.api_key
+        return headers
+
+    def _error(self, call: UpstreamCall) -> ErrorMapper:
+        def on_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+            return error_for_response(status, headers, body, self.name, (call.api_key,))
+
+        return on_error
+
+    async def chat(
+        self, request: chat_pb2.ChatRequest, call: UpstreamCall
+    ) -> chat_pb2.ChatResponse:
+        """One ``generateContent`` call, decoded into message, finish_reason and usage."""
+        data = await post_json(
+            self.url(call.model, stream=False),
+            encode_request(request),
+            self._headers_for(call),
+            deadline=call.timeout or self.default_timeout,
+            provider=self.name,
+            on_error=self._error(call),
+        )
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                "upstream answered with an unexpected body", provider=self.name, status=200
+            )
+        return decode_response(data)
+
+    async def stream(
+        self, request: chat_pb2.ChatRequest, call: UpstreamCall
+    ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+        """The ``streamGenerateContent`` SSE stream as contract frames, then one ``end``."""
+        body = encode_request(request)
+        decoder = StreamDecoder(self.name)
+        events = stream_sse(
+            self.url(call.model, stream=True),
+            body,
+            self._headers_for(call),
+            first_byte=call.timeout or self.default_timeout,
+            idle=self.stream_idle_timeout,
+            provider=self.name,
+            on_error=self._error(call),
+        )
+        try:
+            async for _event, data in events:
+                if isinstance(data, list):
+                    # A Google front end may wrap an error object in a list.
+                    data = data[0] if data else {}
+                if not isinstance(data, dict):
+                    continue
+                for frame in decoder.feed(data):
+                    yield frame
+        finally:
+            await events.aclose()
+        yield decoder.end()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP client is shared."""
