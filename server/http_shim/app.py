@@ -1,0 +1,188 @@
+"""The shim's ASGI application: a static route table over the API surfaces.
+
+A raw ASGI 3 app (no framework; DESIGN.md "Speed"). Each API surface contributes a list of
+``Route``s (``openai_routes`` here, ``anthropic_api.anthropic_routes``); ``create_app`` joins them
+into one dict looked up once per request.
+Served by uvicorn in the same event loop as the gRPC server (``server/app.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from server.core.service import Gateway
+from server.http_shim.asgi import ClientDisconnected, HttpRequest, Receive, Scope, Send
+from server.http_shim.errors import openai_error
+from server.http_shim.openai_api import OpenAIApi, internal_error_body
+
+log = logging.getLogger("switchboard.http")
+
+# A handler sends its whole response and returns the status it sent (for metrics and logs).
+Handler = Callable[[HttpRequest], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint: method, exact path and handler."""
+
+    method: str
+    path: str
+    handler: Handler
+
+
+class HttpMetrics(Protocol):
+    """What the shim reports to a metrics backend (Prometheus, ``/metrics``)."""
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One finished request; ``route`` is the route's path, never the raw URL."""
+        ...
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type, for ``GET /metrics``."""
+        ...
+
+
+_HEALTH = orjson.dumps({"status": "ok"})
+
+
+class ShimApp:
+    """ASGI callable dispatching on (path, method) through a dict built once."""
+
+    def __init__(self, routes: Iterable[Route], metrics: HttpMetrics | None = None) -> None:
+        self._table: dict[str, dict[str, Handler]] = {}
+        for route in routes:
+            methods = self._table.setdefault(route.path, {})
+            if route.method in methods:
+                raise ValueError(f"duplicate route {route.method} {route.path}")
+            methods[route.method] = route.handler
+        self.metrics = metrics
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """(method, path) of every route, for docs and tests."""
+        return [(m, p) for p, methods in self._table.items() for m in methods]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(HttpRequest(scope, receive, send))
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        # websocket: not served; returning without accepting makes the server close it.
+
+    async def _http(self, req: HttpRequest) -> None:
+        metrics = self.metrics
+        started = time.perf_counter() if metrics is not None else 0.0
+        methods = self._table.get(req.path)
+        handler = methods.get(req.method) if methods is not None else None
+        status = 500
+        try:
+            if handler is not None:
+                status = await handler(req)
+            elif methods is not None:
+                status = await _not_allowed(req, methods)
+            else:
+                status = await _not_found(req)
+        except ClientDisconnected:
+            status = 499
+        except Exception:
+            # Never a trace to the client; the log names the request so it can be found.
+            log.exception(
+                "unhandled error in %s %s (request %s)", req.method, req.path, req.request_id
+            )
+            await _internal_error(req)
+        if metrics is not None:
+            route = req.path if methods is not None else "unmatched"
+            metrics.observe_http(req.method, route, status, time.perf_counter() - started)
+
+
+async def _internal_error(req: HttpRequest) -> None:
+    # RuntimeError: the response had already started; the server then closes the connection.
+    with contextlib.suppress(RuntimeError):
+        await req.respond_json(500, internal_error_body())
+
+
+async def _not_found(req: HttpRequest) -> int:
+    body = orjson.dumps(
+        {"error": openai_error(404, f"Invalid URL ({req.method} {req.path})", code="unknown_url")}
+    )
+    await req.respond_json(404, body)
+    return 404
+
+
+async def _not_allowed(req: HttpRequest, methods: dict[str, Handler]) -> int:
+    allowed = ", ".join(sorted(methods))
+    body = orjson.dumps(
+        {
+            "error": openai_error(
+                405,
+                f"Method {req.method} is not allowed on {req.path}; use {allowed}.",
+                code="method_not_allowed",
+            )
+        }
+    )
+    await req.respond_json(405, body, [(b"allow", allowed.encode("ascii"))])
+    return 405
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Startup and shutdown belong to server/app.py; the shim only acknowledges them.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _health(req: HttpRequest) -> int:
+    await req.respond_json(200, _HEALTH)
+    return 200
+
+
+def _metrics_route(metrics: HttpMetrics) -> Route:
+    async def handler(req: HttpRequest) -> int:
+        body, content_type = metrics.render()
+        headers = req.base_headers()
+        headers.append((b"content-type", content_type.encode("latin-1")))
+        await req.respond(200, body, headers)
+        return 200
+
+    return Route("GET", "/metrics", handler)
+
+
+def openai_routes(gateway: Gateway) -> list[Route]:
+    """The OpenAI-compatible surface (also without the `/v1` prefix, as some clients send it)."""
+    api = OpenAIApi(gateway)
+    routes = []
+    for prefix in ("/v1", ""):
+        routes.append(Route("POST", f"{prefix}/chat/completions", api.chat_completions))
+        routes.append(Route("GET", f"{prefix}/models", api.list_models))
+    return routes
+
+
+def create_app(
+    gateway: Gateway, *, metrics: HttpMetrics | None = None, extra_routes: Iterable[Route] = ()
+) -> ShimApp:
+    """The shim's ASGI app: OpenAI and Anthropic surfaces, ``/healthz``, and ``/metrics`` when a
+    metrics hook is given."""
+    # Imported here because anthropic_api imports Route from this module.
+    from server.http_shim.anthropic_api import anthropic_routes
+
+    routes = [
+        *openai_routes(gateway),
+        *anthropic_routes(gateway),
+        Route("GET", "/healthz", _health),
+        *extra_routes,
+    ]
+    if metrics is not None:
+        routes.append(_metrics_route(metrics))
+    return ShimApp(routes, metrics)

@@ -1,0 +1,61 @@
+"""Request and response headers every API surface of the shim shares.
+
+Request: ``x-switchboard-route`` (strategy override → ``ChatRequest.routing.strategy``) and
+``x-switchboard-timeout`` (seconds for the whole request → the call's deadline). Response:
+``x-switchboard-provider``, ``x-switchboard-model`` (the upstream model that answered),
+``x-switchboard-attempts`` (tries, fallbacks included) and ``x-switchboard-cost-usd``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from switchboard.v1 import chat_pb2, types_pb2
+
+from server.core.errors import InvalidRequestError
+from server.http_shim.asgi import Headers, HttpRequest, header_value
+
+_STRATEGY = {
+    name: types_pb2.RouteStrategy.Value(f"ROUTE_STRATEGY_{name.upper()}")
+    for name in ("ordered", "cheapest", "fastest", "available", "weighted")
+}
+
+
+def apply_switchboard_headers(req: HttpRequest, request: chat_pb2.ChatRequest) -> float | None:
+    """Applies ``x-switchboard-route``; returns the ``x-switchboard-timeout`` in seconds."""
+    strategy = req.header(b"x-switchboard-route")
+    if strategy is not None:
+        value = _STRATEGY.get(strategy.strip().lower())
+        if value is None:
+            raise InvalidRequestError(
+                f"x-switchboard-route must be one of {', '.join(_STRATEGY)}",
+                param="x-switchboard-route",
+            )
+        request.routing.strategy = value  # type: ignore[assignment]
+    raw = req.header(b"x-switchboard-timeout")
+    if raw is None:
+        return None
+    try:
+        timeout = float(raw)
+    except ValueError:
+        timeout = math.nan
+    if not (0 < timeout < math.inf):
+        raise InvalidRequestError(
+            "x-switchboard-timeout must be a positive number of seconds",
+            param="x-switchboard-timeout",
+        )
+    return timeout
+
+
+def route_headers(route: types_pb2.RouteInfo) -> Headers:
+    """Where the request went: provider, upstream model and number of attempts."""
+    return [
+        (b"x-switchboard-provider", header_value(route.provider)),
+        (b"x-switchboard-model", header_value(route.model)),
+        (b"x-switchboard-attempts", str(len(route.attempts)).encode("ascii")),
+    ]
+
+
+def usd_header(value: float) -> bytes:
+    """A dollar amount as a header value (plain decimal, no exponent)."""
+    return (f"{value:.10f}".rstrip("0").rstrip(".") or "0").encode("ascii")
