@@ -1,0 +1,36 @@
+'use strict';
+// Chat, stream and list models against a running gateway; prints one JSON object per line.
+//   SWITCHBOARD_GRPC_TARGET=127.0.0.1:50051 SWITCHBOARD_API_KEY=sb-... node example.js [prompt]
+
+const { SwitchboardClient, SwitchboardError, responseText } = require('./index.js');
+
+const MODEL = process.env.SWITCHBOARD_MODEL || 'demo/echo';
+
+function print(object) {
+  process.stdout.write(JSON.stringify(object) + '\n');
+}
+
+async function main() {
+  const target = process.env.SWITCHBOARD_GRPC_TARGET || '127.0.0.1:50051';
+  const apiKey = process.env.SWITCHBOARD_API_KEY;
+  if (!apiKey) throw new Error('set SWITCHBOARD_API_KEY to a gateway key');
+  const prompt = process.argv[2] || 'Hello from Node';
+  const client = new SwitchboardClient(target, apiKey, { timeoutMs: 30_000 });
+  try {
+    print({ kind: 'models', models: await client.listModels() });
+
+    const response = await client.chat({ model: MODEL, messages: [prompt], max_tokens: 64 });
+    print({ kind: 'chat', text: responseText(response), response });
+
+    for await (const frame of client.streamChat({ model: MODEL, messages: [prompt] })) {
+      print({ kind: 'frame', frame });
+    }
+  } finally {
+    client.close();
+  }
+}
+
+main().catch((err) => {
+  print({ kind: 'error', error: err instanceof SwitchboardError ? err : String(err) });
+  process.exitCode = 1;
+});
