@@ -62,8 +62,11 @@ class DeploymentConfig(_Strict):
     model: str
     price: PriceConfig | None = None
     weight: float = Field(default=1.0, gt=0)
-    # Per-deployment cap on concurrent in-flight requests; None means unlimited.
+    # Per-deployment cap on concurrent in-flight requests; None means unlimited. A deployment at
+    # its cap is skipped for the next candidate rather than queued.
     max_concurrency: int | None = Field(default=None, gt=0)
+    # Per-attempt timeout (seconds until the first byte) overriding `timeouts.attempt`.
+    timeout: float | None = Field(default=None, gt=0)
 
     @property
     def deployment_id(self) -> str:
@@ -98,15 +101,24 @@ class RetryConfig(_Strict):
     max_delay: float = Field(default=8.0, ge=0)
     # An upstream Retry-After longer than this moves on to the next deployment at once.
     max_retry_after: float = Field(default=10.0, ge=0)
+    # How long a key that got a 429 without a Retry-After sits out.
+    rate_limit_cooldown: float = Field(default=1.0, ge=0)
+    # Passes over a route's candidates. A later pass happens only when a candidate was skipped
+    # without a call (keys cooling down, circuit open) and is usable again within
+    # `max_retry_after` and the deadline; otherwise the request fails at once.
+    max_rounds: int = Field(default=2, ge=1, le=5)
 
 
 class CircuitConfig(_Strict):
-    """Per-deployment circuit breaker."""
+    """Circuit breaker per deployment and per key of a pool (opens on either threshold)."""
 
     consecutive_failures: int = Field(default=5, ge=1)
+    # Error rate over roughly the last `window_seconds` (exponentially decayed counts), applied
+    # once at least `min_requests` (decayed) requests were seen.
     error_rate: float = Field(default=0.5, gt=0, le=1)
     min_requests: int = Field(default=20, ge=1)
     window_seconds: float = Field(default=30.0, gt=0)
+    # Open time before one half-open probe request is let through.
     cooldown_seconds: float = Field(default=15.0, gt=0)
 
 

@@ -16,6 +16,7 @@ from server.core.context import CallContext, Principal
 from server.core.errors import PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.validate import validate_chat_request
+from server.observability.requests import RequestObserver
 from server.resilience.executor import Execution, Executor
 from server.routing.pricing import compute_cost
 from server.routing.router import Plan, Router
@@ -49,12 +50,16 @@ class Gateway:
         keys: KeyLookup,
         master_key: str,
         default_timeout: float,
+        *,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.router = router
         self.executor = executor
         self.keys = keys
         self._master_key = master_key.encode()
         self.default_timeout = default_timeout
+        # Metrics and the one-line-per-request log (server.observability).
+        self.observer = observer or RequestObserver()
 
     # --- edge helpers ---------------------------------------------------------------------
 
@@ -88,50 +93,88 @@ class Gateway:
 
     # --- chat -----------------------------------------------------------------------------
 
-    def _plan(self, request: chat_pb2.ChatRequest) -> Plan:
+    def _plan(self, request: chat_pb2.ChatRequest, *, stream: bool = False) -> Plan:
         validate_chat_request(request)
-        return self.router.plan(request)
+        return self.router.plan(request, stream=stream)
 
     async def chat(self, request: chat_pb2.ChatRequest, ctx: CallContext) -> chat_pb2.ChatResponse:
         """One completion, with cost and route info filled in."""
-        plan = self._plan(request)
         run = Execution()
-        response = await self.executor.chat(plan, request, ctx, run)
-        deployment = run.deployment
-        assert deployment is not None
-        response.id = ctx.request_id
-        response.model = request.model
-        response.created = int(time.time())
-        response.cost.CopyFrom(compute_cost(response.usage, deployment.price))
-        _fill_route(response.route, plan, run)
-        return response
+        plan: Plan | None = None
+        response: chat_pb2.ChatResponse | None = None
+        error: BaseException | None = None
+        try:
+            plan = self._plan(request)
+            response = await self.executor.chat(plan, request, ctx, run)
+            deployment = run.deployment
+            assert deployment is not None
+            response.id = ctx.request_id
+            response.model = request.model
+            response.created = int(time.time())
+            response.cost.CopyFrom(compute_cost(response.usage, deployment.price))
+            _fill_route(response.route, plan, run)
+            return response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.observer.finish(
+                ctx,
+                request,
+                plan,
+                run,
+                stream=False,
+                usage=response.usage if response is not None and error is None else None,
+                cost=response.cost if response is not None and error is None else None,
+                error=error,
+            )
 
     async def stream_chat(
         self, request: chat_pb2.ChatRequest, ctx: CallContext
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
         """start frame (once committed to a deployment), deltas, then one end frame."""
-        plan = self._plan(request)
         run = Execution()
-        created = int(time.time())
-        started = False
-        async for frame in self.executor.stream(plan, request, ctx, run):
-            if not started:
-                started = True
-                start = chat_pb2.StreamChatResponse()
-                start.start.id = ctx.request_id
-                start.start.model = request.model
-                start.start.created = created
-                _fill_route(start.start.route, plan, run)
-                yield start
-            if frame.WhichOneof("frame") == "end":
-                end = frame.end
-                end.id = ctx.request_id
-                end.model = request.model
-                end.created = created
-                assert run.deployment is not None
-                end.cost.CopyFrom(compute_cost(end.usage, run.deployment.price))
-                _fill_route(end.route, plan, run)
-            yield frame
+        plan: Plan | None = None
+        end: chat_pb2.StreamEnd | None = None
+        error: BaseException | None = None
+        try:
+            plan = self._plan(request, stream=True)
+            created = int(time.time())
+            started = False
+            async for frame in self.executor.stream(plan, request, ctx, run):
+                if not started:
+                    started = True
+                    start = chat_pb2.StreamChatResponse()
+                    start.start.id = ctx.request_id
+                    start.start.model = request.model
+                    start.start.created = created
+                    _fill_route(start.start.route, plan, run)
+                    yield start
+                if frame.WhichOneof("frame") == "end":
+                    end = frame.end
+                    end.id = ctx.request_id
+                    end.model = request.model
+                    end.created = created
+                    assert run.deployment is not None
+                    end.cost.CopyFrom(compute_cost(end.usage, run.deployment.price))
+                    _fill_route(end.route, plan, run)
+                yield frame
+        except BaseException as exc:
+            # Transports close the stream right after the end frame: that is a success.
+            if not (isinstance(exc, GeneratorExit) and end is not None):
+                error = exc
+            raise
+        finally:
+            self.observer.finish(
+                ctx,
+                request,
+                plan,
+                run,
+                stream=True,
+                usage=end.usage if end is not None else None,
+                cost=end.cost if end is not None else None,
+                error=error,
+            )
 
     async def list_models(self, ctx: CallContext) -> chat_pb2.ListModelsResponse:
         """Every route and deployment this gateway can serve."""

@@ -10,30 +10,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from switchboard.v1 import chat_pb2, types_pb2
+from switchboard.v1 import chat_pb2
 
 from server.config import Config
 from server.core.errors import ModelNotFoundError
-from server.providers.base import Provider
+from server.providers.base import Provider, UpstreamCall
+from server.routing.prices import DEFAULT_PRICES, lookup_price
+from server.routing.pricing import Price
 
+__all__ = ["Catalog", "Deployment", "Price", "ProviderEntryLike", "Route"]
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    """US dollars per million tokens (mirrors ``switchboard.v1.Pricing``)."""
-
-    input: float = 0.0
-    output: float = 0.0
-    # None means "same as input" (providers without a cache discount).
-    cached_input: float | None = None
-    cache_write: float | None = None
-
-    def to_proto(self) -> types_pb2.Pricing:
-        return types_pb2.Pricing(
-            input_per_mtok=self.input,
-            output_per_mtok=self.output,
-            cached_input_per_mtok=self.input if self.cached_input is None else self.cached_input,
-            cache_write_per_mtok=self.input if self.cache_write is None else self.cache_write,
-        )
+# Direct `provider/model` names come from callers; remember at most this many.
+MAX_DIRECT_DEPLOYMENTS = 4096
 
 
 class ProviderEntryLike(Protocol):
@@ -45,7 +33,7 @@ class ProviderEntryLike(Protocol):
 
 @dataclass(eq=False, slots=True)
 class Deployment:
-    """A provider plus one upstream model, with its price and key pool."""
+    """A provider plus one upstream model, with its price, key pool and limits."""
 
     id: str
     provider: Provider
@@ -54,6 +42,20 @@ class Deployment:
     price: Price | None = None
     weight: float = 1.0
     max_concurrency: int | None = None
+    # Per-attempt timeout override (seconds); None uses `timeouts.attempt`.
+    timeout: float | None = None
+    # Health-store names of the pool's keys (`<id>#<index>`): keys are never used as names.
+    key_names: tuple[str, ...] = field(init=False, repr=False)
+    # In-process counters: in-flight calls (for max_concurrency) and the key round-robin.
+    inflight: int = field(init=False, default=0, repr=False)
+    next_key: int = field(init=False, default=0, repr=False)
+    # Per-key UpstreamCalls for the usual full attempt budget, built once by the executor.
+    calls: tuple[UpstreamCall, ...] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.api_keys:
+            self.api_keys = ("",)
+        self.key_names = tuple(f"{self.id}#{i}" for i in range(len(self.api_keys)))
 
     @property
     def provider_name(self) -> str:
@@ -85,9 +87,13 @@ class Catalog:
         prices: PriceLookup | None = None,
     ) -> None:
         self._providers = dict(providers)
-        self._prices = dict(prices or {})
+        self._prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self._direct = 0
         self._deployments: dict[str, Deployment] = {}
         self._routes: dict[str, Route] = {}
+        # One-deployment routes for direct `provider/model` names, built once per name.
+        self._single: dict[str, Route] = {}
+        self._configured: list[Deployment] = []
         for dc in config.deployments:
             entry = self._providers.get(dc.provider)
             if entry is None:
@@ -101,9 +107,9 @@ class Catalog:
                     cache_write=dc.price.cache_write,
                 )
                 if dc.price
-                else self._prices.get(f"{dc.provider}/{dc.model}")
+                else lookup_price(self._prices, f"{dc.provider}/{dc.model}")
             )
-            self._deployments[dc.deployment_id] = Deployment(
+            d = self._deployments[dc.deployment_id] = Deployment(
                 id=dc.deployment_id,
                 provider=entry.provider,
                 model=dc.model,
@@ -111,7 +117,10 @@ class Catalog:
                 price=price,
                 weight=dc.weight,
                 max_concurrency=dc.max_concurrency,
+                timeout=dc.timeout,
             )
+            self._single[d.id] = Route(d.id, "ordered", [d])
+            self._configured.append(d)
         for rc in config.routes:
             members = [d for d in (self._deployment(name) for name in rc.deployments) if d]
             if members:
@@ -132,14 +141,17 @@ class Catalog:
             provider=entry.provider,
             model=model,
             api_keys=tuple(entry.api_keys) or ("",),
-            price=self._prices.get(deployment_id),
+            price=lookup_price(self._prices, deployment_id),
         )
-        self._deployments[deployment_id] = created
+        if self._direct < MAX_DIRECT_DEPLOYMENTS:
+            self._direct += 1
+            self._deployments[deployment_id] = created
+            self._single[deployment_id] = Route(deployment_id, "ordered", [created])
         return created
 
     def resolve(self, model: str) -> Route:
         """The route for a model name; raises ModelNotFoundError (404) for unknown names."""
-        route = self._routes.get(model)
+        route = self._routes.get(model) or self._single.get(model)
         if route is not None:
             return route
         deployment = self._deployment(model)
@@ -149,8 +161,7 @@ class Catalog:
                 "Use `provider/model` for an enabled provider, or a configured route name.",
                 param="model",
             )
-        route = Route(model, "ordered", [deployment])
-        return route
+        return self._single.get(model) or Route(model, "ordered", [deployment])
 
     @property
     def routes(self) -> Mapping[str, Route]:
@@ -170,13 +181,16 @@ class Catalog:
         for route in self._routes.values():
             out.append(chat_pb2.Model(id=route.name, route=True, description=route.description))
         seen: set[str] = set()
-        candidates = list(self._deployments.values())
+        # Configured deployments, then priced and provider-declared models; not the direct
+        # names callers happened to use (their listing must not depend on traffic).
+        candidates = list(self._configured)
         for deployment_id in self._prices:
             d = self._deployment(deployment_id)
             if d is not None:
                 candidates.append(d)
         for entry in self._providers.values():
-            for model in getattr(entry, "models", ()):
+            declared = getattr(entry, "models", None) or getattr(entry.provider, "models", ())
+            for model in declared or ():
                 d = self._deployment(f"{entry.provider.name}/{model}")
                 if d is not None:
                     candidates.append(d)
