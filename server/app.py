@@ -6,7 +6,8 @@ half a gateway. When bound, the actual ports go to ``<data_dir>/ports.json`` (``
 "host", "grpc_port", "http_port"}``; ``http_port`` is null when the HTTP shim is not available),
 which is how ``--grpc-port 0 --http-port 0`` callers (tests) learn them. SIGTERM/SIGINT stop
 both servers gracefully (health NOT_SERVING, in-flight calls get ``server.shutdown_grace``
-seconds), then the shared upstream HTTP client and the key store are closed.
+seconds), then the usage ledger writes every buffered row, and the shared upstream HTTP client
+and the key store are closed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from server.config import Config, ConfigError
 from server.core.service import Gateway
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
+from server.policy.admission import UsagePolicy
 from server.policy.keys import KeyStore, MasterKey, load_master_key
+from server.policy.ledger import UsageLedger
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog, ProviderEntryLike
 from server.routing.health import LocalHealth
@@ -83,6 +86,7 @@ class Components:
     catalog: Catalog
     providers: Mapping[str, ProviderEntryLike] = field(repr=False)
     metrics: Metrics | None = None
+    ledger: UsageLedger | None = None
 
 
 def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
@@ -107,6 +111,7 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     metrics.watch_health(health)
     keys = KeyStore(data_dir)
     master = load_master_key(data_dir, env)
+    ledger = UsageLedger(data_dir)
     gateway = Gateway(
         Router(catalog, health=health),
         Executor(config, health=health, metrics=metrics),
@@ -114,8 +119,9 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         master.secret,
         default_timeout=config.timeouts.request,
         observer=RequestObserver(metrics, log_requests=config.logging.requests),
+        policy=UsagePolicy(ledger),
     )
-    return Components(gateway, keys, master, catalog, entries, metrics)
+    return Components(gateway, keys, master, catalog, entries, metrics, ledger)
 
 
 def _provider_inputs(config: Config, env: Mapping[str, str]) -> tuple[dict[str, str], list[Any]]:
@@ -256,6 +262,9 @@ async def serve(
                 await http_task
             return 0
         finally:
+            if components.ledger is not None:
+                # After both servers stopped: every accepted request has settled by now.
+                await components.ledger.aclose()
             for entry in components.providers.values():
                 with contextlib.suppress(Exception):
                     await entry.provider.aclose()

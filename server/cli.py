@@ -1,9 +1,10 @@
-"""The ``switchboard`` command: serve, keys create|list|revoke, check-config.
+"""The ``switchboard`` command: serve, keys create|list|revoke, usage, check-config.
 
 Every command takes ``--data-dir`` (else ``SWITCHBOARD_DATA_DIR``, else the config file's
 ``server.data_dir``, else ``~/.local/share/switchboard``) and ``--config`` (else
 ``SWITCHBOARD_CONFIG``). The ``keys`` commands write the same SQLite file the server reads, so
-they work while it runs and the server sees their changes on the next request.
+they work while it runs and the server sees their changes on the next request; ``usage`` reads
+the usage ledger (``usage.db``) the server writes, also while it runs.
 Exit codes: 0 success, 1 error (bad config, taken port, unknown key), 2 bad usage.
 """
 
@@ -101,6 +102,61 @@ def _keys_revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+_USAGE_HEADER = (
+    "KEY", "NAME", "REQUESTS", "ERRORS", "INPUT", "CACHED", "CACHE_WRITE", "OUTPUT", "REASONING",
+    "COST", "BUDGET",
+)  # fmt: skip
+
+
+def _usage(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from server.policy.budget import format_usd, usd_to_nanos
+    from server.policy.ledger import month_totals
+
+    now = datetime.now(UTC)
+    year, month = args.month or (now.year, now.month)
+    label = f"{year:04d}-{month:02d}"
+    totals = month_totals(_data_dir(args, env, _config(args, env)), year, month, key_id=args.key)
+    with _key_store(args, env) as keys:
+        records = {r.id: r for r in keys.list(include_revoked=True)}
+    names = {key_id: r.name for key_id, r in records.items()} | {"master": "master"}
+    budgets = {
+        key_id: r.limits.monthly_budget_usd
+        for key_id, r in records.items()
+        if r.limits.HasField("monthly_budget_usd")
+    }
+    if args.json:
+        out = [
+            {**t.to_json(), "name": names.get(t.key_id, ""), "budget_usd": budgets.get(t.key_id)}
+            for t in totals
+        ]
+        print(orjson.dumps({"month": label, "keys": out}).decode())
+        return 0
+    if not totals:
+        print(f"No usage recorded in {label} (UTC)" + (f" for {args.key}." if args.key else "."))
+        return 0
+    rows = [list(_USAGE_HEADER)]
+    for t in totals:
+        limit = budgets.get(t.key_id)
+        counts = [t.requests, t.errors, t.input_tokens, t.cached_input_tokens]
+        counts += [t.cache_write_tokens, t.output_tokens, t.reasoning_tokens]
+        cost = format_usd(t.total_nanousd)
+        budget = "-" if limit is None else format_usd(usd_to_nanos(limit))
+        rows.append([t.key_id, names.get(t.key_id, ""), *map(str, counts), cost, budget])
+    print(f"Usage in {label} (UTC); INPUT includes the CACHED and CACHE_WRITE tokens:")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _month(value: str) -> tuple[int, int]:
+    try:
+        parsed = datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a month like 2026-01") from None
+    return parsed.year, parsed.month
+
+
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     path = getattr(args, "config", None) or env.get(CONFIG_ENV)
     config = load_config(path)
@@ -191,6 +247,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", parents=[_common()], help="revoke a key by id")
     revoke.add_argument("id")
     revoke.set_defaults(handler=_keys_revoke)
+
+    usage = sub.add_parser(
+        "usage", parents=[_common()], help="requests, tokens and cost per key for a month"
+    )
+    usage.add_argument("--key", help="only this key id (`master` for the master key)")
+    usage.add_argument("--month", type=_month, help="YYYY-MM (UTC; default: this month)")
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(handler=_usage)
 
     check = sub.add_parser("check-config", parents=[_common()], help="validate the config file")
     check.set_defaults(handler=_check_config)

@@ -17,6 +17,7 @@ from server.core.errors import PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.validate import validate_chat_request
 from server.observability.requests import RequestObserver
+from server.policy.admission import Reservation, UsagePolicy
 from server.resilience.executor import Execution, Executor
 from server.routing.pricing import compute_cost
 from server.routing.router import Plan, Router
@@ -52,6 +53,7 @@ class Gateway:
         default_timeout: float,
         *,
         observer: RequestObserver | None = None,
+        policy: UsagePolicy | None = None,
     ) -> None:
         self.router = router
         self.executor = executor
@@ -60,6 +62,9 @@ class Gateway:
         self.default_timeout = default_timeout
         # Metrics and the one-line-per-request log (server.observability).
         self.observer = observer or RequestObserver()
+        # Rate limits, budgets and the usage ledger (server.policy.admission); the default
+        # enforces limits in memory and records nowhere.
+        self.policy = policy or UsagePolicy()
 
     # --- edge helpers ---------------------------------------------------------------------
 
@@ -101,10 +106,12 @@ class Gateway:
         """One completion, with cost and route info filled in."""
         run = Execution()
         plan: Plan | None = None
+        reserved: Reservation | None = None
         response: chat_pb2.ChatResponse | None = None
         error: BaseException | None = None
         try:
             plan = self._plan(request)
+            reserved = self.policy.admit(ctx, request, plan)
             response = await self.executor.chat(plan, request, ctx, run)
             deployment = run.deployment
             assert deployment is not None
@@ -118,15 +125,13 @@ class Gateway:
             error = exc
             raise
         finally:
+            usage = response.usage if response is not None and error is None else None
+            cost = response.cost if response is not None and error is None else None
             self.observer.finish(
-                ctx,
-                request,
-                plan,
-                run,
-                stream=False,
-                usage=response.usage if response is not None and error is None else None,
-                cost=response.cost if response is not None and error is None else None,
-                error=error,
+                ctx, request, plan, run, stream=False, usage=usage, cost=cost, error=error
+            )
+            self.policy.settle(
+                reserved, ctx, request, plan, run, stream=False, usage=usage, cost=cost, error=error
             )
 
     async def stream_chat(
@@ -135,10 +140,12 @@ class Gateway:
         """start frame (once committed to a deployment), deltas, then one end frame."""
         run = Execution()
         plan: Plan | None = None
+        reserved: Reservation | None = None
         end: chat_pb2.StreamEnd | None = None
         error: BaseException | None = None
         try:
             plan = self._plan(request, stream=True)
+            reserved = self.policy.admit(ctx, request, plan)
             created = int(time.time())
             started = False
             async for frame in self.executor.stream(plan, request, ctx, run):
@@ -165,15 +172,13 @@ class Gateway:
                 error = exc
             raise
         finally:
+            usage = end.usage if end is not None else None
+            cost = end.cost if end is not None else None
             self.observer.finish(
-                ctx,
-                request,
-                plan,
-                run,
-                stream=True,
-                usage=end.usage if end is not None else None,
-                cost=end.cost if end is not None else None,
-                error=error,
+                ctx, request, plan, run, stream=True, usage=usage, cost=cost, error=error
+            )
+            self.policy.settle(
+                reserved, ctx, request, plan, run, stream=True, usage=usage, cost=cost, error=error
             )
 
     async def list_models(self, ctx: CallContext) -> chat_pb2.ListModelsResponse:

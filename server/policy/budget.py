@@ -1,0 +1,153 @@
+"""Hard monthly spend limits per gateway key, in process.
+
+Money is integer nano-USD (1e-9 USD) throughout, so sums are exact and the in-memory spend
+equals the usage ledger's ``SUM(total_nanousd)``. A key's spend for the current calendar month
+(UTC) is loaded from the ledger at startup and kept in memory; each settled request adds its
+actual cost. Before a call the request reserves its estimated cost (estimated input tokens plus
+``max_tokens`` at the price of the most expensive candidate deployment, since the router may
+fall back to any of them; an unpriced deployment estimates 0) and that reservation counts
+against the budget until the request settles.
+
+A request is refused with ``BudgetExceededError`` (429, RESOURCE_EXHAUSTED, ``QuotaFailure``):
+
+- when the month's settled spend has reached the budget: ``retry_after`` is the time until the
+  next month starts (UTC), when the budget renews;
+- when spend + in-flight reservations + this request's estimate would pass it: no
+  ``retry_after``, since waiting does not help this request (a smaller ``max_tokens`` may).
+
+The estimate can undershoot (input is chars / 4), so a month's spend may end slightly above the
+budget; the next request is then refused. Owned by the event loop thread (nothing awaits).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from server.core.errors import BudgetExceededError, QuotaViolation
+
+NANOS_PER_USD = 1_000_000_000
+
+
+def usd_to_nanos(usd: float) -> int:
+    """US dollars as integer nano-USD, rounded to the nearest nano-dollar."""
+    return round(usd * NANOS_PER_USD)
+
+
+def nanos_to_usd(nanos: int) -> float:
+    """Integer nano-USD as US dollars."""
+    return nanos / NANOS_PER_USD
+
+
+def month_bounds(year: int, month: int) -> tuple[float, float]:
+    """Unix seconds of the first instant of this UTC month and of the next one."""
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC) if month == 12 else start.replace(month=month + 1)
+    return start.timestamp(), end.timestamp()
+
+
+def month_of(ts: float) -> tuple[int, int]:
+    """The UTC (year, month) of a unix time."""
+    d = datetime.fromtimestamp(ts, UTC)
+    return d.year, d.month
+
+
+def format_usd(nanos: int) -> str:
+    """``$1.25``, ``$0.000123``: dollars with as many decimals as needed (at most 9)."""
+    text = f"{nanos_to_usd(nanos):.9f}".rstrip("0")
+    if text.endswith("."):
+        text += "00"
+    elif len(text.partition(".")[2]) == 1:
+        text += "0"
+    return "$" + text
+
+
+class MonthlyBudgets:
+    """Month-to-date spend and in-flight reservations per key (see the module docstring)."""
+
+    def __init__(
+        self,
+        spent: Mapping[str, int] | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = wall_clock
+        self._spent: dict[str, int] = dict(spent or {})
+        self._reserved: dict[str, int] = {}
+        self._start, self._end = month_bounds(*month_of(wall_clock()))
+
+    @property
+    def month(self) -> tuple[float, float]:
+        """The current month's bounds (unix seconds), after any rollover."""
+        self._roll(self._clock())
+        return self._start, self._end
+
+    def spent(self, key_id: str) -> int:
+        """Settled spend of this key in the current month, nano-USD."""
+        self._roll(self._clock())
+        return self._spent.get(key_id, 0)
+
+    def reserved(self, key_id: str) -> int:
+        """Cost reserved by this key's requests in flight, nano-USD."""
+        return self._reserved.get(key_id, 0)
+
+    def reserve(self, key_id: str, budget_usd: float, estimate: int) -> int:
+        """Reserves ``estimate`` nano-USD against the budget; raises ``BudgetExceededError``."""
+        now = self._clock()
+        self._roll(now)
+        limit = usd_to_nanos(budget_usd)
+        spent = self._spent.get(key_id, 0)
+        held = self._reserved.get(key_id, 0)
+        subject = f"key:{key_id}"
+        if spent >= limit:
+            raise BudgetExceededError(
+                f"Monthly budget of {format_usd(limit)} reached for gateway key {key_id} "
+                f"({format_usd(spent)} spent this month); it renews at the start of next month "
+                "(UTC).",
+                retry_after=max(self._end - now, 0.0),
+                quota_violations=[
+                    QuotaViolation(
+                        subject,
+                        f"monthly_budget_usd limit of {format_usd(limit)} reached "
+                        f"({format_usd(spent)} spent)",
+                    )
+                ],
+            )
+        if spent + held + estimate > limit:
+            left = max(limit - spent - held, 0)
+            raise BudgetExceededError(
+                f"This request's estimated cost of up to {format_usd(estimate)} exceeds what is "
+                f"left of the monthly budget of gateway key {key_id} ({format_usd(left)} of "
+                f"{format_usd(limit)}, after {format_usd(held)} reserved by requests in flight); "
+                "lower max_tokens or retry when other requests finish.",
+                quota_violations=[
+                    QuotaViolation(
+                        subject,
+                        f"monthly_budget_usd limit of {format_usd(limit)} would be exceeded "
+                        f"({format_usd(spent)} spent, {format_usd(held)} reserved, "
+                        f"{format_usd(estimate)} estimated)",
+                    )
+                ],
+            )
+        if estimate:
+            self._reserved[key_id] = held + estimate
+        return estimate
+
+    def settle(self, key_id: str, reserved: int, actual: int) -> None:
+        """Releases a reservation and adds the actual cost to this month's spend."""
+        if reserved:
+            left = self._reserved.get(key_id, 0) - reserved
+            if left > 0:
+                self._reserved[key_id] = left
+            else:
+                self._reserved.pop(key_id, None)
+        if actual:
+            self._roll(self._clock())
+            self._spent[key_id] = self._spent.get(key_id, 0) + actual
+
+    def _roll(self, now: float) -> None:
+        # Only forward: a wall clock stepping back must not forget this month's spend.
+        if now >= self._end:
+            self._spent.clear()
+            self._start, self._end = month_bounds(*month_of(now))

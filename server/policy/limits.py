@@ -1,0 +1,148 @@
+"""Per-key rate limits (requests and tokens per minute), in process.
+
+Algorithm: a token bucket with continuous refill (the virtual-scheduling form is GCRA, ITU-T
+I.371; Envoy's local rate limit and Stripe's limiter are buckets of this kind). A key with a
+limit of N per minute owns a bucket of capacity N that refills at N / 60 per second; a request
+takes 1 from its RPM bucket and its token estimate from its TPM bucket, and is refused while
+either holds less than that. So a key may burst up to N at once and then sustains N per minute;
+``retry_after`` is exactly when enough capacity will have refilled. O(1) time and memory per key.
+
+Tokens reserve before the call (estimated input + ``max_tokens``) and reconcile after it: the
+unused part is given back, and usage beyond the estimate is taken as well, which may leave the
+bucket below zero (a debt that delays the key's next requests as the limit says it must). A
+request estimated above the whole per-minute capacity is admitted only when the bucket is full
+and reserves the capacity, rather than being refused forever.
+
+Buckets are owned by the event loop thread: ``acquire`` and ``reconcile`` never await, so no
+lock is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from server.core.errors import QuotaViolation, RateLimitedError
+
+# Capacity that remains after rounding error is not worth a refusal.
+_EPSILON = 1e-9
+
+
+class _Bucket:
+    """One limit of one key: ``level`` units available as of ``updated`` (monotonic seconds)."""
+
+    __slots__ = ("capacity", "level", "rate", "updated")
+
+    def __init__(self, capacity: float, window: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = capacity / window
+        self.level = capacity
+        self.updated = now
+
+    def refill(self, now: float) -> float:
+        elapsed = now - self.updated
+        if elapsed > 0.0:
+            level = self.level + elapsed * self.rate
+            self.level = level if level < self.capacity else self.capacity
+            self.updated = now
+        return self.level
+
+    def resize(self, capacity: float, window: float) -> None:
+        """The key's limit changed: keep the used part, at the new refill rate."""
+        used = self.capacity - self.level
+        self.capacity = capacity
+        self.rate = capacity / window
+        self.level = capacity - used
+
+    def wait(self, amount: float) -> float:
+        """Seconds until ``amount`` is available (0 when it is now)."""
+        missing = amount - self.level
+        return 0.0 if missing <= _EPSILON else missing / self.rate
+
+
+class RateLimiter:
+    """RPM and TPM token buckets per gateway key (see the module docstring)."""
+
+    def __init__(
+        self, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        # `window` is a minute in production; unit tests shorten it together with `clock`.
+        self.window = window
+        self._clock = clock
+        self._rpm: dict[str, _Bucket] = {}
+        self._tpm: dict[str, _Bucket] = {}
+
+    def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
+        """Counts one request and reserves ``tokens``; returns the tokens actually reserved.
+
+        Raises ``RateLimitedError`` (nothing taken) with ``retry_after`` = when both limits
+        would admit this request, and one ``QuotaViolation`` per exhausted limit.
+        """
+        now = self._clock()
+        wait = 0.0
+        exhausted: list[str] = []
+        violations: list[QuotaViolation] = []
+        rb = tb = None
+        if rpm is not None:
+            rb = self._bucket(self._rpm, key_id, rpm, now)
+            w = rb.wait(1.0)
+            if w > 0.0:
+                wait = w
+                exhausted.append(f"{rpm} requests per minute")
+                violations.append(
+                    QuotaViolation(f"key:{key_id}", f"requests_per_minute limit of {rpm} reached")
+                )
+        reserved = 0
+        if tpm is not None:
+            tb = self._bucket(self._tpm, key_id, tpm, now)
+            reserved = tokens if tokens < tpm else tpm
+            w = tb.wait(float(reserved))
+            if w > 0.0:
+                wait = max(wait, w)
+                exhausted.append(f"{tpm} tokens per minute; this request reserves {reserved}")
+                violations.append(
+                    QuotaViolation(
+                        f"key:{key_id}",
+                        f"tokens_per_minute limit of {tpm} reached "
+                        f"(this request reserves {reserved} tokens)",
+                    )
+                )
+        if violations:
+            raise RateLimitedError(
+                f"Rate limit reached for gateway key {key_id} ({', '.join(exhausted)}); "
+                f"retry in {wait:.3g}s.",
+                retry_after=wait,
+                quota_violations=violations,
+            )
+        if rb is not None:
+            rb.level -= 1.0
+        if tb is not None:
+            tb.level -= reserved
+        return reserved
+
+    def reconcile(self, key_id: str, reserved: int, actual: int) -> None:
+        """Replaces a reservation of ``reserved`` tokens by the ``actual`` count."""
+        if reserved == actual:
+            return
+        tb = self._tpm.get(key_id)
+        if tb is None:
+            return
+        tb.refill(self._clock())
+        level = tb.level + (reserved - actual)
+        tb.level = level if level < tb.capacity else tb.capacity
+
+    def available(self, key_id: str, kind: str = "tpm") -> float | None:
+        """Capacity left now in a key's ``rpm`` or ``tpm`` bucket (None: never limited)."""
+        bucket = (self._rpm if kind == "rpm" else self._tpm).get(key_id)
+        return None if bucket is None else bucket.refill(self._clock())
+
+    def _bucket(self, buckets: dict[str, _Bucket], key_id: str, limit: int, now: float) -> _Bucket:
+        bucket = buckets.get(key_id)
+        if bucket is None:
+            bucket = buckets[key_id] = _Bucket(float(limit), self.window, now)
+            return bucket
+        if bucket.capacity != limit:
+            bucket.refill(now)
+            bucket.resize(float(limit), self.window)
+        bucket.refill(now)
+        return bucket

@@ -1,0 +1,260 @@
+"""UsagePolicy on its own and wired into the Gateway (demo provider, real ledger file): what is
+reserved, how it reconciles for chats, streams, failures and cancels, and the ledger rows."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from switchboard.v1 import chat_pb2
+
+from server.config import Config, DeploymentConfig, PriceConfig
+from server.core.errors import BudgetExceededError, RateLimitedError, UpstreamNotFoundError
+from server.core.service import ADMIN, Gateway
+from server.policy.admission import NOTHING, UsagePolicy
+from server.policy.budget import MonthlyBudgets
+from server.policy.ledger import UsageLedger, UsageRow
+from server.policy.limits import RateLimiter
+from server.providers.demo.provider import DemoProvider
+from server.resilience.executor import Execution, Executor
+from server.routing.catalog import Catalog
+from server.routing.pricing import (
+    DEFAULT_OUTPUT_ESTIMATE,
+    Price,
+    estimate_cost,
+    estimate_input_tokens,
+)
+from server.routing.router import Router
+from tests.unit.policy.support import Clock, Keys, ctx, plan, request
+
+NANO = 1_000_000_000
+# $0.01 per input token, $0.02 per output token: the demo's small counts cost whole cents.
+PRICE = PriceConfig(input=10_000.0, output=20_000.0)
+
+
+def policy(clock: Clock, ledger: UsageLedger | None = None) -> UsagePolicy:
+    return UsagePolicy(ledger, limiter=RateLimiter(clock=clock))
+
+
+def test_master_key_and_unlimited_keys_reserve_nothing() -> None:
+    p = policy(Clock())
+    big = request("x " * 5000, max_tokens=100_000)
+    master = ctx(admin=True, rpm=1, tpm=1, budget=0.001)
+    for _ in range(3):
+        assert p.admit(master, big, plan(Price(1000.0, 1000.0))) is NOTHING
+    assert p.admit(ctx(), big, plan()) is NOTHING
+    assert p.limiter.available("key_a", "rpm") is None
+    # An RPM-only key is counted but reserves no tokens.
+    assert p.admit(ctx("rpm_only", rpm=2), big, plan()) is NOTHING
+    assert p.limiter.available("rpm_only", "rpm") == pytest.approx(1.0)
+
+
+def test_tokens_reserved_are_the_shared_estimate_plus_max_tokens_or_the_default() -> None:
+    p = policy(Clock())
+    req = request("a fairly ordinary question about sqlite", max_tokens=100)
+    r = p.admit(ctx(tpm=10_000), req, plan())
+    assert r.input_estimate == estimate_input_tokens(req)
+    assert r.tokens == estimate_input_tokens(req) + 100
+    assert p.limiter.available("key_a") == pytest.approx(10_000 - r.tokens)
+    no_max = request("a fairly ordinary question about sqlite")
+    r2 = p.admit(ctx("key_b", tpm=10_000), no_max, plan())
+    assert r2.tokens == estimate_input_tokens(no_max) + DEFAULT_OUTPUT_ESTIMATE
+
+
+def test_the_budget_reserves_the_most_expensive_candidates_estimate() -> None:
+    p = policy(Clock())
+    req = request("what does this cost", max_tokens=50)
+    cheap, dear = Price(1.0, 2.0), Price(3.0, 15.0)
+    r = p.admit(ctx(budget=5.0), req, plan(cheap, None, dear))
+    expected = estimate_cost(dear, estimate_input_tokens(req), 50)
+    assert expected is not None
+    assert r.cost == round(expected * NANO)
+    assert p.budgets.reserved("key_a") == r.cost
+    # Settling replaces the reservation with the actual cost.
+    p.settle(r, ctx(budget=5.0), req, None, Execution(), stream=False)
+    assert p.budgets.reserved("key_a") == 0
+
+
+def test_a_rate_limit_refusal_gives_back_the_budget_reservation() -> None:
+    p = policy(Clock())
+    c = ctx(rpm=1, budget=5.0)
+    req = request(max_tokens=10)
+    priced = plan(Price(3.0, 15.0))
+    first = p.admit(c, req, priced)
+    with pytest.raises(RateLimitedError):
+        p.admit(c, req, priced)
+    assert p.budgets.reserved("key_a") == first.cost
+
+
+def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path)
+    month_start, _ = MonthlyBudgets().month
+    conn = sqlite3.connect(tmp_path / "usage.db", isolation_level=None)
+    fields = UsageRow._fields
+    cols, marks = ", ".join(fields), ", ".join("?" * len(fields))
+    values: list[object] = [month_start + 5, "r", "key_a", "grpc", "m", "m", "p", "m", "p/m"]
+    values += [0, "success", 200, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2 * NANO, 1.0]
+    conn.execute(f"INSERT INTO usage ({cols}) VALUES ({marks})", values)
+    conn.close()
+    p = UsagePolicy(ledger)
+    assert p.budgets.spent("key_a") == 2 * NANO
+    with pytest.raises(BudgetExceededError) as info:
+        p.admit(ctx(budget=2.0), request(), plan())
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    asyncio.run(ledger.aclose())
+
+
+# --- through the Gateway ------------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    gateway: Gateway
+    policy: UsagePolicy
+    ledger: UsageLedger
+    clock: Clock
+    data_dir: Path
+
+    def rows(self) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.data_dir / "usage.db")
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM usage ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+
+@dataclass
+class _Entry:
+    provider: DemoProvider
+    api_keys: tuple[str, ...] = ("",)
+
+
+@pytest_asyncio.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    config = Config(deployments=[DeploymentConfig(provider="demo", model="echo", price=PRICE)])
+    entries: dict[str, Any] = {"demo": _Entry(DemoProvider(word_delay=0.01))}
+    catalog = Catalog(entries, config, prices={})
+    clock = Clock()
+    ledger = UsageLedger(tmp_path, flush_interval=30.0)
+    pol = UsagePolicy(ledger, limiter=RateLimiter(clock=clock))
+    gw = Gateway(Router(catalog), Executor(config), Keys({}), "master", 30.0, policy=pol)
+    yield Rig(gw, pol, ledger, clock, tmp_path)
+    await ledger.aclose()
+
+
+def assert_row_matches(
+    row: sqlite3.Row, usage: object, cost: object, *, key: str, stream: bool
+) -> None:
+    assert row["key_id"] == key and row["stream"] == int(stream)
+    assert (row["provider"], row["upstream_model"], row["deployment"]) == (
+        "demo",
+        "echo",
+        "demo/echo",
+    )
+    for column, field in (
+        ("input_tokens", "input_tokens"),
+        ("output_tokens", "output_tokens"),
+        ("cached_input_tokens", "cached_input_tokens"),
+        ("cache_write_tokens", "cache_write_input_tokens"),
+        ("reasoning_tokens", "reasoning_tokens"),
+    ):
+        assert row[column] == getattr(usage, field), column
+    parts = ("input", "output", "cached_input", "cache_write")
+    for part in parts:
+        assert row[f"{part}_nanousd"] == round(getattr(cost, f"{part}_usd") * NANO), part
+    assert row["total_nanousd"] == sum(row[f"{p}_nanousd"] for p in parts)
+    assert abs(row["total_nanousd"] - round(cost.total_usd * NANO)) <= 2  # type: ignore[attr-defined]
+
+
+async def test_chat_reconciles_tokens_and_spend_and_writes_an_exact_row(rig: Rig) -> None:
+    c = ctx(tpm=1000, budget=10.0)
+    req = request("one two three four five", max_tokens=50)
+    response = await rig.gateway.chat(req, c)
+    assert response.usage.input_tokens == 5 and response.cost.total_usd > 0
+    used = response.usage.input_tokens + response.usage.output_tokens
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - used)
+    spent = rig.policy.budgets.spent("key_a")
+    assert spent == round(response.cost.input_usd * NANO) + round(response.cost.output_usd * NANO)
+    assert rig.policy.budgets.reserved("key_a") == 0
+    await rig.ledger.flush()
+    (row,) = rig.rows()
+    assert_row_matches(row, response.usage, response.cost, key="key_a", stream=False)
+    assert (row["outcome"], row["status"], row["attempts"]) == ("success", 200, 1)
+    assert row["request_id"] == c.request_id and row["model"] == "demo/echo"
+
+
+async def test_refusals_and_failures_are_recorded_and_release_their_reservations(
+    rig: Rig,
+) -> None:
+    c = ctx(rpm=1, tpm=1000, budget=10.0)
+    with pytest.raises(UpstreamNotFoundError):
+        await rig.gateway.chat(request("hi", max_tokens=20, model="demo/nope"), c)
+    # The failed call used nothing: its tokens and dollars are back.
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000)
+    assert rig.policy.budgets.reserved("key_a") == 0
+    with pytest.raises(RateLimitedError) as info:
+        await rig.gateway.chat(request("hi", max_tokens=20), c)
+    assert info.value.retry_after == pytest.approx(60.0)
+    await rig.ledger.flush()
+    rows = rig.rows()
+    assert [(r["outcome"], r["status"]) for r in rows] == [
+        ("UPSTREAM_NOT_FOUND", 404),
+        ("RATE_LIMITED", 429),
+    ]
+    assert all(r["total_nanousd"] == 0 and r["input_tokens"] == 0 for r in rows)
+
+
+async def test_a_stream_is_billed_from_its_end_frame(rig: Rig) -> None:
+    c = ctx(tpm=1000, budget=10.0)
+    frames = [f async for f in rig.gateway.stream_chat(request("a b c", max_tokens=40), c)]
+    end = frames[-1].end
+    assert end.usage.output_tokens == 4  # "Echo: a b c"
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - 3 - 4)
+    assert rig.policy.budgets.spent("key_a") == 3 * NANO // 100 + 4 * 2 * NANO // 100
+    await rig.ledger.flush()
+    (row,) = rig.rows()
+    assert_row_matches(row, end.usage, end.cost, key="key_a", stream=True)
+
+
+async def test_a_cancelled_stream_releases_its_unused_reservation(rig: Rig) -> None:
+    c = ctx(tpm=1000, budget=10.0)
+    req = request("one two three four five six seven eight", max_tokens=100)
+    stream = rig.gateway.stream_chat(req, c)
+    assert isinstance(stream, AsyncGenerator)
+    assert (await anext(stream)).WhichOneof("frame") == "start"
+    assert (await anext(stream)).WhichOneof("frame") == "text"
+    reserved = estimate_input_tokens(req) + 100
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - reserved)
+    assert rig.policy.budgets.reserved("key_a") > 0
+    # The client goes away mid-stream.
+    await stream.aclose()
+    # No usage is known; the prompt was processed upstream, so its estimate stays counted.
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - estimate_input_tokens(req))
+    assert rig.policy.budgets.reserved("key_a") == 0
+    await rig.ledger.flush()
+    (row,) = rig.rows()
+    assert (row["outcome"], row["status"], row["stream"]) == ("cancelled", 499, 1)
+
+
+async def test_the_master_key_is_never_limited_but_always_recorded(rig: Rig) -> None:
+    master = ctx("master", admin=True)
+    assert master.principal.is_admin and ADMIN.is_admin
+    for _ in range(5):
+        await rig.gateway.chat(request("hi", max_tokens=100_000), master)
+    assert rig.policy.limiter.available("master") is None
+    await rig.ledger.flush()
+    assert [r["key_id"] for r in rig.rows()] == ["master"] * 5
+    assert all(r["total_nanousd"] > 0 for r in rig.rows())
+
+
+def test_settle_never_raises() -> None:
+    p = policy(Clock())
+    # A reservation for a key the limiter never saw, and an execution with nothing in it.
+    p.settle(NOTHING, ctx(tpm=5), chat_pb2.ChatRequest(), None, Execution(), stream=True)

@@ -1,0 +1,188 @@
+"""The usage ledger on a real SQLite file: buffered writes, batching, close, failures, reads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from server.policy.budget import month_bounds
+from server.policy.keys import KeyStore
+from server.policy.ledger import PENDING_FILENAME, USAGE, UsageLedger, UsageRow, month_totals
+from server.store import sqlite as store
+
+NOV = datetime(2026, 11, 10, tzinfo=UTC).timestamp()
+OCT = datetime(2026, 10, 31, 23, 59, tzinfo=UTC).timestamp()
+
+
+def row(n: int, *, key: str = "key_a", at: float = NOV, outcome: str = "success") -> UsageRow:
+    return UsageRow(
+        time=at,
+        request_id=f"req-{n}",
+        key_id=key,
+        transport="grpc",
+        model="cheap",
+        route="cheap",
+        provider="openai",
+        upstream_model="gpt-4o-mini",
+        deployment="openai/gpt-4o-mini",
+        stream=n % 2 == 0,
+        outcome=outcome,
+        status=200 if outcome == "success" else 429,
+        attempts=1,
+        input_tokens=10 + n,
+        output_tokens=5,
+        cached_input_tokens=2,
+        cache_write_tokens=1,
+        reasoning_tokens=3,
+        input_nanousd=1000,
+        output_nanousd=2000,
+        cached_input_nanousd=30,
+        cache_write_nanousd=4,
+        total_nanousd=3034,
+        latency_ms=12.5,
+    )
+
+
+def stored(data_dir: Path) -> list[UsageRow]:
+    conn = sqlite3.connect(data_dir / "usage.db")
+    try:
+        cols = ", ".join(UsageRow._fields)
+        rows = conn.execute(f"SELECT {cols} FROM usage ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [UsageRow._make((*r[:9], bool(r[9]), *r[10:])) for r in rows]
+
+
+async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def locked(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """Another writer holding usage.db's write lock until the test commits it."""
+    store.connect(tmp_path, USAGE).close()  # creates the file and its schema
+    conn = sqlite3.connect(tmp_path / "usage.db", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    yield conn
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_rows_are_written_in_the_background_and_round_trip(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path, flush_interval=0.05)
+    rows = [row(i) for i in range(3)]
+    for r in rows:
+        ledger.record(r)
+    # Recording did no I/O: the rows wait in memory for the flusher.
+    assert ledger.buffered == 3
+    assert stored(tmp_path) == []
+    await eventually(lambda: len(stored(tmp_path)) == 3)
+    assert stored(tmp_path) == rows
+    assert ledger.buffered == 0
+    await ledger.aclose()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path, flush_interval=30.0, batch_size=5)
+    for i in range(4):
+        ledger.record(row(i))
+    await asyncio.sleep(0.1)
+    assert stored(tmp_path) == []
+    ledger.record(row(4))
+    await eventually(lambda: len(stored(tmp_path)) == 5, within=2.0)
+    await ledger.aclose()
+
+
+async def test_close_writes_what_is_buffered_and_later_rows_at_once(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path, flush_interval=30.0)
+    for i in range(10):
+        ledger.record(row(i))
+    await asyncio.sleep(0.05)  # the flusher is now waiting out its interval
+    started = time.monotonic()
+    await ledger.aclose()
+    assert time.monotonic() - started < 1.0
+    assert [r.request_id for r in stored(tmp_path)] == [f"req-{i}" for i in range(10)]
+    # A request that settles after the graceful stop is not lost either.
+    ledger.record(row(10))
+    assert len(stored(tmp_path)) == 11
+
+
+async def test_a_failed_write_keeps_its_rows_and_retries(
+    tmp_path: Path, locked: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = UsageLedger(tmp_path, flush_interval=0.02, busy_timeout_ms=10)
+    for i in range(3):
+        ledger.record(row(i))
+    await eventually(lambda: "will retry" in caplog.text)
+    assert ledger.buffered == 3
+    ledger.record(row(3))
+    locked.execute("COMMIT")
+    await eventually(lambda: len(stored(tmp_path)) == 4)
+    assert sorted(r.request_id for r in stored(tmp_path)) == [f"req-{i}" for i in range(4)]
+    await ledger.aclose()
+
+
+async def test_rows_that_cannot_be_written_at_close_are_kept_and_imported_next_time(
+    tmp_path: Path, locked: sqlite3.Connection
+) -> None:
+    ledger = UsageLedger(tmp_path, flush_interval=30.0, busy_timeout_ms=10)
+    rows = [row(i) for i in range(3)]
+    for r in rows:
+        ledger.record(r)
+    await ledger.aclose()
+    assert (tmp_path / PENDING_FILENAME).exists()
+    locked.execute("COMMIT")
+    assert stored(tmp_path) == []
+    reopened = UsageLedger(tmp_path)
+    assert stored(tmp_path) == rows
+    assert not (tmp_path / PENDING_FILENAME).exists()
+    await reopened.aclose()
+
+
+async def test_month_spend_and_monthly_totals(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path)
+    ledger.record(row(1, key="key_a"))
+    ledger.record(row(2, key="key_a", outcome="RATE_LIMITED"))
+    ledger.record(row(3, key="key_b"))
+    ledger.record(row(4, key="key_a", at=OCT))
+    await ledger.flush()
+    nov = month_bounds(2026, 11)
+    assert ledger.month_spend(*nov) == {"key_a": 2 * 3034, "key_b": 3034}
+    assert ledger.month_spend(*month_bounds(2026, 10)) == {"key_a": 3034}
+    totals = month_totals(tmp_path, 2026, 11)
+    assert [t.key_id for t in totals] == ["key_a", "key_b"]
+    a = totals[0]
+    assert (a.requests, a.errors) == (2, 1)
+    assert a.input_tokens == 11 + 12 and a.output_tokens == 10 and a.reasoning_tokens == 6
+    assert (a.cached_input_tokens, a.cache_write_tokens) == (4, 2)
+    assert (a.input_nanousd, a.output_nanousd, a.total_nanousd) == (2000, 4000, 6068)
+    assert a.to_json()["cost_usd"] == pytest.approx(6068e-9)
+    assert month_totals(tmp_path, 2026, 11, key_id="key_b")[0].requests == 1
+    assert month_totals(tmp_path, 2026, 9) == []
+    await ledger.aclose()
+
+
+async def test_ledger_writes_do_not_touch_the_key_database(tmp_path: Path) -> None:
+    # keys.db's data_version moves on any commit to it; the ledger must not cause reloads.
+    keys = KeyStore(tmp_path)
+    _, secret = keys.create("k")
+    assert keys.lookup(secret) is not None
+    (version,) = keys._reader.execute("PRAGMA data_version").fetchone()
+    ledger = UsageLedger(tmp_path)
+    for i in range(5):
+        ledger.record(row(i))
+    await ledger.flush()
+    assert len(stored(tmp_path)) == 5
+    assert keys._reader.execute("PRAGMA data_version").fetchone() == (version,)
+    await ledger.aclose()
+    keys.close()
