@@ -326,6 +326,8 @@ def _http_server(app: Any, options: ServeOptions, grace: float) -> Any:
         access_log=False,
         log_config=None,
         server_header=False,
+        # No proxy in front by default; its middleware wraps every request (seen in profiles).
+        proxy_headers=False,
         timeout_graceful_shutdown=max(int(grace), 1),
     )
     return _EmbeddedServer(config)

@@ -65,6 +65,10 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level, logging.INFO))
+    # httpx logs every upstream request at INFO: a second line per request that repeats ours
+    # and costs measurable CPU on the hot path.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     binary = getattr(target, "buffer", None)
     if binary is not None:
 

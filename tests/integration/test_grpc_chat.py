@@ -50,9 +50,9 @@ async def test_chat_answers_with_usage_route_and_request_id(
     assert response.model == DEMO
     assert response.route.provider == "demo" and response.route.model == "echo"
     assert [a.outcome for a in response.route.attempts] == [types_pb2.ATTEMPT_OUTCOME_SUCCESS]
-    initial = dict(await call.initial_metadata())
-    assert len(initial["x-request-id"]) == 24
-    assert response.id == initial["x-request-id"]
+    trailing = dict(await call.trailing_metadata())
+    assert len(trailing["x-request-id"]) == 24
+    assert response.id == trailing["x-request-id"]
 
 
 async def test_caller_request_id_is_echoed(
@@ -64,7 +64,7 @@ async def test_caller_request_id_is_echoed(
     )
     response = await call
     assert response.id == "trace-42"
-    assert dict(await call.initial_metadata())["x-request-id"] == "trace-42"
+    assert dict(await call.trailing_metadata())["x-request-id"] == "trace-42"
 
 
 async def test_stream_chat_frames_start_deltas_end(
