@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import grpc.aio
 from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 from server.core.context import CallContext
-from server.core.errors import FieldViolation, InvalidRequestError, UnimplementedError
+from server.core.converse import converse, start_request
+from server.core.errors import FieldViolation, InvalidRequestError
 from server.core.service import Gateway
 from server.grpc_api.interceptors import current_principal, current_request_id
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    """Chat, StreamChat, ListModels (Converse answers UNIMPLEMENTED until the tool loop lands)."""
+    """Chat, StreamChat, Converse (the tool-call loop) and ListModels over the core Gateway."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -49,11 +52,22 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         request_iterator: AsyncIterator[chat_pb2.ConverseRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[chat_pb2.ConverseResponse]:
-        raise UnimplementedError(
-            "Converse (the tool-call loop over one stream) is not available yet; use StreamChat "
-            "or Chat and send the tool results in the next request."
+        # The loop itself is server.core.converse; this is only the stream plumbing.
+        events = aiter(request_iterator)
+        first = start_request(await anext(events, None))
+        remaining = context.time_remaining()
+        ctx = CallContext(
+            request_id=current_request_id(),
+            principal=current_principal(),
+            # The client's deadline bounds the whole conversation; None: each turn gets the
+            # configured default (server.core.converse).
+            deadline=None if remaining is None else time.monotonic() + remaining,
+            transport="grpc",
         )
-        yield chat_pb2.ConverseResponse()  # pragma: no cover - makes this a stream handler
+        loop = converse(self._gateway, first, ctx, events)
+        async with contextlib.aclosing(loop):
+            async for event in loop:
+                yield event
 
     async def ListModels(
         self, request: chat_pb2.ListModelsRequest, context: grpc.aio.ServicerContext

@@ -194,21 +194,6 @@ async def test_invalid_request_has_bad_request_details(
     assert {v.field for v in streamed.field_violations} == {"chat.messages", "chat.temperature"}
 
 
-async def test_converse_is_unimplemented_with_a_clear_message(
-    demo_gateway: RunningGateway, demo_channel: grpc.aio.Channel
-) -> None:
-    stub = chat_pb2_grpc.ChatServiceStub(demo_channel)
-    call = stub.Converse(
-        iter([chat_pb2.ConverseRequest(start=_request())]), metadata=_auth(demo_gateway.master_key)
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        async for _ in call:
-            pass
-    err = SwitchboardError.from_rpc_error(info.value)
-    assert err.code == grpc.StatusCode.UNIMPLEMENTED
-    assert err.reason == "UNIMPLEMENTED" and "StreamChat" in err.message
-
-
 async def test_health_is_serving_without_a_key(demo_channel: grpc.aio.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(demo_channel)
     for service in ("", "switchboard.v1.ChatService"):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import grpc
 import grpc.aio
 from switchboard.v1 import chat_pb2, chat_pb2_grpc, types_pb2
 
+from switchboard_client.converse import ConverseResult, ToolFunction, run_tools
 from switchboard_client.errors import REQUEST_ID_KEY, SwitchboardError
 
 MessageLike = types_pb2.Message | str
@@ -41,7 +42,7 @@ def tool_result(tool_call_id: str, content: str, *, is_error: bool = False) -> t
 
 
 class SwitchboardClient:
-    """Chat, streaming chat and model listing over one grpc.aio channel.
+    """Chat, streaming chat, the Converse tool loop and model listing over one grpc.aio channel.
 
     Failed calls raise ``SwitchboardError`` (code, reason, retry_after from the status details).
     Use as ``async with SwitchboardClient("127.0.0.1:50051", key) as client: ...``.
@@ -122,6 +123,73 @@ class SwitchboardClient:
         try:
             async for frame in call:
                 yield frame
+        except grpc.aio.AioRpcError as exc:
+            raise SwitchboardError.from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
+    def converse(
+        self,
+        request: chat_pb2.ChatRequest | None = None,
+        /,
+        *,
+        tools: Mapping[str, ToolFunction],
+        timeout: float | None = None,
+        request_id: str | None = None,
+        **fields: Any,
+    ) -> AsyncGenerator[chat_pb2.ConverseResponse, None]:
+        """The tool-call loop over one Converse stream: yields every server event (each turn's
+        frames, then ``tool_calls_required`` when the model asks for tools) and, when the
+        caller asks for the next event, runs the requested ``tools`` locally (concurrently;
+        a failure becomes an ``is_error`` result) and sends their results back. Ends after
+        the first turn that does not ask for tools; leaving the loop cancels the call.
+        ``timeout`` bounds the whole conversation, tool execution included."""
+        return self._converse(request, fields, tools, timeout, request_id, None)
+
+    async def converse_result(
+        self,
+        request: chat_pb2.ChatRequest | None = None,
+        /,
+        *,
+        tools: Mapping[str, ToolFunction],
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+        request_id: str | None = None,
+        **fields: Any,
+    ) -> ConverseResult:
+        """``converse`` run to the end: the final text, every turn's usage and cost (and their
+        sums), and each tool call with the result sent back."""
+        result = ConverseResult()
+        events = self._converse(request, fields, tools, timeout, request_id, result)
+        async for event in events:
+            result.add(event)
+        return result
+
+    async def _converse(
+        self,
+        request: chat_pb2.ChatRequest | None,
+        fields: dict[str, Any],
+        tools: Mapping[str, ToolFunction],
+        timeout: float | None,  # noqa: ASYNC109 - the call's gRPC deadline
+        request_id: str | None,
+        record: ConverseResult | None,
+    ) -> AsyncGenerator[chat_pb2.ConverseResponse, None]:
+        start = chat_pb2.ConverseRequest(start=_request(request, fields))
+        call = self._chat.Converse(
+            metadata=self._metadata(request_id),
+            timeout=timeout if timeout is not None else self.timeout,
+        )
+        try:
+            await call.write(start)
+            async for event in call:
+                yield event
+                if event.WhichOneof("event") == "tool_calls_required":
+                    calls = event.tool_calls_required.tool_calls
+                    results = await run_tools(tools, calls)
+                    if record is not None:
+                        record.tool_calls.extend(zip(calls, results, strict=True))
+                    answer = chat_pb2.ConverseRequest()
+                    answer.tool_results.results.extend(results)
+                    await call.write(answer)
         except grpc.aio.AioRpcError as exc:
             raise SwitchboardError.from_rpc_error(exc) from None
         finally:
