@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from switchboard.v1 import types_pb2 as switchboard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19switchboard/v1/chat.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1aswitchboard/v1/types.proto\"\x97\x05\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.switchboard.v1.Message\x12#\n\x05tools\x18\x03 \x03(\x0b\x32\x14.switchboard.v1.Tool\x12/\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x1a.switchboard.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x37\n\x0fresponse_format\x18\x06 \x01(\x0b\x32\x1e.switchboard.v1.ResponseFormat\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x0c \x01(\x01H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\r \x01(\x01H\x06\x88\x01\x01\x12\x0e\n\x01n\x18\x0e \x01(\x05H\x07\x88\x01\x01\x12\x0c\n\x04user\x18\x0f \x01(\t\x12,\n\x0bpassthrough\x18\x10 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x07routing\x18\x11 \x01(\x0b\x32\x1e.switchboard.v1.RoutingOptionsB\x16\n\x14_parallel_tool_callsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x04\n\x02_n\"\x8d\x02\n\x0c\x43hatResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x07message\x18\x03 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x33\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\"\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x14.switchboard.v1.Cost\x12(\n\x05route\x18\x07 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x03\">\n\x11StreamChatRequest\x12)\n\x04\x63hat\x18\x01 \x01(\x0b\x32\x1b.switchboard.v1.ChatRequest\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"1\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"^\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\t\"\xe0\x01\n\tStreamEnd\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\"\n\x04\x63ost\x18\x04 \x01(\x0b\x32\x14.switchboard.v1.Cost\x12(\n\x05route\x18\x05 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12(\n\x05route\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\"\x89\x02\n\x12StreamChatResponse\x12)\n\x04text\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.TextDeltaH\x00\x12\x32\n\ttool_call\x18\x02 \x01(\x0b\x32\x1d.switchboard.v1.ToolCallDeltaH\x00\x12\x33\n\treasoning\x18\x03 \x01(\x0b\x32\x1e.switchboard.v1.ReasoningDeltaH\x00\x12(\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.StreamEndH\x00\x12,\n\x05start\x18\x05 \x01(\x0b\x32\x1b.switchboard.v1.StreamStartH\x00\x42\x07\n\x05\x66rame\":\n\x0bToolResults\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.ToolResult\"}\n\x0f\x43onverseRequest\x12,\n\x05start\x18\x01 \x01(\x0b\x32\x1b.switchboard.v1.ChatRequestH\x00\x12\x33\n\x0ctool_results\x18\x02 \x01(\x0b\x32\x1b.switchboard.v1.ToolResultsH\x00\x42\x07\n\x05\x65vent\"A\n\x11ToolCallsRequired\x12,\n\ntool_calls\x18\x01 \x03(\x0b\x32\x18.switchboard.v1.ToolCall\"\x92\x01\n\x10\x43onverseResponse\x12\x33\n\x05\x66rame\x18\x01 \x01(\x0b\x32\".switchboard.v1.StreamChatResponseH\x00\x12@\n\x13tool_calls_required\x18\x02 \x01(\x0b\x32!.switchboard.v1.ToolCallsRequiredH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\x81\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x65mo\x18\x03 \x01(\x08\x12\r\n\x05route\x18\x04 \x01(\x08\x12(\n\x07pricing\x18\x05 \x01(\x0b\x32\x17.switchboard.v1.Pricing\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Model2\xcf\x02\n\x0b\x43hatService\x12\x41\n\x04\x43hat\x12\x1b.switchboard.v1.ChatRequest\x1a\x1c.switchboard.v1.ChatResponse\x12U\n\nStreamChat\x12!.switchboard.v1.StreamChatRequest\x1a\".switchboard.v1.StreamChatResponse0\x01\x12Q\n\x08\x43onverse\x12\x1f.switchboard.v1.ConverseRequest\x1a .switchboard.v1.ConverseResponse(\x01\x30\x01\x12S\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19switchboard/v1/chat.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1aswitchboard/v1/types.proto\"\x97\x05\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x08messages\x18\x02 \x03(\x0b\x32\x17.switchboard.v1.Message\x12#\n\x05tools\x18\x03 \x03(\x0b\x32\x14.switchboard.v1.Tool\x12/\n\x0btool_choice\x18\x04 \x01(\x0b\x32\x1a.switchboard.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x37\n\x0fresponse_format\x18\x06 \x01(\x0b\x32\x1e.switchboard.v1.ResponseFormat\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x0c \x01(\x01H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\r \x01(\x01H\x06\x88\x01\x01\x12\x0e\n\x01n\x18\x0e \x01(\x05H\x07\x88\x01\x01\x12\x0c\n\x04user\x18\x0f \x01(\t\x12,\n\x0bpassthrough\x18\x10 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x07routing\x18\x11 \x01(\x0b\x32\x1e.switchboard.v1.RoutingOptionsB\x16\n\x14_parallel_tool_callsB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x04\n\x02_n\"\x8d\x02\n\x0c\x43hatResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x07message\x18\x03 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x33\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x05 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\"\n\x04\x63ost\x18\x06 \x01(\x0b\x32\x14.switchboard.v1.Cost\x12(\n\x05route\x18\x07 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\x12\x0f\n\x07\x63reated\x18\x08 \x01(\x03\">\n\x11StreamChatRequest\x12)\n\x04\x63hat\x18\x01 \x01(\x0b\x32\x1b.switchboard.v1.ChatRequest\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"H\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x15\n\rredacted_data\x18\x03 \x01(\t\"^\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\t\"\xe0\x01\n\tStreamEnd\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.FinishReason\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\"\n\x04\x63ost\x18\x04 \x01(\x0b\x32\x14.switchboard.v1.Cost\x12(\n\x05route\x18\x05 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0f\n\x07\x63reated\x18\x07 \x01(\x03\"c\n\x0bStreamStart\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12(\n\x05route\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.RouteInfo\"\x89\x02\n\x12StreamChatResponse\x12)\n\x04text\x18\x01 \x01(\x0b\x32\x19.switchboard.v1.TextDeltaH\x00\x12\x32\n\ttool_call\x18\x02 \x01(\x0b\x32\x1d.switchboard.v1.ToolCallDeltaH\x00\x12\x33\n\treasoning\x18\x03 \x01(\x0b\x32\x1e.switchboard.v1.ReasoningDeltaH\x00\x12(\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x19.switchboard.v1.StreamEndH\x00\x12,\n\x05start\x18\x05 \x01(\x0b\x32\x1b.switchboard.v1.StreamStartH\x00\x42\x07\n\x05\x66rame\":\n\x0bToolResults\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.ToolResult\"}\n\x0f\x43onverseRequest\x12,\n\x05start\x18\x01 \x01(\x0b\x32\x1b.switchboard.v1.ChatRequestH\x00\x12\x33\n\x0ctool_results\x18\x02 \x01(\x0b\x32\x1b.switchboard.v1.ToolResultsH\x00\x42\x07\n\x05\x65vent\"A\n\x11ToolCallsRequired\x12,\n\ntool_calls\x18\x01 \x03(\x0b\x32\x18.switchboard.v1.ToolCall\"\x92\x01\n\x10\x43onverseResponse\x12\x33\n\x05\x66rame\x18\x01 \x01(\x0b\x32\".switchboard.v1.StreamChatResponseH\x00\x12@\n\x13tool_calls_required\x18\x02 \x01(\x0b\x32!.switchboard.v1.ToolCallsRequiredH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\x81\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x65mo\x18\x03 \x01(\x08\x12\r\n\x05route\x18\x04 \x01(\x08\x12(\n\x07pricing\x18\x05 \x01(\x0b\x32\x17.switchboard.v1.Pricing\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.switchboard.v1.Model2\xcf\x02\n\x0b\x43hatService\x12\x41\n\x04\x43hat\x12\x1b.switchboard.v1.ChatRequest\x1a\x1c.switchboard.v1.ChatResponse\x12U\n\nStreamChat\x12!.switchboard.v1.StreamChatRequest\x1a\".switchboard.v1.StreamChatResponse0\x01\x12Q\n\x08\x43onverse\x12\x1f.switchboard.v1.ConverseRequest\x1a .switchboard.v1.ConverseResponse(\x01\x30\x01\x12S\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,29 +42,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEXTDELTA']._serialized_start=1105
   _globals['_TEXTDELTA']._serialized_end=1130
   _globals['_REASONINGDELTA']._serialized_start=1132
-  _globals['_REASONINGDELTA']._serialized_end=1181
-  _globals['_TOOLCALLDELTA']._serialized_start=1183
-  _globals['_TOOLCALLDELTA']._serialized_end=1277
-  _globals['_STREAMEND']._serialized_start=1280
-  _globals['_STREAMEND']._serialized_end=1504
-  _globals['_STREAMSTART']._serialized_start=1506
-  _globals['_STREAMSTART']._serialized_end=1605
-  _globals['_STREAMCHATRESPONSE']._serialized_start=1608
-  _globals['_STREAMCHATRESPONSE']._serialized_end=1873
-  _globals['_TOOLRESULTS']._serialized_start=1875
-  _globals['_TOOLRESULTS']._serialized_end=1933
-  _globals['_CONVERSEREQUEST']._serialized_start=1935
-  _globals['_CONVERSEREQUEST']._serialized_end=2060
-  _globals['_TOOLCALLSREQUIRED']._serialized_start=2062
-  _globals['_TOOLCALLSREQUIRED']._serialized_end=2127
-  _globals['_CONVERSERESPONSE']._serialized_start=2130
-  _globals['_CONVERSERESPONSE']._serialized_end=2276
-  _globals['_LISTMODELSREQUEST']._serialized_start=2278
-  _globals['_LISTMODELSREQUEST']._serialized_end=2297
-  _globals['_MODEL']._serialized_start=2300
-  _globals['_MODEL']._serialized_end=2429
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2431
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2490
-  _globals['_CHATSERVICE']._serialized_start=2493
-  _globals['_CHATSERVICE']._serialized_end=2828
+  _globals['_REASONINGDELTA']._serialized_end=1204
+  _globals['_TOOLCALLDELTA']._serialized_start=1206
+  _globals['_TOOLCALLDELTA']._serialized_end=1300
+  _globals['_STREAMEND']._serialized_start=1303
+  _globals['_STREAMEND']._serialized_end=1527
+  _globals['_STREAMSTART']._serialized_start=1529
+  _globals['_STREAMSTART']._serialized_end=1628
+  _globals['_STREAMCHATRESPONSE']._serialized_start=1631
+  _globals['_STREAMCHATRESPONSE']._serialized_end=1896
+  _globals['_TOOLRESULTS']._serialized_start=1898
+  _globals['_TOOLRESULTS']._serialized_end=1956
+  _globals['_CONVERSEREQUEST']._serialized_start=1958
+  _globals['_CONVERSEREQUEST']._serialized_end=2083
+  _globals['_TOOLCALLSREQUIRED']._serialized_start=2085
+  _globals['_TOOLCALLSREQUIRED']._serialized_end=2150
+  _globals['_CONVERSERESPONSE']._serialized_start=2153
+  _globals['_CONVERSERESPONSE']._serialized_end=2299
+  _globals['_LISTMODELSREQUEST']._serialized_start=2301
+  _globals['_LISTMODELSREQUEST']._serialized_end=2320
+  _globals['_MODEL']._serialized_start=2323
+  _globals['_MODEL']._serialized_end=2452
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2454
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2513
+  _globals['_CHATSERVICE']._serialized_start=2516
+  _globals['_CHATSERVICE']._serialized_end=2851
 # @@protoc_insertion_point(module_scope)
