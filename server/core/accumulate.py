@@ -18,11 +18,12 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 
 class _Reasoning:
-    __slots__ = ("signature", "texts")
+    __slots__ = ("redacted", "signature", "texts")
 
-    def __init__(self, texts: list[str], signature: str = "") -> None:
+    def __init__(self, texts: list[str], signature: str = "", redacted: str = "") -> None:
         self.texts = texts
         self.signature = signature
+        self.redacted = redacted
 
 
 class _Call:
@@ -61,7 +62,12 @@ class StreamAccumulator:
         elif kind == "tool_call":
             self._tool_call(frame.tool_call)
         elif kind == "reasoning":
-            self._reasoning(frame.reasoning.text, frame.reasoning.signature)
+            delta = frame.reasoning
+            if delta.redacted_data:
+                # A redacted block is complete in one delta and must go back unchanged.
+                self._parts.append(_Reasoning([], redacted=delta.redacted_data))
+            else:
+                self._reasoning(delta.text, delta.signature)
         elif kind == "end":
             self.end = frame.end
         elif kind == "start":
@@ -89,6 +95,7 @@ class StreamAccumulator:
                 reasoning = content.add().reasoning
                 reasoning.text = "".join(part.texts)
                 reasoning.signature = part.signature
+                reasoning.redacted_data = part.redacted
             else:
                 content.add().tool_call.CopyFrom(self._tool_call_part(part))
         return message
@@ -111,7 +118,11 @@ class StreamAccumulator:
 
     def _reasoning(self, text: str, signature: str) -> None:
         last = self._parts[-1] if self._parts else None
-        open_part = last if isinstance(last, _Reasoning) and not last.signature else None
+        open_part = (
+            last
+            if isinstance(last, _Reasoning) and not last.signature and not last.redacted
+            else None
+        )
         if text:
             if open_part is None:
                 open_part = _Reasoning([])

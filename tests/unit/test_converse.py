@@ -366,3 +366,20 @@ async def test_first_turn_validation_errors_name_start_fields(rig: Rig) -> None:
                 pass
     assert [v.field for v in info.value.field_violations] == ["start.model"]
     assert info.value.param == "start.model"
+
+
+def test_accumulator_keeps_a_redacted_reasoning_block_whole() -> None:
+    from server.core.accumulate import StreamAccumulator
+
+    acc = StreamAccumulator()
+    for frame in (
+        chat_pb2.StreamChatResponse(reasoning=chat_pb2.ReasoningDelta(text="think")),
+        chat_pb2.StreamChatResponse(reasoning=chat_pb2.ReasoningDelta(signature="sig")),
+        chat_pb2.StreamChatResponse(reasoning=chat_pb2.ReasoningDelta(redacted_data="opaque")),
+        chat_pb2.StreamChatResponse(text=chat_pb2.TextDelta(text="answer")),
+    ):
+        acc.add(frame)
+    parts = acc.message().content
+    assert [p.WhichOneof("part") for p in parts] == ["reasoning", "reasoning", "text"]
+    assert (parts[0].reasoning.text, parts[0].reasoning.signature) == ("think", "sig")
+    assert parts[1].reasoning.redacted_data == "opaque" and not parts[1].reasoning.text
