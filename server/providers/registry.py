@@ -2,28 +2,27 @@
 
 Convention (as LiteLLM and the vendors' own SDKs read them): ``<NAME>_API_KEY`` enables a known
 provider, a comma-separated value gives a key pool, ``<NAME>_BASE_URL`` overrides its endpoint.
-Extra OpenAI-compatible endpoints (vLLM, Ollama, a proxy) come from configuration as
-``ExtraEndpoint``. ``demo`` is always enabled.
+Extra endpoints come from configuration as ``ExtraEndpoint``: OpenAI-compatible servers (vLLM,
+Ollama, a proxy) or further Anthropic / Gemini instances (another account, a compatible
+gateway). ``demo`` is always enabled.
 
 To add a provider: one entry in ``KNOWN_PROVIDERS``. To add an adapter kind: a branch in
-``_construct`` (``anthropic`` and ``gemini`` are imported lazily, only once their module exists).
+``_construct``.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from server.providers.anthropic import AnthropicProvider
+from server.providers.anthropic.provider import DEFAULT_BASE_URL as ANTHROPIC_URL
 from server.providers.base import Provider
 from server.providers.demo import DemoProvider
+from server.providers.gemini import GeminiProvider
+from server.providers.gemini.provider import DEFAULT_BASE_URL as GEMINI_URL
 from server.providers.openai_compat import OpenAICompatProvider
-
-log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -53,28 +52,28 @@ KNOWN_PROVIDERS: dict[str, KnownProvider] = {
     "anthropic": KnownProvider("anthropic", None),
     "gemini": KnownProvider("gemini", None),
 }
-
-# Adapter kinds written as separate packages, imported only when they exist.
-_LAZY_ADAPTERS = {
-    "anthropic": ("server.providers.anthropic", "AnthropicProvider"),
-    "gemini": ("server.providers.gemini", "GeminiProvider"),
-}
+# The adapter kinds an ExtraEndpoint may name.
+EXTRA_KINDS = frozenset({"openai_compat", "anthropic", "gemini"})
 
 
 @dataclass(frozen=True, slots=True)
 class ExtraEndpoint:
-    """An extra OpenAI-compatible upstream from configuration (mirrors LiteLLM ``api_base``).
+    """An extra upstream from configuration (mirrors LiteLLM ``api_base``).
 
+    ``kind`` is the adapter (one of ``EXTRA_KINDS``); ``base_url`` is required for
+    ``openai_compat`` and defaults to the vendor's endpoint for ``anthropic`` and ``gemini``.
     The key comes from ``api_key`` (comma-separated for a pool) or from the environment
     variable named by ``api_key_env``; neither is required for keyless local servers.
+    ``max_tokens_field`` applies to ``openai_compat`` only.
     """
 
     name: str
-    base_url: str
+    base_url: str | None = None
     api_key_env: str | None = None
     api_key: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_tokens_field: str = "max_tokens"
+    kind: str = "openai_compat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +107,7 @@ def build_providers(
         if not keys:
             continue
         base_url = env.get(f"{prefix}_BASE_URL") or known.base_url
-        provider = _construct(name, known, base_url, keys, {})
-        if provider is not None:
-            entries[name] = ProviderEntry(provider, keys)
+        entries[name] = ProviderEntry(_construct(name, known, base_url, {}), keys)
     for endpoint in extra:
         if not _NAME.match(endpoint.name):
             raise ValueError(
@@ -118,6 +115,11 @@ def build_providers(
             )
         if endpoint.name in entries:
             raise ValueError(f"provider '{endpoint.name}' is configured twice")
+        if endpoint.kind not in EXTRA_KINDS:
+            raise ValueError(
+                f"provider '{endpoint.name}' has kind '{endpoint.kind}'; an extra provider is one "
+                f"of {', '.join(sorted(EXTRA_KINDS))}"
+            )
         keys = split_keys(endpoint.api_key)
         if endpoint.api_key_env:
             if endpoint.api_key_env not in env:
@@ -127,21 +129,16 @@ def build_providers(
                 )
             keys += split_keys(env[endpoint.api_key_env])
         known = KnownProvider(
-            "openai_compat", endpoint.base_url, max_tokens_field=endpoint.max_tokens_field
+            endpoint.kind, endpoint.base_url, max_tokens_field=endpoint.max_tokens_field
         )
-        provider = _construct(endpoint.name, known, endpoint.base_url, keys, endpoint.headers)
-        assert provider is not None  # openai_compat is always importable
+        provider = _construct(endpoint.name, known, endpoint.base_url, endpoint.headers)
         entries[endpoint.name] = ProviderEntry(provider, keys)
     return entries
 
 
 def _construct(
-    name: str,
-    known: KnownProvider,
-    base_url: str | None,
-    keys: tuple[str, ...],
-    headers: Mapping[str, str],
-) -> Provider | None:
+    name: str, known: KnownProvider, base_url: str | None, headers: Mapping[str, str]
+) -> Provider:
     if known.kind == "openai_compat":
         if base_url is None:
             raise ValueError(f"provider '{name}' needs a base URL")
@@ -152,31 +149,8 @@ def _construct(
             max_tokens_field=known.max_tokens_field,
             send_reasoning=known.send_reasoning,
         )
-    adapter = _lazy_adapter(known.kind)
-    if adapter is None:
-        log.warning(
-            "provider %s is configured but its %s adapter is not available", name, known.kind
-        )
-        return None
-    # Build with what the adapter's constructor accepts (it may or may not hold the key pool).
-    accepted = inspect.signature(adapter).parameters
-    kwargs: dict[str, Any] = {}
-    if base_url is not None:
-        kwargs["base_url"] = base_url
-    if "api_keys" in accepted:
-        kwargs["api_keys"] = list(keys)
-    if headers and "default_headers" in accepted:
-        kwargs["default_headers"] = dict(headers)
-    provider: Provider = adapter(name, **kwargs)
-    return provider
-
-
-def _lazy_adapter(kind: str) -> Any:
-    module_name, class_name = _LAZY_ADAPTERS.get(kind, ("", ""))
-    if not module_name:
-        return None
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    return getattr(module, class_name, None)
+    if known.kind == "anthropic":
+        return AnthropicProvider(name, base_url or ANTHROPIC_URL, default_headers=headers)
+    if known.kind == "gemini":
+        return GeminiProvider(name, base_url or GEMINI_URL, default_headers=headers)
+    raise ValueError(f"provider '{name}' has unknown kind '{known.kind}'")

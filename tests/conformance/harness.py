@@ -10,7 +10,7 @@ an error, never a silent skip. See README.md in this directory for a walkthrough
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.providers.base import Provider, UpstreamCall
+from tests.fakes.common import CutStream, FakeUpstream, Stall, Status
 
 
 class Feature(StrEnum):
@@ -105,6 +106,31 @@ class Harness(Protocol):
     def session(self) -> AbstractAsyncContextManager[Session]:
         """Starts the fake upstream and yields a Session."""
         ...
+
+
+def script_failure(
+    upstream: FakeUpstream,
+    failure: Failure,
+    *,
+    cut_after: int,
+    stream_error: Callable[[str], Any],
+) -> None:
+    """``Session.fail`` for a wire fake: scripts ``failure`` as its next answer. ``cut_after``
+    is how many stream events go out before the cut; ``stream_error(message)`` builds the
+    wire's in-stream error behaviour."""
+    if failure.kind == "status":
+        headers = dict(failure.headers)
+        if failure.retry_after is not None:
+            headers["retry-after"] = failure.retry_after
+        upstream.script(Status(failure.status, message=failure.message, headers=headers))
+    elif failure.kind == "stall":
+        upstream.script(Stall())
+    elif failure.kind == "cut_stream":
+        upstream.script(CutStream(after_chunks=cut_after))
+    elif failure.kind == "stream_error":
+        upstream.script(stream_error(failure.message or "stream failed"))
+    else:
+        raise ValueError(f"unknown failure kind {failure.kind}")
 
 
 def finish_name(finish: types_pb2.FinishReason) -> str:

@@ -22,13 +22,10 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.providers.anthropic import AnthropicProvider
 from server.providers.anthropic.encode import encode_request
 from server.providers.base import Provider, UpstreamCall
-from tests.conformance.harness import Expected, Failure, Feature
+from tests.conformance.harness import Expected, Failure, Feature, script_failure
 from tests.fakes.anthropic_upstream import (
-    CutStream,
     FakeAnthropic,
     Reply,
-    Stall,
-    Status,
     StreamError,
     ToolCall,
     Usage,
@@ -85,21 +82,12 @@ class AnthropicSession:
         return expected
 
     def fail(self, failure: Failure) -> None:
-        if failure.kind == "status":
-            headers = dict(failure.headers)
-            if failure.retry_after is not None:
-                headers["retry-after"] = failure.retry_after
-            self.upstream.script(Status(failure.status, message=failure.message, headers=headers))
-        elif failure.kind == "stall":
-            self.upstream.script(Stall())
-        elif failure.kind == "cut_stream":
-            self.upstream.script(CutStream(after_chunks=3))
-        elif failure.kind == "stream_error":
-            self.upstream.script(
-                StreamError(failure.message or "stream failed", after_chunks=2, type="api_error")
-            )
-        else:
-            raise ValueError(f"unknown failure kind {failure.kind}")
+        script_failure(
+            self.upstream,
+            failure,
+            cut_after=3,
+            stream_error=lambda message: StreamError(message, after_chunks=2, type="api_error"),
+        )
 
 
 class AnthropicHarness:

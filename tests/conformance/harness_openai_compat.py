@@ -10,13 +10,10 @@ from switchboard.v1 import chat_pb2
 
 from server.providers.base import Provider, UpstreamCall
 from server.providers.openai_compat import OpenAICompatProvider
-from tests.conformance.harness import Expected, Failure, Feature, finish_name
+from tests.conformance.harness import Expected, Failure, Feature, finish_name, script_failure
 from tests.fakes.openai_upstream import (
-    CutStream,
     FakeOpenAI,
     Reply,
-    Stall,
-    Status,
     StreamError,
     ToolCall,
     Usage,
@@ -57,19 +54,12 @@ class OpenAICompatSession:
         return expected
 
     def fail(self, failure: Failure) -> None:
-        if failure.kind == "status":
-            headers = dict(failure.headers)
-            if failure.retry_after is not None:
-                headers["retry-after"] = failure.retry_after
-            self.upstream.script(Status(failure.status, message=failure.message, headers=headers))
-        elif failure.kind == "stall":
-            self.upstream.script(Stall())
-        elif failure.kind == "cut_stream":
-            self.upstream.script(CutStream(after_chunks=2))
-        elif failure.kind == "stream_error":
-            self.upstream.script(StreamError(failure.message or "stream failed", after_chunks=1))
-        else:
-            raise ValueError(f"unknown failure kind {failure.kind}")
+        script_failure(
+            self.upstream,
+            failure,
+            cut_after=2,
+            stream_error=lambda message: StreamError(message, after_chunks=1),
+        )
 
 
 class OpenAICompatHarness:

@@ -46,7 +46,6 @@ anthropic SDKs send it, ``Authorization: Bearer``) differs, with 401 ``authentic
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +63,14 @@ from tests.fakes.common import (
     RecordedRequest,
     Stall,
     Status,
+    ToolCall,
+    pieces,
+    reply_to,
+    scripted_calls,
+    scripted_usage,
     split_fragments,
+    sse,
+    truncate,
     words,
 )
 
@@ -97,15 +103,6 @@ ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A ``tool_use`` block the fake model produces; ``arguments`` is JSON text or a dict."""
-
-    name: str
-    arguments: str | Mapping[str, Any] = "{}"
-    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +187,7 @@ def default_reply_text(body: Any) -> str:
             text = _text_of(message.get("content"))
             if text:
                 last = text
-    return f"Fake reply to: {last}".strip()
+    return reply_to(last)
 
 
 class FakeAnthropic(FakeUpstream):
@@ -204,19 +201,12 @@ class FakeAnthropic(FakeUpstream):
         cached_tokens: int = 0,
         cache_write_tokens: int = 0,
     ) -> None:
-        super().__init__(default=default)
-        self.api_key = api_key
-        self.cached_tokens = cached_tokens
+        super().__init__(default=default, api_key=api_key, cached_tokens=cached_tokens)
         self.cache_write_tokens = cache_write_tokens
-        self._served = 0
-
-    async def __aenter__(self) -> FakeAnthropic:
-        await super().__aenter__()
-        return self
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
@@ -225,11 +215,6 @@ class FakeAnthropic(FakeUpstream):
         if self.api_key is not None and given != self.api_key:
             return web.json_response(self.error_body(401, "invalid x-api-key", None), status=401)
         return await self.serve(request, recorded)
-
-    async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        await self.record(request)
-        body = self.error_body(404, f"Not found: {request.method} {request.path}", None)
-        return web.json_response(body, status=404)
 
     async def perform(
         self, behaviour: Any, request: web.Request, recorded: RecordedRequest
@@ -243,18 +228,12 @@ class FakeAnthropic(FakeUpstream):
                 status = {v: k for k, v in ERROR_TYPES.items()}.get(behaviour.type, 500)
                 return web.json_response(error, status=status)
             events = self.reply_events(self.default_reply(recorded), recorded)
-            response = await self.start_stream(request)
-            for event in events[: 1 + behaviour.after_chunks]:
-                await response.write(event)
-            await response.write(_event("error", error))
-            await response.write_eof()
-            return response
+            return await self.stream_events(
+                request, [*events[: 1 + behaviour.after_chunks], _event(error)]
+            )
         return await super().perform(behaviour, request, recorded)
 
     # --- rendering ----------------------------------------------------------------------------
-
-    def is_stream(self, recorded: RecordedRequest) -> bool:
-        return isinstance(recorded.json, dict) and recorded.json.get("stream") is True
 
     def default_reply(self, recorded: RecordedRequest) -> Reply:
         return Reply()
@@ -271,35 +250,21 @@ class FakeAnthropic(FakeUpstream):
 
     def _resolve(self, reply: Reply, recorded: RecordedRequest) -> dict[str, Any]:
         """The reply's concrete content blocks, stop reason and usage."""
-        self._served += 1
+        served = self.next_number()
         body = recorded.json if isinstance(recorded.json, dict) else {}
-        calls = []
-        for number, call in enumerate(reply.tool_calls):
-            spec = call if isinstance(call, ToolCall) else ToolCall(**dict(call))
-            arguments = spec.arguments
-            if not isinstance(arguments, str):
-                arguments = orjson.dumps(arguments).decode()
-            calls.append(
-                {
-                    "id": spec.id or f"toolu_fake_{self._served}_{number}",
-                    "name": spec.name,
-                    "arguments": arguments,
-                }
-            )
+        calls = scripted_calls(reply.tool_calls, f"toolu_fake_{served}")
         text = reply.text
         stop = reply.stop_reason
         if text is None and not calls:
-            text = default_reply_text(body)
-            limit = body.get("max_tokens")
-            if isinstance(limit, int) and len(words(text)) > limit:
-                text = " ".join(words(text)[:limit])
+            text, cut = truncate(default_reply_text(body), body.get("max_tokens"))
+            if cut:
                 stop = stop or "max_tokens"
             choice = body.get("tool_choice")
             if isinstance(choice, dict) and choice.get("type") == "tool":
                 arguments = orjson.dumps({"answer": text}).decode()
                 calls.append(
                     {
-                        "id": f"toolu_fake_{self._served}_0",
+                        "id": f"toolu_fake_{served}_0",
                         "name": choice["name"],
                         "arguments": arguments,
                     }
@@ -328,11 +293,8 @@ class FakeAnthropic(FakeUpstream):
                     "_arguments": call["arguments"],
                 }
             )
-        if isinstance(reply.usage, Usage):
-            usage: Any = reply.usage.to_json()
-        elif reply.usage is not None:
-            usage = dict(reply.usage)
-        else:
+        usage = scripted_usage(reply.usage)
+        if usage is None:
             prompt = prompt_words(body)
             read = min(self.cached_tokens, prompt)
             write = min(self.cache_write_tokens, prompt - read)
@@ -340,7 +302,7 @@ class FakeAnthropic(FakeUpstream):
             produced += sum(len(words(c["arguments"])) for c in calls)
             usage = Usage(prompt - read - write, produced, read, write).to_json()
         return {
-            "id": f"msg_fake{self._served}",
+            "id": f"msg_fake{served}",
             "model": reply.model or body.get("model") or "claude-fake",
             "blocks": blocks,
             "stop": stop,
@@ -367,7 +329,6 @@ class FakeAnthropic(FakeUpstream):
         start_usage = {**usage, "output_tokens": 1}
         events = [
             _event(
-                "message_start",
                 {
                     "type": "message_start",
                     "message": {
@@ -390,14 +351,14 @@ class FakeAnthropic(FakeUpstream):
             if kind == "thinking":
                 start = {"type": "thinking", "thinking": "", "signature": ""}
                 deltas = [
-                    {"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])
+                    {"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])
                 ]
                 deltas.append({"type": "signature_delta", "signature": block["signature"]})
             elif kind == "redacted_thinking":
                 start, deltas = dict(block), []
             elif kind == "text":
                 start = {"type": "text", "text": ""}
-                deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+                deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"])]
             else:
                 start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
                 deltas = [{"type": "input_json_delta", "partial_json": ""}]
@@ -407,26 +368,17 @@ class FakeAnthropic(FakeUpstream):
                     if f
                 ]
             events.append(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": start},
-                )
+                _event({"type": "content_block_start", "index": index, "content_block": start})
             )
             if index == 0:
-                events.append(_event("ping", {"type": "ping"}))
+                events.append(_event({"type": "ping"}))
             for delta in deltas:
                 events.append(
-                    _event(
-                        "content_block_delta",
-                        {"type": "content_block_delta", "index": index, "delta": delta},
-                    )
+                    _event({"type": "content_block_delta", "index": index, "delta": delta})
                 )
-            events.append(
-                _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            )
+            events.append(_event({"type": "content_block_stop", "index": index}))
         events.append(
             _event(
-                "message_delta",
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": resolved["stop"], "stop_sequence": None},
@@ -444,23 +396,10 @@ class FakeAnthropic(FakeUpstream):
                 },
             )
         )
-        events.append(_event("message_stop", {"type": "message_stop"}))
+        events.append(_event({"type": "message_stop"}))
         return events
 
 
-def _pieces(text: str) -> list[str]:
-    """``text`` cut before each word, keeping all whitespace: joining gives ``text`` back."""
-    if not text:
-        return []
-    pieces = re.findall(r"\s*\S+", text)
-    tail = text[len("".join(pieces)) :]
-    if tail:
-        if pieces:
-            pieces[-1] += tail
-        else:
-            pieces = [tail]
-    return pieces
-
-
-def _event(name: str, payload: Any) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+def _event(payload: dict[str, Any]) -> bytes:
+    # Anthropic names every event after its payload's type.
+    return sse(payload, event=payload["type"])

@@ -2,18 +2,21 @@
 request and answers from a FIFO script of behaviours, falling back to a default.
 
 Wire-neutral behaviours live here (``Status``, ``Json``, ``Raw``, ``Delay``, ``Stall``,
-``CutStream``, ``Disconnect``); a wire format's fake (``tests.fakes.openai_upstream.FakeOpenAI``)
-subclasses ``FakeUpstream`` and supplies its routes, its reply rendering and its error body
-shape. A new fake (Anthropic, Gemini) implements the four hooks documented on ``FakeUpstream``.
+``CutStream``, ``Disconnect``), as do the scripted ``ToolCall`` and the helpers every wire's
+rendering uses (``words``, ``pieces``, ``truncate``, ``scripted_usage``, ``sse``). A wire
+format's fake (``FakeOpenAI``, ``FakeAnthropic``, ``FakeGemini``) subclasses ``FakeUpstream``
+and supplies its routes, its reply rendering and its error body shape: the hooks documented on
+``FakeUpstream``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -87,6 +90,45 @@ class Disconnect:
     """Close the connection without any response."""
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call the fake model makes (OpenAI ``tool_calls``, Anthropic ``tool_use``, Gemini
+    ``functionCall``); ``arguments`` is JSON text or a dict."""
+
+    name: str
+    arguments: str | Mapping[str, Any] = "{}"
+    id: str | None = None
+
+    @classmethod
+    def of(cls, call: ToolCall | Mapping[str, Any]) -> ToolCall:
+        """A ``ToolCall`` from one, or from a dict of its fields (as scripts may give)."""
+        return call if isinstance(call, ToolCall) else cls(**dict(call))
+
+    def arguments_text(self) -> str:
+        """The arguments as JSON text."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return orjson.dumps(self.arguments).decode()
+
+
+def scripted_calls(
+    calls: Sequence[ToolCall | Mapping[str, Any]], id_prefix: str
+) -> list[dict[str, str]]:
+    """``{"id", "name", "arguments"}`` per scripted call; a call without an id gets
+    ``<id_prefix>_<position>``."""
+    out = []
+    for number, call in enumerate(calls):
+        spec = ToolCall.of(call)
+        out.append(
+            {
+                "id": spec.id or f"{id_prefix}_{number}",
+                "name": spec.name,
+                "arguments": spec.arguments_text(),
+            }
+        )
+    return out
+
+
 # --- recorded requests ------------------------------------------------------------------------
 
 
@@ -122,11 +164,21 @@ class FakeUpstream:
 
     base_path = ""
     stream_content_type = "text/event-stream"
+    # Start of the message a 404 for an unknown path carries.
+    not_found_text = "Not found"
 
-    def __init__(self, *, default: Any = None) -> None:
+    def __init__(
+        self, *, default: Any = None, api_key: str | None = None, cached_tokens: int = 0
+    ) -> None:
         self.requests: list[RecordedRequest] = []
         # Behaviour used when the script is empty; None means the canned default reply.
         self.default = default
+        # When set, requests carrying another key are refused the way the wire refuses them.
+        self.api_key = api_key
+        # Prompt tokens the default usage reports as read from the provider's cache (capped).
+        self.cached_tokens = cached_tokens
+        # Replies rendered so far: numbers response and tool-call ids.
+        self._served = 0
         # Handlers cancelled because the client went away (e.g. the gateway cancelled upstream).
         self.cancelled = 0
         self._script = _Scripted()
@@ -137,7 +189,7 @@ class FakeUpstream:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeUpstream:
+    async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         self.routes(app)
         runner = web.AppRunner(
@@ -309,13 +361,36 @@ class FakeUpstream:
         await response.prepare(request)
         return response
 
+    async def stream_events(
+        self, request: web.Request, events: Sequence[bytes]
+    ) -> web.StreamResponse:
+        """A 200 stream of exactly ``events``, then the end of the body (a scripted error)."""
+        response = await self.start_stream(request)
+        for event in events:
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def not_found(self, request: web.Request, *, recorded: bool = False) -> web.Response:
+        """The handler for any other path: 404 in the wire's error shape."""
+        if not recorded:
+            await self.record(request)
+        message = f"{self.not_found_text}: {request.method} {request.path}"
+        return _json_response(self.error_body(404, message, None), 404, None)
+
+    def next_number(self) -> int:
+        """Counts a rendered reply; its number goes into response and tool-call ids."""
+        self._served += 1
+        return self._served
+
     # --- hooks --------------------------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
     def is_stream(self, recorded: RecordedRequest) -> bool:
-        raise NotImplementedError
+        """Whether the request asked for a stream (``"stream": true``; Gemini: by path)."""
+        return isinstance(recorded.json, dict) and recorded.json.get("stream") is True
 
     def default_reply(self, recorded: RecordedRequest) -> Any:
         raise NotImplementedError
@@ -347,6 +422,47 @@ def _drop(request: web.Request) -> None:
 def words(text: str) -> list[str]:
     """Whitespace-separated words: the fakes' (and the demo's) token unit."""
     return text.split()
+
+
+def reply_to(text: str) -> str:
+    """The default reply's text for a last user message ``text``."""
+    return f"Fake reply to: {text}".strip()
+
+
+def truncate(text: str, limit: object) -> tuple[str, bool]:
+    """``text`` cut to ``limit`` words when ``limit`` is an int it exceeds; True when cut."""
+    if isinstance(limit, int) and len(words(text)) > limit:
+        return " ".join(words(text)[:limit]), True
+    return text, False
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` cut before each word, keeping all whitespace: joining gives ``text`` back."""
+    if not text:
+        return []
+    found = re.findall(r"\s*\S+", text)
+    tail = text[len("".join(found)) :]
+    if tail:
+        if found:
+            found[-1] += tail
+        else:
+            found = [tail]
+    return found
+
+
+def scripted_usage(usage: Any) -> Any:
+    """A scripted usage as wire JSON (a wire ``Usage`` or a dict sent verbatim), None when the
+    reply scripted none and the fake computes it."""
+    if usage is None:
+        return None
+    to_json = getattr(usage, "to_json", None)
+    return to_json() if to_json is not None else dict(usage)
+
+
+def sse(payload: Any, *, event: str | None = None, eol: bytes = b"\n") -> bytes:
+    """One server-sent event carrying ``payload`` as JSON (Gemini ends lines with ``\r\n``)."""
+    head = b"event: " + event.encode() + eol if event is not None else b""
+    return head + b"data: " + orjson.dumps(payload) + eol + eol
 
 
 def split_fragments(text: str, size: int) -> Sequence[str]:

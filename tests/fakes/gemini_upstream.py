@@ -45,7 +45,6 @@ falls back to ``up.default`` (None = the canned reply) when the queue is empty.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +61,12 @@ from tests.fakes.common import (
     Raw,
     RecordedRequest,
     Stall,
+    ToolCall,
+    pieces,
+    reply_to,
+    scripted_usage,
+    sse,
+    truncate,
     words,
 )
 from tests.fakes.common import Status as _BaseStatus
@@ -103,15 +108,6 @@ class Status(_BaseStatus):
 
     retry_delay: str | None = None
     reason: str | None = None
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A ``functionCall`` part; ``arguments`` is a dict or JSON text."""
-
-    name: str
-    arguments: str | Mapping[str, Any] = "{}"
-    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,33 +226,21 @@ def default_reply_text(body: Any) -> str:
             ]
             if texts:
                 last = " ".join(texts)
-    return f"Fake reply to: {last}".strip()
+    return reply_to(last)
 
 
 class FakeGemini(FakeUpstream):
     """The fake Gemini upstream (see the module docstring for its API)."""
 
-    def __init__(
-        self, *, default: Any = None, api_key: str | None = None, cached_tokens: int = 0
-    ) -> None:
-        super().__init__(default=default)
-        self.api_key = api_key
-        self.cached_tokens = cached_tokens
-        self._served = 0
-
-    async def __aenter__(self) -> FakeGemini:
-        await super().__aenter__()
-        return self
-
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{target}", self._models)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
         _, _, method = request.match_info["target"].rpartition(":")
         if method not in ("generateContent", "streamGenerateContent"):
-            return await self._not_found(request, recorded=True)
+            return await self.not_found(request, recorded=True)
         if method == "streamGenerateContent" and request.query.get("alt") != "sse":
             body = google_error(400, "this fake only streams with ?alt=sse")
             return web.json_response(body, status=400)
@@ -268,14 +252,6 @@ class FakeGemini(FakeUpstream):
                 )
                 return web.json_response(body, status=400)
         return await self.serve(request, recorded)
-
-    async def _not_found(
-        self, request: web.Request, *, recorded: bool = False
-    ) -> web.StreamResponse:
-        if not recorded:
-            await self.record(request)
-        body = google_error(404, f"Not found: {request.method} {request.path}")
-        return web.json_response(body, status=404)
 
     async def perform(
         self, behaviour: Any, request: web.Request, recorded: RecordedRequest
@@ -296,12 +272,9 @@ class FakeGemini(FakeUpstream):
             if not self.is_stream(recorded):
                 return web.json_response(error, status=behaviour.code)
             events = self.reply_events(self.default_reply(recorded), recorded)
-            response = await self.start_stream(request)
-            for event in events[: behaviour.after_chunks]:
-                await response.write(event)
-            await response.write(_sse(error))
-            await response.write_eof()
-            return response
+            return await self.stream_events(
+                request, [*events[: behaviour.after_chunks], _sse(error)]
+            )
         return await super().perform(behaviour, request, recorded)
 
     # --- rendering ----------------------------------------------------------------------------
@@ -316,12 +289,12 @@ class FakeGemini(FakeUpstream):
         return google_error(status, message or f"Fake upstream error {status}", status=code)
 
     def _resolve(self, reply: Reply, recorded: RecordedRequest) -> dict[str, Any]:
-        self._served += 1
+        served = self.next_number()
         body = recorded.json if isinstance(recorded.json, dict) else {}
         config = body.get("generationConfig") or {}
         calls = []
         for call in reply.tool_calls:
-            spec = call if isinstance(call, ToolCall) else ToolCall(**dict(call))
+            spec = ToolCall.of(call)
             args = spec.arguments
             parsed = orjson.loads(args) if isinstance(args, str) else dict(args)
             entry: dict[str, Any] = {"name": spec.name, "args": parsed}
@@ -331,10 +304,8 @@ class FakeGemini(FakeUpstream):
         text = reply.text
         finish = reply.finish_reason
         if text is None and not calls:
-            text = default_reply_text(body)
-            limit = config.get("maxOutputTokens")
-            if isinstance(limit, int) and len(words(text)) > limit:
-                text = " ".join(words(text)[:limit])
+            text, cut = truncate(default_reply_text(body), config.get("maxOutputTokens"))
+            if cut:
                 finish = finish or "MAX_TOKENS"
             forced = ((body.get("toolConfig") or {}).get("functionCallingConfig")) or {}
             allowed = forced.get("allowedFunctionNames") or []
@@ -344,11 +315,8 @@ class FakeGemini(FakeUpstream):
             elif config.get("responseMimeType") == "application/json":
                 text = orjson.dumps({"answer": text}).decode()
         finish = finish or "STOP"
-        if isinstance(reply.usage, Usage):
-            usage: Any = reply.usage.to_json()
-        elif reply.usage is not None:
-            usage = dict(reply.usage)
-        else:
+        usage = scripted_usage(reply.usage)
+        if usage is None:
             prompt = prompt_words(body)
             produced = len(words(text or "")) + sum(
                 len(words(orjson.dumps(c["args"]).decode())) for c in calls
@@ -360,7 +328,7 @@ class FakeGemini(FakeUpstream):
                 thoughts_tokens=len(words(reply.thought or "")),
             ).to_json()
         return {
-            "id": f"fake-response-{self._served}",
+            "id": f"fake-response-{served}",
             "model": reply.model or recorded.path.rpartition("/")[2].partition(":")[0],
             "text": text,
             "calls": calls,
@@ -406,9 +374,9 @@ class FakeGemini(FakeUpstream):
     def reply_events(self, reply: Any, recorded: RecordedRequest) -> list[bytes]:
         resolved = self._resolve(reply, recorded)
         chunks: list[list[dict[str, Any]]] = []
-        for piece in _pieces(reply.thought or ""):
+        for piece in pieces(reply.thought or ""):
             chunks.append([{"text": piece, "thought": True}])
-        for piece in _pieces(resolved["text"] or ""):
+        for piece in pieces(resolved["text"] or ""):
             chunks.append([{"text": piece}])
         if resolved["calls"]:
             chunk = []
@@ -431,19 +399,6 @@ class FakeGemini(FakeUpstream):
         return events
 
 
-def _pieces(text: str) -> list[str]:
-    """``text`` cut before each word, keeping all whitespace: joining gives ``text`` back."""
-    if not text:
-        return []
-    pieces = re.findall(r"\s*\S+", text)
-    tail = text[len("".join(pieces)) :]
-    if tail:
-        if pieces:
-            pieces[-1] += tail
-        else:
-            pieces = [tail]
-    return pieces
-
-
 def _sse(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
+    # Google frames its events with CRLF line ends.
+    return sse(payload, eol=b"\r\n")

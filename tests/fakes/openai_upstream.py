@@ -43,12 +43,10 @@ cancelled because the client went away; ``await up.wait_for_requests(n)`` waits 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from tests.fakes.common import (
@@ -61,7 +59,14 @@ from tests.fakes.common import (
     RecordedRequest,
     Stall,
     Status,
+    ToolCall,
+    pieces,
+    reply_to,
+    scripted_calls,
+    scripted_usage,
     split_fragments,
+    sse,
+    truncate,
     words,
 )
 
@@ -84,15 +89,7 @@ __all__ = [
 ]
 
 CREATED = 1_700_000_000
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A tool call the fake model makes; ``arguments`` is JSON text or a dict."""
-
-    name: str
-    arguments: str | Mapping[str, Any] = "{}"
-    id: str | None = None
+DONE = b"data: [DONE]\n\n"
 
 
 @dataclass(frozen=True)
@@ -177,13 +174,14 @@ def default_reply_text(body: Any) -> str:
     for message in messages:
         if isinstance(message, dict) and message.get("role") == "user":
             last = _text_of(message.get("content"))
-    return f"Fake reply to: {last}".strip()
+    return reply_to(last)
 
 
 class FakeOpenAI(FakeUpstream):
     """The fake OpenAI upstream (see the module docstring for its API)."""
 
     base_path = "/v1"
+    not_found_text = "Unknown request URL"
 
     def __init__(
         self,
@@ -193,20 +191,13 @@ class FakeOpenAI(FakeUpstream):
         cached_tokens: int = 0,
         models: Sequence[str] = ("gpt-4o-mini", "gpt-4o"),
     ) -> None:
-        super().__init__(default=default)
-        self.api_key = api_key
-        self.cached_tokens = cached_tokens
+        super().__init__(default=default, api_key=api_key, cached_tokens=cached_tokens)
         self.models = tuple(models)
-        self._served = 0
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await super().__aenter__()
-        return self
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
@@ -232,11 +223,6 @@ class FakeOpenAI(FakeUpstream):
         ]
         return web.json_response({"object": "list", "data": data})
 
-    async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        await self.record(request)
-        body = self.error_body(404, f"Unknown request URL: {request.method} {request.path}", None)
-        return web.json_response(body, status=404)
-
     async def perform(
         self, behaviour: Any, request: web.Request, recorded: RecordedRequest
     ) -> web.StreamResponse:
@@ -246,22 +232,15 @@ class FakeOpenAI(FakeUpstream):
                 return web.json_response({"error": error})
             reply = self.default_reply(recorded)
             events = self.reply_events(reply, recorded)
-            content_events = events[1 : 1 + behaviour.after_chunks]
-            response = await self.start_stream(request)
-            for event in [events[0], *content_events]:
-                await response.write(event)
             chunk = self._chunk(recorded, reply, [], usage=None)
             chunk["error"] = error
-            await response.write(_sse(chunk))
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-            return response
+            return await self.stream_events(
+                request,
+                [events[0], *events[1 : 1 + behaviour.after_chunks], sse(chunk), DONE],
+            )
         return await super().perform(behaviour, request, recorded)
 
     # --- rendering ----------------------------------------------------------------------------
-
-    def is_stream(self, recorded: RecordedRequest) -> bool:
-        return isinstance(recorded.json, dict) and recorded.json.get("stream") is True
 
     def default_reply(self, recorded: RecordedRequest) -> Reply:
         return Reply()
@@ -285,36 +264,20 @@ class FakeOpenAI(FakeUpstream):
 
     def _resolve(self, reply: Reply, recorded: RecordedRequest) -> dict[str, Any]:
         """The reply's concrete text, tool calls, finish reason and usage."""
-        self._served += 1
+        served = self.next_number()
         body = recorded.json if isinstance(recorded.json, dict) else {}
-        calls = []
-        for number, call in enumerate(reply.tool_calls):
-            spec = call if isinstance(call, ToolCall) else ToolCall(**dict(call))
-            arguments = spec.arguments
-            if not isinstance(arguments, str):
-                arguments = orjson.dumps(arguments).decode()
-            calls.append(
-                {
-                    "id": spec.id or f"call_fake_{self._served}_{number}",
-                    "name": spec.name,
-                    "arguments": arguments,
-                }
-            )
+        calls = scripted_calls(reply.tool_calls, f"call_fake_{served}")
         text = reply.text
         finish = reply.finish_reason
         if text is None and not calls and reply.refusal is None:
-            text = default_reply_text(body)
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
-            if isinstance(limit, int) and len(words(text)) > limit:
-                text = " ".join(words(text)[:limit])
+            text, cut = truncate(default_reply_text(body), limit)
+            if cut:
                 finish = finish or "length"
         if finish is None:
             finish = "tool_calls" if calls else "stop"
-        if isinstance(reply.usage, Usage):
-            usage: Any = reply.usage.to_json()
-        elif reply.usage is not None:
-            usage = dict(reply.usage)
-        else:
+        usage = scripted_usage(reply.usage)
+        if usage is None:
             prompt = prompt_words(body)
             completion = len(words(text or "")) + sum(len(words(c["arguments"])) for c in calls)
             completion += len(words(reply.reasoning or ""))
@@ -325,7 +288,7 @@ class FakeOpenAI(FakeUpstream):
                 reasoning_tokens=len(words(reply.reasoning or "")),
             ).to_json()
         return {
-            "id": f"chatcmpl-fake{self._served}",
+            "id": f"chatcmpl-fake{served}",
             "model": reply.model or body.get("model") or "fake-model",
             "text": text,
             "calls": calls,
@@ -397,24 +360,24 @@ class FakeOpenAI(FakeUpstream):
 
         def delta(payload: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": payload, "logprobs": None, "finish_reason": finish}
-            return _sse(self._chunk(recorded, resolved, [choice], usage=None))
+            return sse(self._chunk(recorded, resolved, [choice], usage=None))
 
         role: dict[str, Any] = {"role": "assistant", "content": "" if resolved["text"] else None}
         if reply.refusal is not None:
             role["refusal"] = None
         events = [delta(role)]
-        for piece in _pieces(reply.reasoning or ""):
+        for piece in pieces(reply.reasoning or ""):
             events.append(delta({"reasoning_content": piece}))
-        for piece in _pieces(resolved["text"] or ""):
+        for piece in pieces(resolved["text"] or ""):
             events.append(delta({"content": piece}))
         if reply.refusal:
-            for piece in _pieces(reply.refusal):
+            for piece in pieces(reply.refusal):
                 events.append(delta({"refusal": piece}))
         events.extend(self._tool_call_events(resolved["calls"], reply.interleave, delta))
         events.append(delta({}, resolved["finish"]))
         if _include_usage(body):
-            events.append(_sse(self._chunk(recorded, resolved, [], usage=resolved["usage"])))
-        events.append(b"data: [DONE]\n\n")
+            events.append(sse(self._chunk(recorded, resolved, [], usage=resolved["usage"])))
+        events.append(DONE)
         return events
 
     @staticmethod
@@ -446,21 +409,3 @@ class FakeOpenAI(FakeUpstream):
 def _include_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` cut before each word, keeping all whitespace: joining gives ``text`` back."""
-    if not text:
-        return []
-    pieces = re.findall(r"\s*\S+", text)
-    tail = text[len("".join(pieces)) :]
-    if tail:
-        if pieces:
-            pieces[-1] += tail
-        else:
-            pieces = [tail]
-    return pieces
-
-
-def _sse(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"

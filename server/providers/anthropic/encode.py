@@ -23,17 +23,14 @@ Mapping (anything the API cannot express raises ``UnsupportedFeatureError``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from google.protobuf import struct_pb2
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
 from server.providers.anthropic.models import model_info
+from server.providers.codec import image_source, struct_to_dict, system_texts, tool_arguments
 
 # Passthrough keys this adapter sends on knowingly (the API's own names and shapes).
 PASSTHROUGH_FIELDS = frozenset({"top_k", "thinking", "cache_control", "output_config"})
@@ -50,28 +47,6 @@ class EncodedRequest:
     body: dict[str, Any]
     # Set when JSON output goes through a forced tool: its input is the message text.
     json_tool: str | None = None
-
-
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A ``google.protobuf.Struct`` as plain JSON data (integral numbers as ints)."""
-    return {k: _value(v) for k, v in struct.fields.items()}
-
-
-def _value(v: struct_pb2.Value) -> Any:
-    kind = v.WhichOneof("kind")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "number_value":
-        n = v.number_value
-        # Struct stores every number as a double; schemas want `"minItems": 1`, not 1.0.
-        return int(n) if n.is_integer() and abs(n) < 2**53 else n
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(v.struct_value)
-    if kind == "list_value":
-        return [_value(x) for x in v.list_value.values]
-    return None
 
 
 def encode_request(
@@ -162,20 +137,9 @@ def _encode_messages(
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         role = message.role
-        if message.name:
-            raise UnsupportedFeatureError(
-                "Anthropic does not support participant names on messages.",
-                param=f"messages[{i}].name",
-            )
-        if role in (_R.ROLE_SYSTEM, _R.ROLE_DEVELOPER):
-            for j, part in enumerate(message.content):
-                if part.WhichOneof("part") != "text":
-                    raise UnsupportedFeatureError(
-                        "Anthropic system prompts can only hold text.",
-                        param=f"messages[{i}].content[{j}]",
-                    )
-                if part.text:
-                    system.append({"type": "text", "text": part.text})
+        texts = system_texts(message, i, "Anthropic", "system prompts")
+        if texts is not None:
+            system.extend({"type": "text", "text": text} for text in texts)
             continue
         if role == _R.ROLE_ASSISTANT:
             wire_role = "assistant"
@@ -238,8 +202,10 @@ def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]
                     "type": "tool_use",
                     "id": call.id,
                     "name": call.name,
-                    "input": _arguments(
-                        call.arguments, f"messages[{i}].content[{j}].tool_call.arguments"
+                    "input": tool_arguments(
+                        call.arguments,
+                        f"messages[{i}].content[{j}].tool_call.arguments",
+                        "Anthropic",
                     ),
                 }
             )
@@ -261,49 +227,14 @@ def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]
     return blocks
 
 
-def _arguments(arguments: str, param: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            "tool call arguments must be a JSON object to send them to Anthropic", param=param
-        )
-    return value
-
-
 def _image_block(image: types_pb2.ImagePart, param: str) -> dict[str, Any]:
-    source = image.WhichOneof("source")
-    if source == "data":
-        if not image.media_type:
-            raise InvalidRequestError("an image given as bytes needs a media_type", param=param)
-        data = base64.b64encode(image.data).decode("ascii")
-        return _base64_image(image.media_type, data)
-    url = image.url
-    if url.startswith("data:"):
-        header, sep, payload = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if not sep or encoding != "base64" or not media_type:
-            raise InvalidRequestError(
-                "image data URLs must look like data:<media type>;base64,<data>", param=param
-            )
-        try:
-            base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequestError(
-                "the image data URL is not valid base64", param=param
-            ) from None
-        return _base64_image(media_type, payload)
-    if url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequestError("an image needs an http(s) URL, a data: URL or bytes", param=param)
-
-
-def _base64_image(media_type: str, data: str) -> dict[str, Any]:
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    source = image_source(image, param)
+    if source.url:
+        return {"type": "image", "source": {"type": "url", "url": source.url}}
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": source.media_type, "data": source.data},
+    }
 
 
 # --- tools and output format ------------------------------------------------------------------

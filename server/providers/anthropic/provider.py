@@ -11,22 +11,22 @@ from collections.abc import AsyncIterator, Mapping
 
 from switchboard.v1 import chat_pb2
 
-from server.core.errors import UpstreamError
+from server.providers.adapter import HttpAdapter
 from server.providers.anthropic.decode import decode_response
 from server.providers.anthropic.encode import encode_request
 from server.providers.anthropic.errors import error_for_response
 from server.providers.anthropic.stream import StreamDecoder
-from server.providers.anthropic.transport import ErrorMapper, post_json, stream_sse
 from server.providers.base import Capability, UpstreamCall
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpAdapter):
     """An Anthropic Messages API upstream (api.anthropic.com or a compatible endpoint)."""
 
     kind = "anthropic"
+    key_header = "x-api-key"
     capabilities = frozenset(
         {
             Capability.TEXT,
@@ -52,51 +52,30 @@ class AnthropicProvider:
         default_timeout: float = 600.0,
         stream_idle_timeout: float = 300.0,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            {
+                "anthropic-version": ANTHROPIC_VERSION,
+                "content-type": "application/json",
+                "accept": "application/json",
+            },
+            default_headers,
+            on_error=error_for_response,
+            default_timeout=default_timeout,
+            stream_idle_timeout=stream_idle_timeout,
+        )
         root = base_url.rstrip("/")
         self.url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
-        # Used when UpstreamCall.timeout is None (names and defaults as OpenAICompatProvider).
-        self.default_timeout = default_timeout
-        self.stream_idle_timeout = stream_idle_timeout
-        # Built once: per call only the key is added.
-        self._headers = {
-            "anthropic-version": ANTHROPIC_VERSION,
-            "content-type": "application/json",
-            "accept": "application/json",
-            **{k.lower(): v for k, v in (default_headers or {}).items()},
-        }
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(name={self.name!r}, url={self.url!r})"
-
-    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
-        headers = dict(self._headers)
-        headers["x-api-key"] = call.api_key
-        return headers
-
-    def _error(self, call: UpstreamCall) -> ErrorMapper:
-        def on_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-            return error_for_response(status, headers, body, self.name, (call.api_key,))
-
-        return on_error
 
     async def chat(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall
     ) -> chat_pb2.ChatResponse:
         """One Messages API call, decoded into message, finish_reason and usage."""
         encoded = encode_request(request, call.model)
-        data = await post_json(
-            self.url,
-            encoded.body,
-            self._headers_for(call),
-            deadline=call.timeout or self.default_timeout,
-            provider=self.name,
-            on_error=self._error(call),
-        )
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                "upstream answered with an unexpected body", provider=self.name, status=200
-            )
+        data = await self._post(self.url, encoded.body, call)
         return decode_response(data, encoded.json_tool)
 
     async def stream(
@@ -107,26 +86,15 @@ class AnthropicProvider:
         decoder = StreamDecoder(self.name, encoded.json_tool)
         headers = self._headers_for(call)
         headers["accept"] = "text/event-stream"
-        events = stream_sse(
-            self.url,
-            encoded.body,
-            headers,
-            first_byte=call.timeout or self.default_timeout,
-            idle=self.stream_idle_timeout,
-            provider=self.name,
-            on_error=self._error(call),
-        )
+        events = self._stream_json(self.url, encoded.body, call, headers)
         try:
             async for event, data in events:
                 if not isinstance(data, dict):
                     continue
-                for frame in decoder.feed(event, data):
+                for frame in decoder.feed(event.decode(), data):
                     yield frame
                 if decoder.done:
                     break
         finally:
             await events.aclose()
         yield decoder.end()
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client is shared."""

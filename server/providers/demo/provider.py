@@ -22,7 +22,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamNotFoundError
 from server.providers.base import Capability, UpstreamCall
-from server.providers.openai_compat.encode import struct_to_dict
+from server.providers.codec import struct_to_dict
 
 # Model id (without the `demo/` prefix) → description shown by ListModels.
 MODELS = {

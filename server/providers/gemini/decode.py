@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 from switchboard.v1 import chat_pb2, types_pb2
+
+from server.providers.codec import new_call_id
 
 _R = types_pb2
 
@@ -34,11 +35,6 @@ _FILTERED = frozenset(
         "IMAGE_RECITATION",
     }
 )
-
-
-def new_call_id() -> str:
-    """A tool-call id for a ``functionCall`` that came without one."""
-    return "call_" + os.urandom(12).hex()
 
 
 def finish_reason(raw: str | None, *, has_calls: bool) -> int:

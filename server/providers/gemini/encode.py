@@ -25,16 +25,13 @@ Mapping (anything the API cannot express raises ``UnsupportedFeatureError``):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import mimetypes
 from typing import Any
 
-import orjson
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
-from server.providers.anthropic.encode import struct_to_dict
+from server.providers.codec import image_source, struct_to_dict, system_texts, tool_arguments
 
 _R = types_pb2
 
@@ -126,20 +123,9 @@ def _encode_messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str
     names: dict[str, str] = {}
     for i, message in enumerate(messages):
         role = message.role
-        if message.name:
-            raise UnsupportedFeatureError(
-                "Gemini does not support participant names on messages.",
-                param=f"messages[{i}].name",
-            )
-        if role in (_R.ROLE_SYSTEM, _R.ROLE_DEVELOPER):
-            for j, part in enumerate(message.content):
-                if part.WhichOneof("part") != "text":
-                    raise UnsupportedFeatureError(
-                        "Gemini system instructions can only hold text.",
-                        param=f"messages[{i}].content[{j}]",
-                    )
-                if part.text:
-                    system.append({"text": part.text})
+        texts = system_texts(message, i, "Gemini", "system instructions")
+        if texts is not None:
+            system.extend({"text": text} for text in texts)
             continue
         if role == _R.ROLE_ASSISTANT:
             wire_role = "model"
@@ -199,8 +185,8 @@ def _model_parts(message: types_pb2.Message, i: int, names: dict[str, str]) -> l
             call = part.tool_call
             fc: dict[str, Any] = {
                 "name": call.name,
-                "args": _arguments(
-                    call.arguments, f"messages[{i}].content[{j}].tool_call.arguments"
+                "args": tool_arguments(
+                    call.arguments, f"messages[{i}].content[{j}].tool_call.arguments", "Gemini"
                 ),
             }
             if call.id:
@@ -233,50 +219,17 @@ def _model_parts(message: types_pb2.Message, i: int, names: dict[str, str]) -> l
     return parts
 
 
-def _arguments(arguments: str, param: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            "tool call arguments must be a JSON object to send them to Gemini", param=param
-        )
-    return value
-
-
 def _image_part(image: types_pb2.ImagePart, param: str) -> dict[str, Any]:
-    source = image.WhichOneof("source")
-    if source == "data":
-        if not image.media_type:
-            raise InvalidRequestError("an image given as bytes needs a media_type", param=param)
-        data = base64.b64encode(image.data).decode("ascii")
-        return {"inlineData": {"mimeType": image.media_type, "data": data}}
-    url = image.url
-    if url.startswith("data:"):
-        header, sep, payload = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if not sep or encoding != "base64" or not media_type:
-            raise InvalidRequestError(
-                "image data URLs must look like data:<media type>;base64,<data>", param=param
-            )
-        try:
-            base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequestError(
-                "the image data URL is not valid base64", param=param
-            ) from None
-        return {"inlineData": {"mimeType": media_type, "data": payload}}
-    if url.startswith(("https://", "http://")):
-        media_type = image.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0] or ""
-        if not media_type.startswith("image/"):
-            raise UnsupportedFeatureError(
-                "Gemini needs the MIME type of an image URL: set media_type", param=param
-            )
-        return {"fileData": {"mimeType": media_type, "fileUri": url}}
-    raise InvalidRequestError("an image needs an http(s) URL, a data: URL or bytes", param=param)
+    source = image_source(image, param)
+    if not source.url:
+        return {"inlineData": {"mimeType": source.media_type, "data": source.data}}
+    url = source.url
+    media_type = source.media_type or mimetypes.guess_type(url.split("?", 1)[0])[0] or ""
+    if not media_type.startswith("image/"):
+        raise UnsupportedFeatureError(
+            "Gemini needs the MIME type of an image URL: set media_type", param=param
+        )
+    return {"fileData": {"mimeType": media_type, "fileUri": url}}
 
 
 # --- tools ------------------------------------------------------------------------------------

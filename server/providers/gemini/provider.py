@@ -11,8 +11,7 @@ from urllib.parse import quote
 
 from switchboard.v1 import chat_pb2
 
-from server.core.errors import UpstreamError
-from server.providers.anthropic.transport import ErrorMapper, post_json, stream_sse
+from server.providers.adapter import HttpAdapter
 from server.providers.base import Capability, UpstreamCall
 from server.providers.gemini.decode import decode_response
 from server.providers.gemini.encode import encode_request
@@ -22,10 +21,11 @@ from server.providers.gemini.stream import StreamDecoder
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
-class GeminiProvider:
+class GeminiProvider(HttpAdapter):
     """A Gemini API upstream (generativelanguage.googleapis.com or a compatible endpoint)."""
 
     kind = "gemini"
+    key_header = "x-goog-api-key"
     capabilities = frozenset(
         {
             Capability.TEXT,
@@ -51,18 +51,18 @@ class GeminiProvider:
         default_timeout: float = 600.0,
         stream_idle_timeout: float = 300.0,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            {"content-type": "application/json"},
+            default_headers,
+            on_error=error_for_response,
+            default_timeout=default_timeout,
+            stream_idle_timeout=stream_idle_timeout,
+        )
         root = base_url.rstrip("/")
         if not root.endswith(("/v1beta", "/v1")):
             root += "/v1beta"
         self._models_url = root + "/models/"
-        # Used when UpstreamCall.timeout is None (names and defaults as OpenAICompatProvider).
-        self.default_timeout = default_timeout
-        self.stream_idle_timeout = stream_idle_timeout
-        self._headers = {
-            "content-type": "application/json",
-            **{k.lower(): v for k, v in (default_headers or {}).items()},
-        }
         self._urls: dict[tuple[str, bool], str] = {}
 
     def __repr__(self) -> str:
@@ -80,50 +80,20 @@ class GeminiProvider:
                 self._urls[key] = found
         return found
 
-    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
-        headers = dict(self._headers)
-        headers["x-goog-api-key"] = call.api_key
-        return headers
-
-    def _error(self, call: UpstreamCall) -> ErrorMapper:
-        def on_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-            return error_for_response(status, headers, body, self.name, (call.api_key,))
-
-        return on_error
-
     async def chat(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall
     ) -> chat_pb2.ChatResponse:
         """One ``generateContent`` call, decoded into message, finish_reason and usage."""
-        data = await post_json(
-            self.url(call.model, stream=False),
-            encode_request(request),
-            self._headers_for(call),
-            deadline=call.timeout or self.default_timeout,
-            provider=self.name,
-            on_error=self._error(call),
-        )
-        if not isinstance(data, dict):
-            raise UpstreamError(
-                "upstream answered with an unexpected body", provider=self.name, status=200
-            )
-        return decode_response(data)
+        url = self.url(call.model, stream=False)
+        return decode_response(await self._post(url, encode_request(request), call))
 
     async def stream(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
         """The ``streamGenerateContent`` SSE stream as contract frames, then one ``end``."""
-        body = encode_request(request)
         decoder = StreamDecoder(self.name)
-        events = stream_sse(
-            self.url(call.model, stream=True),
-            body,
-            self._headers_for(call),
-            first_byte=call.timeout or self.default_timeout,
-            idle=self.stream_idle_timeout,
-            provider=self.name,
-            on_error=self._error(call),
-        )
+        url = self.url(call.model, stream=True)
+        events = self._stream_json(url, encode_request(request), call, self._headers_for(call))
         try:
             async for _event, data in events:
                 if isinstance(data, list):
@@ -136,6 +106,3 @@ class GeminiProvider:
         finally:
             await events.aclose()
         yield decoder.end()
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client is shared."""

@@ -16,7 +16,8 @@ import orjson
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import UpstreamStreamError
-from server.providers.gemini.decode import fill_usage, finish_reason, new_call_id
+from server.providers.codec import new_call_id
+from server.providers.gemini.decode import fill_usage, finish_reason
 from server.providers.gemini.errors import error_from_body
 
 Frame = chat_pb2.StreamChatResponse

@@ -8,13 +8,10 @@ explicit prompt caching) and Mistral's list-shaped ``content`` with ``thinking``
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import orjson
 from switchboard.v1 import types_pb2
 
-Json = dict[str, Any]
+from server.providers.codec import Json, new_call_id
 
 FINISH_REASONS = {
     "stop": types_pb2.FINISH_REASON_STOP,
@@ -72,44 +69,6 @@ def decode_usage(usage: object) -> types_pb2.Usage:
 
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def error_fields(body: object) -> tuple[str | None, str | None]:
-    """The provider's own error message and short code from an error body, nothing else.
-
-    OpenAI's shape is ``{"error": {"message", "type", "param", "code"}}``. OpenRouter adds a
-    numeric code and ``metadata.raw`` (the upstream provider's raw text) and Groq adds
-    ``failed_generation``: those are never read, so they cannot leak.
-    """
-    if not isinstance(body, dict):
-        return None, None
-    error = body.get("error")
-    if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code")
-        if not isinstance(code, str):
-            code = error.get("type")
-        return (
-            message if isinstance(message, str) else None,
-            code if isinstance(code, str) else None,
-        )
-    if isinstance(error, str):
-        return error, None
-    message = body.get("message")
-    if isinstance(message, str):
-        return message, None
-    detail = body.get("detail")  # FastAPI-based servers (vLLM, TGI)
-    if isinstance(detail, str):
-        return detail, None
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        msg = detail[0].get("msg")
-        return (msg if isinstance(msg, str) else None), None
-    return None, None
-
-
-def new_call_id() -> str:
-    """A tool-call id for upstreams that send none (clients need one to answer the call)."""
-    return "call_" + os.urandom(12).hex()
 
 
 def arguments_text(arguments: object) -> str:

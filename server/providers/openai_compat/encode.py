@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from typing import Any
 
-from google.protobuf import struct_pb2
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
-
-Json = dict[str, Any]
+from server.providers.codec import Json, struct_to_dict
 
 _ROLES = {
     types_pb2.ROLE_SYSTEM: "system",
@@ -45,32 +42,6 @@ _MAGIC = (
     (b"GIF8", "image/gif"),
     (b"RIFF", "image/webp"),
 )
-
-
-def struct_to_dict(struct: struct_pb2.Struct) -> Json:
-    """A ``google.protobuf.Struct`` as plain JSON values (``json_format.MessageToDict``).
-
-    Struct stores every number as a double; integral values go back out as ints because strict
-    upstreams reject ``"maxItems": 5.0`` or ``"top_logprobs": 3.0`` where the schema wants an
-    integer.
-    """
-    return {key: _value(value) for key, value in struct.fields.items()}
-
-
-def _value(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    return None
 
 
 def encode_request(

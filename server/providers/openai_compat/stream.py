@@ -1,83 +1,32 @@
 """OpenAI Chat Completions SSE stream → ``switchboard.v1.StreamChatResponse`` frames.
 
-Mirrors openai-python's ``SSEDecoder`` for the framing and the ``chat.completion.chunk`` schema
-for the content, with what OpenAI-compatible upstreams add: comment keep-alives
-(``: OPENROUTER PROCESSING``), a usage-only last chunk with ``choices: []``, ``usage: null`` on
-every other chunk, Groq's ``x_groq.usage``, ``reasoning_content``/``reasoning`` deltas, and an
-``error`` object inside a 200 stream (OpenRouter), which becomes ``UpstreamStreamError``.
+Decodes the events ``server.providers.sse`` parses (which drops comment keep-alives such as
+``: OPENROUTER PROCESSING``) after the ``chat.completion.chunk`` schema, with what
+OpenAI-compatible upstreams add: a usage-only last chunk with ``choices: []``, ``usage: null``
+on every other chunk, Groq's ``x_groq.usage``, ``reasoning_content``/``reasoning`` deltas, and
+an ``error`` object inside a 200 stream (OpenRouter), which becomes ``UpstreamStreamError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
 from switchboard.v1 import chat_pb2
 
 from server.core.errors import UpstreamStreamError
+from server.providers.codec import new_call_id
 from server.providers.http import safe_message
 from server.providers.openai_compat.decode import (
     arguments_text,
     content_parts,
     decode_usage,
-    error_fields,
     finish_reason,
-    new_call_id,
     reasoning_text,
 )
+from server.providers.openai_compat.errors import error_fields
 
 DONE = b"[DONE]"
-
-
-class SSEParser:
-    """Incremental ``text/event-stream`` parser yielding each event's (event, data) pair
-    (WHATWG server-sent events; openai-python ``SSEDecoder``)."""
-
-    __slots__ = ("_buffer", "_data", "_event")
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._data: list[bytes] = []
-        self._event = b""
-
-    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
-        """Events completed by ``chunk``."""
-        self._buffer += chunk
-        if b"\n" not in chunk:
-            return []
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return self._lines(lines)
-
-    def flush(self) -> list[tuple[bytes, bytes]]:
-        """At end of body: an event that lacked its closing blank line still counts, since
-        some servers end with ``data: [DONE]`` and no blank line."""
-        lines = [self._buffer] if self._buffer else []
-        self._buffer = b""
-        lines.append(b"")
-        return self._lines(lines)
-
-    def _lines(self, lines: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
-        events: list[tuple[bytes, bytes]] = []
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if self._data:
-                    events.append((self._event, b"\n".join(self._data)))
-                self._data = []
-                self._event = b""
-                continue
-            if line.startswith(b":"):
-                continue
-            name, _, value = line.partition(b":")
-            if value.startswith(b" "):
-                value = value[1:]
-            if name == b"data":
-                self._data.append(value)
-            elif name == b"event":
-                self._event = value
-        return events
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""Anthropic responses, stream events and errors → contract (decode, stream, errors, sse)."""
+"""Anthropic responses, stream events and errors → contract (decode, stream, errors)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from server.core.errors import (
 )
 from server.providers.anthropic.decode import decode_response, finish_reason
 from server.providers.anthropic.errors import error_for_response
-from server.providers.anthropic.sse import SSEParser
 from server.providers.anthropic.stream import StreamDecoder
 
 R = types_pb2
@@ -311,17 +310,6 @@ def test_error_bodies_map_to_gateway_errors_without_the_key() -> None:
     assert key not in auth.message and "SECRET" not in repr(auth.__dict__)
     garbage = error_for_response(500, {}, b"<html>oops</html>", "anthropic")
     assert isinstance(garbage, UpstreamServerError) and "html" not in garbage.message
-
-
-def test_sse_parser_handles_split_chunks_crlf_comments_and_multiline_data() -> None:
-    p = SSEParser()
-    wire = b'event: a\r\ndata: {"x":\r\ndata: 1}\r\n\r\n: keepalive\n\nevent: b\ndata: 2\n\n'
-    events = []
-    for i in range(len(wire)):
-        events.extend(p.feed(wire[i : i + 1]))
-    assert events == [("a", b'{"x":\n1}'), ("b", b"2")]
-    assert not p.pending
-    assert p.feed(b"data: partial") == [] and p.pending
 
 
 def test_stream_redacted_thinking_is_a_known_gap() -> None:

@@ -24,6 +24,7 @@ from tests.fakes.gemini_upstream import (
     Delay,
     Disconnect,
     FakeGemini,
+    Raw,
     Reply,
     Stall,
     Status,
@@ -179,3 +180,17 @@ async def test_timeouts_and_disconnect(up: FakeGemini) -> None:
     with pytest.raises(UpstreamConnectionError):
         await p.chat(request(), CALL)
     assert (await p.chat(request(), CALL)).finish_reason == R.FINISH_REASON_STOP
+
+
+async def test_malformed_body_and_a_last_event_without_its_blank_line(up: FakeGemini) -> None:
+    p = provider(up)
+    up.script(Raw("<html>proxy says no</html>", 200, "application/json"))
+    with pytest.raises(UpstreamServerError) as malformed:
+        await p.chat(request(), CALL)
+    assert malformed.value.retryable and "proxy" not in malformed.value.message
+    # The body ends right after the finishing chunk's data line: the event still counts.
+    chunk = b'{"candidates":[{"content":{"parts":[{"text":"Hi"}]},"finishReason":"STOP"}]}'
+    up.script(Raw(b"data: " + chunk + b"\r\n"))
+    frames = await collect(p, request())
+    assert [f.WhichOneof("frame") for f in frames] == ["text", "end"]
+    assert frames[-1].end.finish_reason == R.FINISH_REASON_STOP

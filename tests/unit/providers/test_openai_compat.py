@@ -287,3 +287,15 @@ async def test_repr_hides_configured_headers(up: FakeOpenAI) -> None:
     provider = provider_for(up, headers={"api-key": "azure-secret-value"})
     assert "azure-secret-value" not in repr(provider)
     assert provider.kind == "openai_compat"
+
+
+async def test_redirect_is_not_followed_and_not_retried(up: FakeOpenAI) -> None:
+    location = {"location": "https://elsewhere.invalid/v1/chat/completions"}
+    up.script(Raw("", 307, "text/plain", headers=location), Raw("", 307, "text/plain", location))
+    with pytest.raises(UpstreamBadRequestError) as chat:
+        await provider_for(up).chat(ask(), call())
+    assert not chat.value.retryable and chat.value.status == 307
+    with pytest.raises(UpstreamBadRequestError) as stream:
+        await frames(provider_for(up), ask())
+    assert not stream.value.retryable and stream.value.status == 307
+    assert len(up.requests) == 2

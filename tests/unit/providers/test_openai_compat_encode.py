@@ -9,7 +9,8 @@ from google.protobuf import struct_pb2
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
-from server.providers.openai_compat.encode import encode_request, struct_to_dict
+from server.providers.codec import struct_to_dict
+from server.providers.openai_compat.encode import encode_request
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 

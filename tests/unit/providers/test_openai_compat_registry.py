@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from server.providers.anthropic import AnthropicProvider
 from server.providers.demo import DemoProvider
+from server.providers.gemini import GeminiProvider
 from server.providers.openai_compat import OpenAICompatProvider
 from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint, build_providers
 
@@ -92,9 +94,53 @@ def test_extra_endpoint_errors(extra: ExtraEndpoint, message: str) -> None:
 def test_anthropic_and_gemini_are_known_kinds() -> None:
     assert KNOWN_PROVIDERS["anthropic"].kind == "anthropic"
     assert KNOWN_PROVIDERS["gemini"].kind == "gemini"
-    entries = build_providers({"ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g"})
-    # Built when their adapter package exists; otherwise skipped with a warning, never a crash.
-    for name in ("anthropic", "gemini"):
-        if name in entries:
-            assert entries[name].provider.kind == name
-            assert entries[name].api_keys == {"anthropic": ("a",), "gemini": ("g",)}[name]
+    entries = build_providers(
+        {"ANTHROPIC_API_KEY": "a", "GEMINI_API_KEY": "g", "GEMINI_BASE_URL": "http://127.0.0.1:9"}
+    )
+    anthropic = entries["anthropic"].provider
+    assert isinstance(anthropic, AnthropicProvider)
+    assert anthropic.url == "https://api.anthropic.com/v1/messages"
+    assert entries["anthropic"].api_keys == ("a",)
+    gemini = entries["gemini"].provider
+    assert isinstance(gemini, GeminiProvider)
+    assert gemini.url("m", stream=False) == "http://127.0.0.1:9/v1beta/models/m:generateContent"
+    assert entries["gemini"].api_keys == ("g",)
+
+
+def test_extra_anthropic_and_gemini_endpoints() -> None:
+    entries = build_providers(
+        {"TEAM_KEY": "sk-ant-team"},
+        [
+            ExtraEndpoint("claude-team", kind="anthropic", api_key_env="TEAM_KEY"),
+            ExtraEndpoint(
+                "claude-proxy",
+                "http://127.0.0.1:9/v1",
+                kind="anthropic",
+                headers={"Anthropic-Beta": "x"},
+            ),
+            ExtraEndpoint("gemini-eu", "http://127.0.0.1:8", kind="gemini"),
+        ],
+    )
+    team = entries["claude-team"].provider
+    assert isinstance(team, AnthropicProvider) and team.name == "claude-team"
+    assert team.url == "https://api.anthropic.com/v1/messages"
+    assert entries["claude-team"].api_keys == ("sk-ant-team",)
+    proxy = entries["claude-proxy"].provider
+    assert isinstance(proxy, AnthropicProvider)
+    assert proxy.url == "http://127.0.0.1:9/v1/messages"
+    assert proxy._headers["anthropic-beta"] == "x"
+    gemini = entries["gemini-eu"].provider
+    assert isinstance(gemini, GeminiProvider) and gemini.kind == "gemini"
+    assert gemini.url("m", stream=True).startswith("http://127.0.0.1:8/v1beta/models/m:")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (ExtraEndpoint("x", "http://x", kind="demo"), "an extra provider is one of"),
+        (ExtraEndpoint("x"), "needs a base URL"),
+    ],
+)
+def test_extra_endpoint_kind_errors(extra: ExtraEndpoint, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_providers({}, [extra])

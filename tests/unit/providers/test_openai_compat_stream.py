@@ -1,4 +1,5 @@
-"""SSE framing and chunk decoding (server.providers.openai_compat.stream), without a network."""
+"""Chunk decoding (server.providers.openai_compat.stream), without a network; SSE framing is in
+test_sse.py."""
 
 from __future__ import annotations
 
@@ -7,39 +8,7 @@ import pytest
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import UpstreamStreamError
-from server.providers.openai_compat.stream import SSEParser, StreamDecoder
-
-SAMPLE = (
-    b": keep-alive comment\n\n"
-    b'data: {"a": 1}\n\n'
-    b"event: message\r\ndata: line one\r\ndata: line two\r\n\r\n"
-    b"data:no-space\n\n"
-    b"id: 7\nretry: 100\n\n"
-    b"data: [DONE]\n\n"
-)
-EXPECTED = [
-    (b"", b'{"a": 1}'),
-    (b"message", b"line one\nline two"),
-    (b"", b"no-space"),
-    (b"", b"[DONE]"),
-]
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, len(SAMPLE)])
-def test_sse_parser_is_independent_of_chunk_boundaries(size: int) -> None:
-    parser = SSEParser()
-    events = []
-    for start in range(0, len(SAMPLE), size):
-        events.extend(parser.feed(SAMPLE[start : start + size]))
-    events.extend(parser.flush())
-    assert events == EXPECTED
-
-
-def test_sse_parser_flushes_a_last_event_without_blank_line() -> None:
-    parser = SSEParser()
-    assert parser.feed(b"data: [DONE]") == []
-    assert parser.flush() == [(b"", b"[DONE]")]
-    assert parser.flush() == []
+from server.providers.openai_compat.stream import StreamDecoder
 
 
 def chunk(**fields: object) -> bytes:

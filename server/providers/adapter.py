@@ -1,0 +1,107 @@
+"""``HttpAdapter``: what the OpenAI-compatible, Anthropic and Gemini adapters share.
+
+An adapter subclass adds its ``kind``, ``capabilities``, URLs and ``chat``/``stream``; this
+holds the rest of the ``Provider`` scaffolding: the instance name, the headers built once at
+construction (configured ones lower-cased, so they override the defaults whatever their case),
+the per-call key header, the default timeouts, and calls through ``server.providers.transport``
+with the adapter's own error mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from server.core.errors import UpstreamStreamError
+from server.providers.base import Capability, UpstreamCall
+from server.providers.codec import Json
+from server.providers.transport import ErrorMapper, open_stream, post_json, sse_events
+
+
+class HttpAdapter:
+    """Base of the HTTP adapters (each implements ``server.providers.base.Provider``)."""
+
+    kind: str
+    capabilities: frozenset[Capability]
+    # The header each call's key travels in, and what precedes the key there.
+    key_header: ClassVar[str]
+    key_prefix: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        name: str,
+        headers: Mapping[str, str],
+        configured: Mapping[str, str] | None,
+        *,
+        on_error: ErrorMapper,
+        default_timeout: float,
+        stream_idle_timeout: float,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self._headers = {**headers, **{k.lower(): v for k, v in (configured or {}).items()}}
+        self._on_error = on_error
+        # Used when UpstreamCall.timeout is None; a stream may then pause this long per chunk.
+        self.default_timeout = default_timeout
+        self.stream_idle_timeout = stream_idle_timeout
+        self._http_client = http_client
+
+    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
+        """The headers of one call: the prebuilt ones plus the key (none for keyless servers)."""
+        if not call.api_key:
+            return dict(self._headers)
+        return {**self._headers, self.key_header: self.key_prefix + call.api_key}
+
+    async def _post(self, url: str, body: Json, call: UpstreamCall) -> Json:
+        """``transport.post_json`` with this adapter's headers, timeout and error mapping."""
+        return await post_json(
+            url,
+            orjson.dumps(body),
+            self._headers_for(call),
+            deadline=call.timeout or self.default_timeout,
+            provider=self.name,
+            secrets=(call.api_key,),
+            on_error=self._on_error,
+            client=self._http_client,
+        )
+
+    async def _stream_json(
+        self, url: str, body: Json, call: UpstreamCall, headers: Mapping[str, str]
+    ) -> AsyncGenerator[tuple[bytes, Any], None]:
+        """``(event name, JSON data)`` per server-sent event, for wires whose every event is a
+        JSON document (Anthropic, Gemini)."""
+        first_byte = call.timeout or self.default_timeout
+        response = await open_stream(
+            url,
+            orjson.dumps(body),
+            headers,
+            deadline=first_byte,
+            idle=self.stream_idle_timeout,
+            provider=self.name,
+            secrets=(call.api_key,),
+            on_error=self._on_error,
+            client=self._http_client,
+        )
+        events = sse_events(
+            response, first_byte=first_byte, idle=self.stream_idle_timeout, provider=self.name
+        )
+        try:
+            async for event, data in events:
+                try:
+                    decoded = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamStreamError(
+                        "upstream sent a stream event that is not JSON",
+                        provider=self.name,
+                        status=200,
+                    ) from None
+                yield event, decoded
+        finally:
+            await events.aclose()
+            await response.aclose()
+
+    async def aclose(self) -> None:
+        """Nothing to release: the pooled HTTP client is shared (``close_http_client``)."""

@@ -1,0 +1,126 @@
+"""Contract ↔ JSON helpers more than one adapter's encoder or decoder needs.
+
+Protobuf ``Struct`` values as plain JSON, system messages as the texts of a separate system
+prompt, tool-call arguments as a JSON object, image parts as base64 or a URL, and ids for tool
+calls an upstream sent without one. Vendor wire shapes stay in
+each adapter; only these wire-neutral conversions live here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from typing import Any, NamedTuple
+
+import orjson
+from google.protobuf import struct_pb2
+from switchboard.v1 import types_pb2
+
+from server.core.errors import InvalidRequestError, UnsupportedFeatureError
+
+Json = dict[str, Any]
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> Json:
+    """A ``google.protobuf.Struct`` as plain JSON values (``json_format.MessageToDict``).
+
+    Struct stores every number as a double; integral values go back out as ints because strict
+    upstreams reject ``"maxItems": 5.0`` or ``"top_logprobs": 3.0`` where the schema wants an
+    integer.
+    """
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None
+
+
+def system_texts(message: types_pb2.Message, i: int, vendor: str, noun: str) -> list[str] | None:
+    """For APIs with a separate system prompt and no participant names (Anthropic, Gemini): the
+    non-empty texts of a system or developer message, None for any other role. Refuses a
+    ``name`` and system content other than text (``{vendor} {noun} can only hold text``)."""
+    if message.name:
+        raise UnsupportedFeatureError(
+            f"{vendor} does not support participant names on messages.",
+            param=f"messages[{i}].name",
+        )
+    if message.role not in (types_pb2.ROLE_SYSTEM, types_pb2.ROLE_DEVELOPER):
+        return None
+    texts = []
+    for j, part in enumerate(message.content):
+        if part.WhichOneof("part") != "text":
+            raise UnsupportedFeatureError(
+                f"{vendor} {noun} can only hold text.", param=f"messages[{i}].content[{j}]"
+            )
+        if part.text:
+            texts.append(part.text)
+    return texts
+
+
+def tool_arguments(arguments: str, param: str, vendor: str) -> Json:
+    """A tool call's JSON-text arguments as the object APIs that take them parsed want
+    (Anthropic ``input``, Gemini ``args``); empty text is ``{}``."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            f"tool call arguments must be a JSON object to send them to {vendor}", param=param
+        )
+    return value
+
+
+class ImageSource(NamedTuple):
+    """Where an image part's pixels come from: inline base64 ``data`` or an http(s) ``url``."""
+
+    media_type: str
+    data: str = ""
+    url: str = ""
+
+
+def image_source(image: types_pb2.ImagePart, param: str) -> ImageSource:
+    """Bytes and ``data:`` URLs as (media type, base64 data); http(s) URLs as they are, with the
+    media type only when the caller gave one. Anything else is an ``InvalidRequestError``."""
+    if image.WhichOneof("source") == "data":
+        if not image.media_type:
+            raise InvalidRequestError("an image given as bytes needs a media_type", param=param)
+        return ImageSource(image.media_type, base64.b64encode(image.data).decode("ascii"))
+    url = image.url
+    if url.startswith("data:"):
+        header, sep, payload = url[5:].partition(",")
+        media_type, _, encoding = header.partition(";")
+        if not sep or encoding != "base64" or not media_type:
+            raise InvalidRequestError(
+                "image data URLs must look like data:<media type>;base64,<data>", param=param
+            )
+        try:
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError(
+                "the image data URL is not valid base64", param=param
+            ) from None
+        return ImageSource(media_type, payload)
+    if url.startswith(("https://", "http://")):
+        return ImageSource(image.media_type, url=url)
+    raise InvalidRequestError("an image needs an http(s) URL, a data: URL or bytes", param=param)
+
+
+def new_call_id() -> str:
+    """A tool-call id for upstreams that send none (clients need one to answer the call)."""
+    return "call_" + os.urandom(12).hex()

@@ -1,0 +1,182 @@
+"""The POST-JSON and SSE-stream plumbing every HTTP adapter shares.
+
+All requests go over the shared pooled client (``server.providers.http.get_http_client``, or
+one an adapter was given) and every transport failure is mapped here (house style 4), so an
+adapter only encodes, decodes and maps its own error bodies (its ``ErrorMapper``).
+
+Timeouts: ``deadline`` bounds a non-streamed call as a whole and a stream until its response
+headers; the first body chunk must then arrive within ``first_byte`` seconds and each later one
+within ``idle`` seconds, or the stream counts as stalled (``UpstreamTimeoutError``). A stream
+that breaks after its 200 raises ``UpstreamStreamError``. Each wait runs under its own
+``asyncio.timeout`` that never spans a ``yield``: a timeout left armed across a yield would
+cancel whatever the consumer happens to be awaiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from server.core.errors import (
+    UpstreamError,
+    UpstreamServerError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
+)
+from server.providers.http import error_for_exception, get_http_client
+from server.providers.sse import SSEParser
+
+# Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
+MAX_ERROR_BODY = 64 * 1024
+# What a request may fail with before an answer (aiohttp's own errors subclass OSError).
+_SEND_ERRORS = (httpx.HTTPError, OSError, TimeoutError)
+
+
+class ErrorMapper(Protocol):
+    """An adapter's ``error_for_response``: a non-2xx answer → its gateway error."""
+
+    def __call__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        provider: str,
+        secrets: tuple[str, ...],
+    ) -> UpstreamError: ...
+
+
+async def post_json(
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    deadline: float,
+    provider: str,
+    secrets: tuple[str, ...],
+    on_error: ErrorMapper,
+    client: httpx.AsyncClient | None = None,
+) -> dict[str, Any]:
+    """POSTs ``content`` and returns the JSON object answered; raises ``Upstream*`` on failure."""
+    client = client or get_http_client()
+    try:
+        async with asyncio.timeout(deadline):
+            response = await client.post(
+                url, content=content, headers=headers, timeout=httpx.Timeout(deadline)
+            )
+    except _SEND_ERRORS as exc:
+        raise error_for_exception(exc, provider=provider) from None
+    if response.status_code >= 300:
+        raise on_error(response.status_code, response.headers, response.content, provider, secrets)
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise UpstreamServerError(
+            "upstream sent a malformed response", provider=provider, status=200
+        )
+    return body
+
+
+async def open_stream(
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    *,
+    deadline: float,
+    idle: float,
+    provider: str,
+    secrets: tuple[str, ...],
+    on_error: ErrorMapper,
+    on_json: Callable[[bytes, str, tuple[str, ...]], UpstreamError] | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> httpx.Response:
+    """POSTs a stream request and returns the open 2xx response (the caller closes it, usually
+    through ``sse_events``); raises ``Upstream*`` for an error status or a failed request.
+
+    ``on_json(body, provider, secrets)``, when given, maps a 2xx JSON answer (an error object
+    where a stream was asked for) to the error raised instead of streaming it."""
+    client = client or get_http_client()
+    request = client.build_request(
+        "POST",
+        url,
+        content=content,
+        headers=headers,
+        timeout=httpx.Timeout(idle, connect=deadline, pool=deadline),
+    )
+    try:
+        async with asyncio.timeout(deadline):
+            response = await client.send(request, stream=True)
+            if response.status_code >= 300:
+                body = await _drain(response)
+                raise on_error(response.status_code, response.headers, body, provider, secrets)
+            if on_json is not None and _is_json(response):
+                raise on_json(await _drain(response), provider, secrets)
+    except _SEND_ERRORS as exc:
+        raise error_for_exception(exc, provider=provider) from None
+    return response
+
+
+async def sse_events(
+    response: httpx.Response, *, first_byte: float, idle: float, provider: str
+) -> AsyncGenerator[tuple[bytes, bytes], None]:
+    """Yields ``(event name, data)`` for each server-sent event of ``response``, closing it at
+    the end. Returns normally when the server ends the body (an event left without its blank
+    line still counts); callers decide whether the events seen amount to a complete answer."""
+    parser = SSEParser()
+    chunks = response.aiter_bytes()
+    wait = first_byte
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(wait):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise stalled(provider, wait) from None
+            except (httpx.HTTPError, OSError) as exc:
+                if isinstance(error_for_exception(exc, provider=provider), UpstreamTimeoutError):
+                    raise stalled(provider, wait) from None
+                raise UpstreamStreamError(
+                    "upstream stream broke off", provider=provider, status=200
+                ) from None
+            wait = idle
+            for event in parser.feed(chunk):
+                yield event
+        for event in parser.flush():
+            yield event
+    finally:
+        await response.aclose()
+
+
+def stalled(provider: str, seconds: float) -> UpstreamTimeoutError:
+    """The error for a stream that sent nothing more for ``seconds``."""
+    return UpstreamTimeoutError(
+        f"upstream stream stalled for {seconds:g}s", provider=provider, status=200
+    )
+
+
+async def read_limited(response: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+    """A streamed response's body, or ``b""`` when it is longer than ``limit`` bytes."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return b""
+    return body
+
+
+async def _drain(response: httpx.Response) -> bytes:
+    try:
+        return await read_limited(response)
+    finally:
+        await response.aclose()
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("application/json")
