@@ -3,18 +3,16 @@ HTTP from one event loop (uvloop), both transports calling the same ``Gateway``.
 
 Startup binds both ports before serving anything, so a taken port is a clear error rather than
 half a gateway. When bound, the actual ports go to ``<data_dir>/ports.json`` (``{"pid",
-"host", "grpc_port", "http_port"}``; ``http_port`` is null when the HTTP shim is not available),
-which is how ``--grpc-port 0 --http-port 0`` callers (tests) learn them. SIGTERM/SIGINT stop
-both servers gracefully (health NOT_SERVING, in-flight calls get ``server.shutdown_grace``
-seconds), then the usage ledger writes every buffered row, and the shared upstream HTTP client
-and the key store are closed.
+"host", "grpc_port", "http_port"}``), which is how ``--grpc-port 0 --http-port 0`` callers
+(tests) learn them. SIGTERM/SIGINT stop both servers gracefully (health NOT_SERVING, in-flight
+calls get ``server.shutdown_grace`` seconds), then the usage ledger writes every buffered row,
+and the shared upstream HTTP client and the key store are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -23,17 +21,21 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 import orjson
 
 from server.config import Config, ConfigError
 from server.core.service import Gateway
+from server.grpc_api.server import GrpcServer
+from server.http_shim import create_app
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.policy.admission import UsagePolicy
 from server.policy.keys import KeyStore, MasterKey, load_master_key
 from server.policy.ledger import UsageLedger
+from server.providers.http import close_http_client
+from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint, build_providers
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog, ProviderEntryLike
 from server.routing.health import LocalHealth
@@ -63,16 +65,14 @@ class BoundPorts:
     pid: int
     host: str
     grpc_port: int
-    http_port: int | None
+    http_port: int
 
     @property
     def grpc_target(self) -> str:
         return f"{_connect_host(self.host)}:{self.grpc_port}"
 
     @property
-    def http_url(self) -> str | None:
-        if self.http_port is None:
-            return None
+    def http_url(self) -> str:
         return f"http://{_connect_host(self.host)}:{self.http_port}"
 
 
@@ -95,17 +95,12 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     The router and the executor share one health store (circuit state, latency), so strategies
     see what the executor records; one ``Metrics`` collects for ``/metrics``.
     """
-    from server.providers.registry import build_providers
-
     provider_env, extra = _provider_inputs(config, env)
     try:
         providers = build_providers(provider_env, extra)
     except ValueError as exc:
         raise ConfigError(f"providers: {exc}") from None
-    # cast: registry entries are frozen dataclasses, the catalog's protocol declares plain
-    # (settable) attributes.
-    entries = cast(Mapping[str, ProviderEntryLike], providers)
-    catalog = Catalog(entries, config)
+    catalog = Catalog(providers, config)
     health = LocalHealth(config.circuit)
     metrics = Metrics()
     metrics.watch_health(health)
@@ -121,20 +116,20 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         observer=RequestObserver(metrics, log_requests=config.logging.requests),
         policy=UsagePolicy(ledger),
     )
-    return Components(gateway, keys, master, catalog, entries, metrics, ledger)
+    return Components(gateway, keys, master, catalog, providers, metrics, ledger)
 
 
-def _provider_inputs(config: Config, env: Mapping[str, str]) -> tuple[dict[str, str], list[Any]]:
+def _provider_inputs(
+    config: Config, env: Mapping[str, str]
+) -> tuple[dict[str, str], list[ExtraEndpoint]]:
     """The registry's inputs from the config file's ``providers`` section.
 
     An entry named like a built-in provider overrides its endpoint and key variable (as
-    ``<NAME>_BASE_URL`` / ``<NAME>_API_KEY`` would); any other entry is an extra
-    OpenAI-compatible endpoint.
+    ``<NAME>_BASE_URL`` / ``<NAME>_API_KEY`` would); any other entry is an extra endpoint of
+    its ``kind`` (an OpenAI-compatible one needs a ``base_url``).
     """
-    from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint
-
     overlay = dict(env)
-    extra: list[Any] = []
+    extra: list[ExtraEndpoint] = []
     for i, pc in enumerate(config.providers):
         where = f"providers.{i}"
         if pc.kind == "demo" or pc.name == "demo":
@@ -148,35 +143,18 @@ def _provider_inputs(config: Config, env: Mapping[str, str]) -> tuple[dict[str, 
                     raise ConfigError(f"{where}.api_key_env: ${pc.api_key_env} is not set")
                 overlay[f"{prefix}_API_KEY"] = env[pc.api_key_env]
             continue
-        if pc.kind != "openai_compat":
-            raise ConfigError(
-                f"{where}.kind: only openai_compat endpoints can be added under a new name; "
-                f"{pc.kind} is available as the built-in provider '{pc.kind}'"
-            )
-        if not pc.base_url:
-            raise ConfigError(f"{where}.base_url: an extra provider needs a base_url")
+        if not pc.base_url and pc.kind == "openai_compat":
+            raise ConfigError(f"{where}.base_url: an OpenAI-compatible provider needs a base_url")
         extra.append(
             ExtraEndpoint(
                 name=pc.name,
                 base_url=pc.base_url,
                 api_key_env=pc.api_key_env,
                 headers=dict(pc.headers),
+                kind=pc.kind,
             )
         )
     return overlay, extra
-
-
-def load_http_app_factory() -> Callable[..., Any] | None:
-    """The HTTP shim's ``create_app(gateway, *, metrics=None)``, or None while it is absent."""
-    for name in ("server.http_shim", "server.http_shim.app"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        factory = getattr(module, "create_app", None)
-        if callable(factory):
-            return factory
-    return None
 
 
 def run(options: ServeOptions, env: Mapping[str, str], *, out: TextIO = sys.stdout) -> int:
@@ -201,9 +179,6 @@ async def serve(
     out: TextIO = sys.stdout,
 ) -> int:
     """Runs the gateway in the current loop until ``stop`` is set (or a signal arrives)."""
-    from server.grpc_api.server import GrpcServer
-    from server.providers.http import close_http_client
-
     ensure_data_dir(options.data_dir)
     ports_file = options.data_dir / PORTS_FILENAME
     # A stale file (a gateway that was killed) must not be mistaken for this run's ports.
@@ -212,42 +187,34 @@ async def serve(
     stop = stop or asyncio.Event()
     grace = options.config.server.shutdown_grace
     grpc_server = GrpcServer(components.gateway, components.keys)
-    factory = load_http_app_factory()
     http_socket: socket.socket | None = None
     # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
     with _signals(stop, enabled=handle_signals):
         try:
             try:
                 grpc_port = grpc_server.bind(options.host, options.grpc_port)
-                if factory is not None:
-                    http_socket = _bind_http(options.host, options.http_port)
+                http_socket = _bind_http(options.host, options.http_port)
             except OSError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 await grpc_server.server.stop(None)
                 return 1
-            http_server = (
-                _http_server(
-                    factory(components.gateway, metrics=components.metrics), options, grace
-                )
-                if factory
-                else None
+            http_server = _http_server(
+                create_app(components.gateway, metrics=components.metrics), options, grace
             )
             await grpc_server.start()
-            http_task: asyncio.Task[None] | None = None
-            if http_server is not None and http_socket is not None:
-                http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
-                # If the HTTP server dies, take the whole process down rather than serve half.
-                http_task.add_done_callback(lambda _: stop.set())
-                while not http_server.started:
-                    if http_task.done():
-                        await http_task
-                        raise RuntimeError("the HTTP server stopped during startup")
-                    await asyncio.sleep(0.005)
+            http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
+            # If the HTTP server dies, take the whole process down rather than serve half.
+            http_task.add_done_callback(lambda _: stop.set())
+            while not http_server.started:
+                if http_task.done():
+                    await http_task
+                    raise RuntimeError("the HTTP server stopped during startup")
+                await asyncio.sleep(0.005)
             ports = BoundPorts(
                 pid=os.getpid(),
                 host=options.host,
                 grpc_port=grpc_port,
-                http_port=http_socket.getsockname()[1] if http_socket else None,
+                http_port=http_socket.getsockname()[1],
             )
             _write_ports_file(ports_file, ports)
             _announce(out, ports, components, options)
@@ -255,11 +222,9 @@ async def serve(
                 on_ready(ports)
             await stop.wait()
             log.info("shutting down (grace %.1fs)", grace)
-            if http_server is not None:
-                http_server.should_exit = True
+            http_server.should_exit = True
             await grpc_server.stop(grace)
-            if http_task is not None:
-                await http_task
+            await http_task
             return 0
         finally:
             if components.ledger is not None:
@@ -385,11 +350,8 @@ def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptio
         f"Switchboard is running (pid {ports.pid}); data dir {options.data_dir}",
         f"  gRPC  {ports.grpc_target}  (switchboard.v1.ChatService, AdminService; "
         "health and reflection enabled)",
+        f"  HTTP  {ports.http_url}/v1  (OpenAI-compatible; Anthropic at /v1/messages)",
     ]
-    if ports.http_url:
-        lines.append(f"  HTTP  {ports.http_url}/v1  (OpenAI-compatible; Anthropic at /v1/messages)")
-    else:
-        lines.append("  HTTP  not available in this build (the HTTP shim is missing)")
     lines.append(f"  providers: {', '.join(c.catalog.provider_names) or 'none'}")
     if c.master_key.source == "generated":
         lines += [
@@ -407,16 +369,13 @@ def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptio
         f"  switchboard keys create --name my-app --data-dir {options.data_dir}",
         "Then call it (export SWITCHBOARD_KEY=<the key>):",
     ]
-    if ports.http_url:
-        body = orjson.dumps(
-            {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
-        ).decode()
-        lines += [
-            f"  curl {ports.http_url}/v1/chat/completions \\",
-            '    -H "Authorization: Bearer $SWITCHBOARD_KEY" \\',
-            "    -H 'Content-Type: application/json' \\",
-            f"    -d '{body}'",
-        ]
+    body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}]})
+    lines += [
+        f"  curl {ports.http_url}/v1/chat/completions \\",
+        '    -H "Authorization: Bearer $SWITCHBOARD_KEY" \\',
+        "    -H 'Content-Type: application/json' \\",
+        f"    -d '{body.decode()}'",
+    ]
     grpc_body = orjson.dumps(
         {"model": model, "messages": [{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}
     ).decode()

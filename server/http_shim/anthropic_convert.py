@@ -696,6 +696,10 @@ class StreamEncoder:
         return head + b'"input_json_delta","partial_json":' + orjson.dumps(fragment) + b"}}\n\n"
 
     def _reasoning(self, delta: chat_pb2.ReasoningDelta) -> bytes:
+        if delta.redacted_data:
+            # A redacted block is complete in one frame: start and stop it at once.
+            out = self._open(_THINKING, {"type": "redacted_thinking", "data": delta.redacted_data})
+            return out + self._close()
         if not delta.text and not delta.signature:
             return b""
         out = b""

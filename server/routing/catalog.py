@@ -27,8 +27,11 @@ MAX_DIRECT_DEPLOYMENTS = 4096
 class ProviderEntryLike(Protocol):
     """What the catalog needs from ``server.providers.registry``: the adapter and its key pool."""
 
-    provider: Provider
-    api_keys: Sequence[str]
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def api_keys(self) -> Sequence[str]: ...
 
 
 @dataclass(eq=False, slots=True)

@@ -38,7 +38,6 @@ async def upstream() -> AsyncIterator[FakeOpenAI]:
 async def gateway(upstream: FakeOpenAI) -> AsyncIterator[RunningGateway]:
     env = {"OPENAI_API_KEY": UPSTREAM_KEY, "OPENAI_BASE_URL": upstream.base_url}
     async with running_gateway(env=env, config=E2E_CONFIG) as gw:
-        assert gw.http_url, "the gateway started without its HTTP shim"
         yield gw
 
 

@@ -78,7 +78,6 @@ async def stack() -> AsyncIterator[Stack]:
             "ANTHROPIC_BASE_URL": anthropic_up.base_url,
         }
         async with running_gateway(env=env, config=CONFIG) as gw:
-            assert gw.http_url is not None
             key = gw.create_key("anthropic-e2e")
             yield Stack(gw.http_url, key, openai_up, anthropic_up)
 

@@ -214,8 +214,6 @@ async def test_reflection_lists_services_without_a_key(demo_channel: grpc.aio.Ch
 async def test_http_shim_in_the_same_process_shares_keys(
     demo_gateway: RunningGateway, demo_channel: grpc.aio.Channel
 ) -> None:
-    if demo_gateway.http_url is None:
-        pytest.skip("the HTTP shim is not available in this build")
     admin = admin_pb2_grpc.AdminServiceStub(demo_channel)
     created = await admin.CreateKey(
         admin_pb2.CreateKeyRequest(name="http-user"), metadata=_auth(demo_gateway.master_key)

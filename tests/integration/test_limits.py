@@ -108,7 +108,6 @@ async def demo_gw() -> AsyncIterator[RunningGateway]:
 
 async def test_rpm_limit_over_grpc_and_http(demo_gw: RunningGateway) -> None:
     gw = demo_gw
-    assert gw.http_url is not None
     fast = new_key(gw, "sixty-rpm", requests_per_minute=60)
     slow = new_key(gw, "two-rpm", requests_per_minute=2)
     async with grpc.aio.insecure_channel(gw.grpc_target) as channel:
@@ -181,7 +180,6 @@ async def test_tpm_reserves_max_tokens_in_flight_and_reconciles_to_usage() -> No
         }
         env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": up.base_url}
         async with running_gateway(env=env, config=config) as gw:
-            assert gw.http_url is not None
             key = new_key(gw, "tpm", tokens_per_minute=1000)
             req = chat_request("how many tokens", max_tokens=600, model="openai/gpt-4o-mini")
             up.script(Delay(1.0, then=Reply(text="ok", usage=Usage(20, 10))))
@@ -222,7 +220,6 @@ async def test_tpm_reserves_max_tokens_in_flight_and_reconciles_to_usage() -> No
 async def test_monthly_budget_refuses_once_spent_and_after_a_restart(tmp_path: Path) -> None:
     config = {"deployments": [DEMO_PRICED]}
     async with running_gateway(config=config, data_dir=tmp_path) as gw:
-        assert gw.http_url is not None
         spender = new_key(gw, "spender", monthly_budget_usd=0.5)
         careful = new_key(gw, "careful", monthly_budget_usd=1.0)
         async with grpc.aio.insecure_channel(gw.grpc_target) as channel:

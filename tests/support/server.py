@@ -9,7 +9,7 @@ Usage (async, e.g. with a fake upstream)::
         config={"routes": [...]},          # optional: a mapping, YAML text or a Path
     ) as gw:
         gw.grpc_target                     # '127.0.0.1:PORT'
-        gw.http_url                        # 'http://127.0.0.1:PORT' (None without the shim)
+        gw.http_url                        # 'http://127.0.0.1:PORT'
         gw.master_key                      # the admin key (SWITCHBOARD_MASTER_KEY)
         key = gw.create_key("my-test")     # a fresh gateway key secret
         gw.output()                        # everything the server printed so far
@@ -62,7 +62,7 @@ class RunningGateway:
 
     data_dir: Path
     grpc_target: str
-    http_url: str | None
+    http_url: str
     master_key: str
     grpc_port: int
     http_port: int | None
@@ -201,7 +201,7 @@ def start_gateway(
         gw = RunningGateway(
             data_dir=data_dir,
             grpc_target=f"127.0.0.1:{ports['grpc_port']}",
-            http_url=f"http://127.0.0.1:{ports['http_port']}" if ports["http_port"] else None,
+            http_url=f"http://127.0.0.1:{ports['http_port']}",
             master_key=master_key or (data_dir / "master.key").read_text().strip(),
             grpc_port=ports["grpc_port"],
             http_port=ports["http_port"],

@@ -106,8 +106,16 @@ class StreamDecoder:
             if block.get("signature"):
                 frames.append(_reasoning(signature=block["signature"]))
             return frames
-        # redacted_thinking has no place in ReasoningDelta (no redacted_data field); server
-        # tool blocks are never enabled by this adapter.
+        if kind == "redacted_thinking":
+            # Arrives whole in its start event; it must go back unchanged on the next turn.
+            self._blocks[index] = ("other", -1)
+            redacted = block.get("data")
+            if not redacted:
+                return []
+            frame = Frame()
+            frame.reasoning.redacted_data = str(redacted)
+            return [frame]
+        # Server tool blocks are never enabled by this adapter.
         self._blocks[index] = ("other", -1)
         return []
 

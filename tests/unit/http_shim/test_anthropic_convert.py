@@ -576,6 +576,17 @@ def test_stream_thinking_text_then_parallel_tools() -> None:
     assert message.stop_reason == "tool_use"
 
 
+def test_stream_redacted_thinking_is_its_own_block() -> None:
+    redacted = Frame(reasoning=chat_pb2.ReasoningDelta(redacted_data="opaque"))
+    events = run([start_frame(), reasoning("hm"), redacted, text("ok"), end(R.FINISH_REASON_STOP)])
+    starts = [d["content_block"] for e, d in events if e == "content_block_start"]
+    assert [b["type"] for b in starts] == ["thinking", "redacted_thinking", "text"]
+    assert starts[1]["data"] == "opaque"
+    message = accumulate(events)
+    assert message.content[1].type == "redacted_thinking"
+    assert message.content[1].data == "opaque"
+
+
 def test_stream_tool_calls_with_stop_finish_still_tool_use() -> None:
     events = run([start_frame(), tool(0, "{}", id="c", name="t"), end(R.FINISH_REASON_STOP)])
     assert accumulate(events).stop_reason == "tool_use"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from switchboard.v1 import chat_pb2, types_pb2
+from switchboard.v1 import types_pb2
 
 from server.core.errors import (
     UpstreamAuthError,
@@ -312,9 +312,8 @@ def test_error_bodies_map_to_gateway_errors_without_the_key() -> None:
     assert isinstance(garbage, UpstreamServerError) and "html" not in garbage.message
 
 
-def test_stream_redacted_thinking_is_a_known_gap() -> None:
-    """ReasoningDelta has no redacted_data field, so a streamed redacted_thinking block cannot be
-    passed on (non-streamed responses keep it). It is never shown as text either."""
+def test_stream_redacted_thinking_becomes_one_redacted_reasoning_frame() -> None:
+    """A streamed redacted_thinking block is passed on whole (never shown as text)."""
     d = StreamDecoder("anthropic")
     block = {"type": "redacted_thinking", "data": "opaque"}
     frames = _events(
@@ -327,5 +326,6 @@ def test_stream_redacted_thinking_is_a_known_gap() -> None:
             {"type": "message_stop"},
         ],
     )
-    assert frames == []
-    assert "redacted_data" not in chat_pb2.ReasoningDelta.DESCRIPTOR.fields_by_name
+    assert [f.WhichOneof("frame") for f in frames] == ["reasoning"]
+    assert frames[0].reasoning.redacted_data == "opaque"
+    assert not frames[0].reasoning.text
