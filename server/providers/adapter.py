@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from server.core.errors import UpstreamStreamError
 from server.providers.base import Capability, UpstreamCall
 from server.providers.codec import Json
+from server.providers.http import UpstreamClient
 from server.providers.transport import ErrorMapper, open_stream, post_json, sse_events
 
 
@@ -39,7 +39,7 @@ class HttpAdapter:
         on_error: ErrorMapper,
         default_timeout: float,
         stream_idle_timeout: float,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: UpstreamClient | None = None,
     ) -> None:
         self.name = name
         self._headers = {**headers, **{k.lower(): v for k, v in (configured or {}).items()}}

@@ -27,7 +27,7 @@ from server.core.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from server.providers.http import error_for_exception, get_http_client
+from server.providers.http import UpstreamClient, error_for_exception, get_http_client
 from server.providers.sse import SSEParser
 
 # Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
@@ -58,7 +58,7 @@ async def post_json(
     provider: str,
     secrets: tuple[str, ...],
     on_error: ErrorMapper,
-    client: httpx.AsyncClient | None = None,
+    client: UpstreamClient | None = None,
 ) -> dict[str, Any]:
     """POSTs ``content`` and returns the JSON object answered; raises ``Upstream*`` on failure."""
     client = client or get_http_client()
@@ -93,7 +93,7 @@ async def open_stream(
     secrets: tuple[str, ...],
     on_error: ErrorMapper,
     on_json: Callable[[bytes, str, tuple[str, ...]], UpstreamError] | None = None,
-    client: httpx.AsyncClient | None = None,
+    client: UpstreamClient | None = None,
 ) -> httpx.Response:
     """POSTs a stream request and returns the open 2xx response (the caller closes it, usually
     through ``sse_events``); raises ``Upstream*`` for an error status or a failed request.
@@ -110,7 +110,7 @@ async def open_stream(
     )
     try:
         async with asyncio.timeout(deadline):
-            response = await client.send(request, stream=True)
+            response = await client.send(request)
             if response.status_code >= 300:
                 body = await _drain(response)
                 raise on_error(response.status_code, response.headers, body, provider, secrets)

@@ -18,7 +18,7 @@ from server.core.errors import UpstreamStreamError
 from server.providers.adapter import HttpAdapter
 from server.providers.base import Capability, UpstreamCall
 from server.providers.codec import Json
-from server.providers.http import error_for_exception
+from server.providers.http import UpstreamClient, error_for_exception
 from server.providers.openai_compat.decode import decode_response
 from server.providers.openai_compat.encode import encode_request
 from server.providers.openai_compat.errors import (
@@ -58,7 +58,7 @@ class OpenAICompatProvider(HttpAdapter):
         capabilities: frozenset[Capability] = ALL_CAPABILITIES,
         default_timeout: float = 600.0,
         stream_idle_timeout: float = 300.0,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: UpstreamClient | None = None,
     ) -> None:
         super().__init__(
             name,
