@@ -185,6 +185,10 @@ class Gateway:
         """Every route and deployment this gateway can serve."""
         return chat_pb2.ListModelsResponse(models=self.router.catalog.list_models())
 
+    async def get_model(self, ctx: CallContext, model: str) -> chat_pb2.Model:
+        """One model or route by name; ModelNotFoundError (404) when nothing serves it."""
+        return self.router.catalog.describe(model)
+
 
 def _fill_route(route: object, plan: Plan, run: Execution) -> None:
     from switchboard.v1 import types_pb2

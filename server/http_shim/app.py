@@ -30,7 +30,8 @@ Handler = Callable[[HttpRequest], Awaitable[int]]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One endpoint: method, exact path and handler."""
+    """One endpoint: method, path and handler. A path ending in ``/*`` matches everything
+    under it (``/v1/models/*`` for ids that contain slashes); exact paths win."""
 
     method: str
     path: str
@@ -57,8 +58,14 @@ class ShimApp:
 
     def __init__(self, routes: Iterable[Route], metrics: HttpMetrics | None = None) -> None:
         self._table: dict[str, dict[str, Handler]] = {}
+        # (prefix, methods) for `/*` routes; consulted only when no exact path matches.
+        self._prefixes: list[tuple[str, dict[str, Handler]]] = []
         for route in routes:
-            methods = self._table.setdefault(route.path, {})
+            methods = self._table.get(route.path)
+            if methods is None:
+                methods = self._table[route.path] = {}
+                if route.path.endswith("/*"):
+                    self._prefixes.append((route.path[:-1], methods))
             if route.method in methods:
                 raise ValueError(f"duplicate route {route.method} {route.path}")
             methods[route.method] = route.handler
@@ -80,7 +87,13 @@ class ShimApp:
     async def _http(self, req: HttpRequest) -> None:
         metrics = self.metrics
         started = time.perf_counter() if metrics is not None else 0.0
-        methods = self._table.get(req.path)
+        label = req.path
+        methods = self._table.get(label)
+        if methods is None:
+            for prefix, prefixed in self._prefixes:
+                if req.path.startswith(prefix) and len(req.path) > len(prefix):
+                    methods, label = prefixed, prefix + "*"
+                    break
         handler = methods.get(req.method) if methods is not None else None
         status = 500
         try:
@@ -99,7 +112,7 @@ class ShimApp:
             )
             await _internal_error(req)
         if metrics is not None:
-            route = req.path if methods is not None else "unmatched"
+            route = label if methods is not None else "unmatched"
             metrics.observe_http(req.method, route, status, time.perf_counter() - started)
 
 
@@ -166,6 +179,7 @@ def openai_routes(gateway: Gateway) -> list[Route]:
     for prefix in ("/v1", ""):
         routes.append(Route("POST", f"{prefix}/chat/completions", api.chat_completions))
         routes.append(Route("GET", f"{prefix}/models", api.list_models))
+        routes.append(Route("GET", f"{prefix}/models/*", api.retrieve_model))
     return routes
 
 

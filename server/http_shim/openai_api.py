@@ -27,7 +27,12 @@ from server.core.service import Gateway, bearer_token
 from server.http_shim.asgi import DisconnectWatch, Headers, HttpRequest
 from server.http_shim.edge import apply_switchboard_headers, route_headers, usd_header
 from server.http_shim.errors import error_body, error_headers, error_object, openai_error
-from server.http_shim.openai_convert import completion_json, models_json, to_chat_request
+from server.http_shim.openai_convert import (
+    completion_json,
+    model_json,
+    models_json,
+    to_chat_request,
+)
 from server.http_shim.openai_schema import parse_chat_request
 from server.http_shim.sse import ChunkEncoder, sse_event
 
@@ -123,6 +128,19 @@ class OpenAIApi:
             await req.respond_json(exc.http_status, error_body(exc), error_headers(exc))
             return exc.http_status
         await req.respond_json(200, orjson.dumps(models_json(models)))
+        return 200
+
+    async def retrieve_model(self, req: HttpRequest) -> int:
+        """``GET /v1/models/{id}``; ids may contain slashes (``openai/gpt-4o-mini``)."""
+        model_id = req.path.partition("/models/")[2]
+        try:
+            principal = self.gateway.authenticate(bearer_token(req.header(b"authorization")))
+            ctx = self.gateway.new_context(principal, transport="http", request_id=req.request_id)
+            model = await self.gateway.get_model(ctx, model_id)
+        except GatewayError as exc:
+            await req.respond_json(exc.http_status, error_body(exc), error_headers(exc))
+            return exc.http_status
+        await req.respond_json(200, orjson.dumps(model_json(model)))
         return 200
 
 

@@ -291,15 +291,14 @@ def completion_json(response: chat_pb2.ChatResponse) -> Json:
 
 def models_json(models: chat_pb2.ListModelsResponse) -> Json:
     """``GET /v1/models``: OpenAI's ``list`` of ``model`` objects."""
+    return {"object": "list", "data": [model_json(m) for m in models.models]}
+
+
+def model_json(model: chat_pb2.Model) -> Json:
+    """One OpenAI ``model`` object (``GET /v1/models/{id}``)."""
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": m.id,
-                "object": "model",
-                "created": 0,
-                "owned_by": m.provider or "switchboard",
-            }
-            for m in models.models
-        ],
+        "id": model.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": model.provider or "switchboard",
     }

@@ -201,8 +201,20 @@ class Catalog:
             if d.id in seen:
                 continue
             seen.add(d.id)
-            m = chat_pb2.Model(id=d.id, provider=d.provider_name, demo=d.provider.kind == "demo")
-            if d.price is not None:
-                m.pricing.CopyFrom(d.price.to_proto())
-            out.append(m)
+            out.append(_model_of(d))
         return out
+
+    def describe(self, model: str) -> chat_pb2.Model:
+        """One model or route by name (``GET /v1/models/{id}``); 404 for unknown names."""
+        route = self._routes.get(model)
+        if route is not None:
+            return chat_pb2.Model(id=route.name, route=True, description=route.description)
+        (deployment,) = self.resolve(model).deployments
+        return _model_of(deployment)
+
+
+def _model_of(d: Deployment) -> chat_pb2.Model:
+    m = chat_pb2.Model(id=d.id, provider=d.provider_name, demo=d.provider.kind == "demo")
+    if d.price is not None:
+        m.pricing.CopyFrom(d.price.to_proto())
+    return m

@@ -279,6 +279,18 @@ async def test_models_list(client: openai.AsyncOpenAI) -> None:
     assert all(m.object == "model" for m in page.data)
 
 
+async def test_models_retrieve_by_id_with_slashes_routes_and_404(
+    client: openai.AsyncOpenAI,
+) -> None:
+    model = await client.models.retrieve(MODEL)
+    assert (model.id, model.object, model.owned_by) == (MODEL, "model", MODEL.split("/")[0])
+    route = await client.models.retrieve("chat")
+    assert route.id == "chat"
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("nope/never")
+    assert info.value.code == "model_not_found"
+
+
 async def test_bad_key_is_401(gateway: RunningGateway) -> None:
     async with openai.AsyncOpenAI(
         base_url=f"{gateway.http_url}/v1", api_key="sb-not-a-key", max_retries=0
