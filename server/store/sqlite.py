@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,14 +79,32 @@ def connect(data_dir: Path, schema: Schema) -> sqlite3.Connection:
         if new_file:
             os.chmod(path, 0o600)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # journal_mode is stored in the file; setting it again is a cheap no-op.
-        conn.execute("PRAGMA journal_mode = WAL")
+        _ensure_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         apply_migrations(conn, schema)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _ensure_wal(conn: sqlite3.Connection) -> None:
+    """Switches a new file to WAL (the mode is stored in the file, so once is enough).
+
+    Switching needs an exclusive lock and SQLite answers "database is locked" at once, without
+    the busy handler, when another process is opening the same new file: retry until the busy
+    timeout instead."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def apply_migrations(conn: sqlite3.Connection, schema: Schema) -> int:
