@@ -43,8 +43,8 @@ from server.http_shim.anthropic_convert import (
     stream_error_event,
 )
 from server.http_shim.asgi import ClientDisconnected, DisconnectWatch, Headers, HttpRequest
+from server.http_shim.edge import apply_switchboard_headers, route_headers, usd_header
 from server.http_shim.errors import error_headers
-from server.http_shim.openai_api import _apply_headers, _route_headers, _usd
 
 if TYPE_CHECKING:
     from server.http_shim.app import Route
@@ -85,7 +85,7 @@ class AnthropicApi:
                     "The request body is not valid JSON.", param="body"
                 ) from None
             request, stream = decode_request(data)
-            timeout = _apply_headers(req, request)
+            timeout = apply_switchboard_headers(req, request)
             ctx = self.gateway.new_context(
                 principal, transport="http", request_id=req.request_id, timeout=timeout
             )
@@ -118,8 +118,8 @@ class AnthropicApi:
         finally:
             watch.stop()
         headers = _id_header(req)
-        headers.extend(_route_headers(response.route))
-        headers.append((b"x-switchboard-cost-usd", _usd(response.cost.total_usd)))
+        headers.extend(route_headers(response.route))
+        headers.append((b"x-switchboard-cost-usd", usd_header(response.cost.total_usd)))
         await req.respond_json(200, encode_response(response), headers)
         return 200
 
@@ -158,7 +158,7 @@ async def _relay(
     headers = req.base_headers()
     headers.extend(_id_header(req))
     headers.extend(_SSE_HEADERS)
-    headers.extend(_route_headers(first.start.route))
+    headers.extend(route_headers(first.start.route))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     out = encoder.start(first.start)
     try:

@@ -38,11 +38,6 @@ from server.http_shim.sse import ChunkEncoder, sse_event
 
 log = logging.getLogger("switchboard.http")
 
-# Old private names, still imported by anthropic_api; new code imports from `edge`.
-_apply_headers = apply_switchboard_headers
-_route_headers = route_headers
-_usd = usd_header
-
 _SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
