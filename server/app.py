@@ -27,20 +27,20 @@ import orjson
 
 from server.config import Config, ConfigError
 from server.core.service import Gateway
+from server.core.state import Stores
 from server.grpc_api.server import GrpcServer
 from server.http_shim import create_app
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.policy.admission import UsagePolicy
-from server.policy.keys import KeyStore, MasterKey, load_master_key
-from server.policy.ledger import UsageLedger
+from server.policy.keys import MasterKey, load_master_key
 from server.providers.http import close_http_client
 from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint, build_providers
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog, ProviderEntryLike
-from server.routing.health import LocalHealth
 from server.routing.router import Router
-from server.store.sqlite import ensure_data_dir
+from server.store.embedded.backend import open_embedded
+from server.store.embedded.sqlite import ensure_data_dir
 
 log = logging.getLogger("switchboard")
 
@@ -81,19 +81,19 @@ class Components:
     """Everything built from Config + environment, before any port is bound."""
 
     gateway: Gateway
-    keys: KeyStore
+    stores: Stores
     master_key: MasterKey
     catalog: Catalog
     providers: Mapping[str, ProviderEntryLike] = field(repr=False)
     metrics: Metrics | None = None
-    ledger: UsageLedger | None = None
 
 
 def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
-    """Providers (from the registry), catalog, router, executor, key store and the Gateway.
+    """Providers (from the registry), catalog, stores, router, executor and the Gateway.
 
     The router and the executor share one health store (circuit state, latency), so strategies
-    see what the executor records; one ``Metrics`` collects for ``/metrics``.
+    see what the executor records; one ``Metrics`` collects for ``/metrics``; the usage policy
+    admits requests and, with the observer, takes every finished one.
     """
     provider_env, extra = _provider_inputs(config, env)
     try:
@@ -101,22 +101,22 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     except ValueError as exc:
         raise ConfigError(f"providers: {exc}") from None
     catalog = Catalog(providers, config)
-    health = LocalHealth(config.circuit)
+    stores = open_embedded(data_dir, config.circuit)
     metrics = Metrics()
-    metrics.watch_health(health)
-    keys = KeyStore(data_dir)
+    metrics.watch_health(stores.health)
     master = load_master_key(data_dir, env)
-    ledger = UsageLedger(data_dir)
+    policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
+    observer = RequestObserver(metrics, log_requests=config.logging.requests)
     gateway = Gateway(
-        Router(catalog, health=health),
-        Executor(config, health=health, metrics=metrics),
-        keys,
+        Router(catalog, health=stores.health),
+        Executor(config, health=stores.health, metrics=metrics),
+        stores.keys,
         master.secret,
         default_timeout=config.timeouts.request,
-        observer=RequestObserver(metrics, log_requests=config.logging.requests),
-        policy=UsagePolicy(ledger),
+        admission=policy,
+        sinks=(policy, observer),
     )
-    return Components(gateway, keys, master, catalog, providers, metrics, ledger)
+    return Components(gateway, stores, master, catalog, providers, metrics)
 
 
 def _provider_inputs(
@@ -186,7 +186,7 @@ async def serve(
     components = build_components(options.config, env, options.data_dir)
     stop = stop or asyncio.Event()
     grace = options.config.server.shutdown_grace
-    grpc_server = GrpcServer(components.gateway, components.keys)
+    grpc_server = GrpcServer(components.gateway, components.stores.keys)
     http_socket: socket.socket | None = None
     # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
     with _signals(stop, enabled=handle_signals):
@@ -227,14 +227,13 @@ async def serve(
             await http_task
             return 0
         finally:
-            if components.ledger is not None:
-                # After both servers stopped: every accepted request has settled by now.
-                await components.ledger.aclose()
+            # After both servers stopped: every accepted request has settled by now, so the
+            # ledger's last rows are written here.
+            await components.stores.aclose()
             for entry in components.providers.values():
                 with contextlib.suppress(Exception):
                     await entry.provider.aclose()
             await close_http_client()
-            components.keys.close()
             if http_socket is not None:
                 http_socket.close()
             _remove_own_ports_file(ports_file)

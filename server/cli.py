@@ -24,7 +24,7 @@ from switchboard.v1 import admin_pb2
 from server.config import Config, ConfigError, default_data_dir, load_config
 from server.core.context import KeyLimits
 from server.core.errors import GatewayError
-from server.policy.keys import KeyStore
+from server.store.embedded.keys import SqliteKeyStore
 
 CONFIG_ENV = "SWITCHBOARD_CONFIG"
 DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _keys_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     limits = KeyLimits(args.rpm, args.tpm, args.monthly_budget)
     with _key_store(args, env) as keys:
-        record, secret = keys.create(args.name, limits)
+        record, secret = keys.create_sync(args.name, limits)
     if args.json:
         print(orjson.dumps({**_key_json(record), "key": secret}).decode())
     else:
@@ -78,7 +78,7 @@ def _keys_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _keys_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _key_store(args, env) as keys:
-        records = keys.list(include_revoked=args.all)
+        records = keys.list_sync(include_revoked=args.all)
     if args.json:
         print(orjson.dumps([_key_json(r) for r in records]).decode())
         return 0
@@ -97,7 +97,7 @@ def _keys_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _keys_revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with _key_store(args, env) as keys:
-        record = keys.revoke(args.id)
+        record = keys.revoke_sync(args.id)
     print(f"Revoked key {record.id} ({record.name}).")
     return 0
 
@@ -109,15 +109,15 @@ _USAGE_HEADER = (
 
 
 def _usage(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from server.policy.budget import format_usd, usd_to_nanos
-    from server.policy.ledger import month_totals
+    from server.core.money import format_usd, usd_to_nanos
+    from server.store.embedded.ledger import month_totals
 
     now = datetime.now(UTC)
     year, month = args.month or (now.year, now.month)
     label = f"{year:04d}-{month:02d}"
     totals = month_totals(_data_dir(args, env, _config(args, env)), year, month, key_id=args.key)
     with _key_store(args, env) as keys:
-        records = {r.id: r for r in keys.list(include_revoked=True)}
+        records = {r.id: r for r in keys.list_sync(include_revoked=True)}
     names = {key_id: r.name for key_id, r in records.items()} | {"master": "master"}
     budgets = {
         key_id: r.limits.monthly_budget_usd
@@ -187,8 +187,8 @@ def _data_dir(args: argparse.Namespace, env: Mapping[str, str], config: Config) 
 
 
 @contextlib.contextmanager
-def _key_store(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[KeyStore]:
-    store = KeyStore(_data_dir(args, env, _config(args, env)))
+def _key_store(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[SqliteKeyStore]:
+    store = SqliteKeyStore(_data_dir(args, env, _config(args, env)))
     try:
         yield store
     finally:

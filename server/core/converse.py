@@ -33,7 +33,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import cast
 
-import grpc
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.accumulate import StreamAccumulator
@@ -41,8 +40,8 @@ from server.core.context import CallContext
 from server.core.errors import (
     DeadlineExceededError,
     FieldViolation,
-    GatewayError,
     InvalidRequestError,
+    MaxTurnsExceededError,
 )
 from server.core.service import Gateway
 
@@ -50,14 +49,6 @@ from server.core.service import Gateway
 MAX_TURNS = 32
 # Seconds the server waits for the client's tool results after tool_calls_required.
 TOOL_RESULTS_TIMEOUT = 600.0
-
-
-class MaxTurnsExceededError(GatewayError):
-    """The model still asked for tools after the last allowed turn (FAILED_PRECONDITION / 400)."""
-
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
-    http_status = 400
-    reason = "MAX_TURNS_EXCEEDED"
 
 
 def start_request(event: chat_pb2.ConverseRequest | None) -> chat_pb2.ChatRequest:
@@ -103,7 +94,7 @@ async def converse(
         except InvalidRequestError as exc:
             if turn == 1:
                 # The caller wrote the first request as `start`: name its fields that way.
-                raise _under(exc, "start") from None
+                raise exc.under("start") from None
             raise
         if turn_run.finish_reason != types_pb2.FINISH_REASON_TOOL_CALLS:
             return
@@ -223,17 +214,3 @@ def _event_name(event: chat_pb2.ConverseRequest) -> str:
     if kind == "start":
         return "a second `start` (send it only once, first)"
     return f"`{kind}`" if kind else "an empty ConverseRequest"
-
-
-def _under(exc: InvalidRequestError, prefix: str) -> InvalidRequestError:
-    """The same error with its field paths under ``prefix`` (``start.messages``)."""
-    return type(exc)(
-        exc.message,
-        retry_after=exc.retry_after,
-        param=f"{prefix}.{exc.param}" if exc.param else None,
-        field_violations=[
-            FieldViolation(f"{prefix}.{v.field}", v.description) for v in exc.field_violations
-        ],
-        quota_violations=exc.quota_violations,
-        metadata=exc.metadata,
-    )

@@ -1,34 +1,53 @@
 """The one service object both transports call (DESIGN.md "One request's way").
 
-transport edge → ``Gateway`` (validate, policy, route, execute, cost, settle) → transport edge.
+transport edge → ``Gateway`` (validate, route, admit, execute, cost) → one ``RequestRecord``
+to every sink (usage policy, observer) → transport edge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Protocol
 
-from switchboard.v1 import chat_pb2
+from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, Principal
 from server.core.errors import PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
+from server.core.records import Execution, Plan, RequestRecord, RequestSink
 from server.core.validate import validate_chat_request
-from server.observability.requests import RequestObserver
-from server.policy.admission import Reservation, UsagePolicy
-from server.resilience.executor import Execution, Executor
 from server.routing.pricing import compute_cost
-from server.routing.router import Plan, Router
+from server.routing.router import Router
 
 ADMIN = Principal(key_id="master", name="master", is_admin=True)
 
 
 class KeyLookup(Protocol):
-    """Finds the principal for a gateway key secret (``server.policy.keys.KeyStore``)."""
+    """Finds the principal for a gateway key secret (``server.core.state.KeyStore.lookup``)."""
 
-    def lookup(self, secret: str) -> Principal | None: ...
+    async def lookup(self, secret: str) -> Principal | None: ...
+
+
+class Admission(Protocol):
+    """Takes a request's share of its key's limits before any upstream call
+    (``server.policy.admission.UsagePolicy``); returns what it took, for the record."""
+
+    async def admit(self, ctx: CallContext, plan: Plan) -> object: ...
+
+
+class Runner(Protocol):
+    """Runs a plan against its candidates (``server.resilience.executor.Executor``)."""
+
+    async def chat(
+        self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
+    ) -> chat_pb2.ChatResponse: ...
+
+    def stream(
+        self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
+    ) -> AsyncGenerator[chat_pb2.StreamChatResponse, None]: ...
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -47,34 +66,34 @@ class Gateway:
     def __init__(
         self,
         router: Router,
-        executor: Executor,
+        executor: Runner,
         keys: KeyLookup,
         master_key: str,
         default_timeout: float,
         *,
-        observer: RequestObserver | None = None,
-        policy: UsagePolicy | None = None,
+        admission: Admission | None = None,
+        sinks: Sequence[RequestSink] = (),
     ) -> None:
         self.router = router
         self.executor = executor
         self.keys = keys
         self._master_key = master_key.encode()
         self.default_timeout = default_timeout
-        # Metrics and the one-line-per-request log (server.observability).
-        self.observer = observer or RequestObserver()
-        # Rate limits, budgets and the usage ledger (server.policy.admission); the default
-        # enforces limits in memory and records nowhere.
-        self.policy = policy or UsagePolicy()
+        # Rate limits and budgets (server.policy.admission); None admits everything.
+        self.admission = admission
+        # Who learns of every finished request: the usage policy (settle, ledger), the
+        # observer (metrics, log line).
+        self.sinks = tuple(sinks)
 
     # --- edge helpers ---------------------------------------------------------------------
 
-    def authenticate(self, token: str | None) -> Principal:
+    async def authenticate(self, token: str | None) -> Principal:
         """The caller behind a gateway key (or the master key); 401 otherwise."""
         if not token:
             raise UnauthenticatedError("Missing gateway key: send `Authorization: Bearer <key>`.")
         if hmac.compare_digest(token.encode(), self._master_key):
             return ADMIN
-        principal = self.keys.lookup(token)
+        principal = await self.keys.lookup(token)
         if principal is None:
             raise UnauthenticatedError("Invalid or revoked gateway key.")
         return principal
@@ -98,20 +117,37 @@ class Gateway:
 
     # --- chat -----------------------------------------------------------------------------
 
-    def _plan(self, request: chat_pb2.ChatRequest, *, stream: bool = False) -> Plan:
+    async def _admit(self, record: RequestRecord) -> Plan:
+        """Validates, routes and admits the request; the plan and reservation go on the record."""
+        request = record.request
         validate_chat_request(request)
-        return self.router.plan(request, stream=stream)
+        plan = record.plan = self.router.plan(request, stream=record.stream)
+        if self.admission is not None:
+            record.reservation = await self.admission.admit(record.ctx, plan)
+        return plan
+
+    @contextlib.contextmanager
+    def _recorded(self, record: RequestRecord) -> Iterator[RequestRecord]:
+        """Hands the record to every sink however the request ends (the one try/finally)."""
+        try:
+            yield record
+        except GeneratorExit:
+            # Transports close a stream right after its end frame: that is a success.
+            if record.usage is None:
+                record.error = GeneratorExit()
+            raise
+        except BaseException as exc:
+            record.error = exc
+            raise
+        finally:
+            for sink in self.sinks:
+                sink.finish(record)
 
     async def chat(self, request: chat_pb2.ChatRequest, ctx: CallContext) -> chat_pb2.ChatResponse:
         """One completion, with cost and route info filled in."""
-        run = Execution()
-        plan: Plan | None = None
-        reserved: Reservation | None = None
-        response: chat_pb2.ChatResponse | None = None
-        error: BaseException | None = None
-        try:
-            plan = self._plan(request)
-            reserved = self.policy.admit(ctx, request, plan)
+        with self._recorded(RequestRecord(ctx, request, stream=False)) as record:
+            plan = await self._admit(record)
+            run = record.run
             response = await self.executor.chat(plan, request, ctx, run)
             deployment = run.deployment
             assert deployment is not None
@@ -120,66 +156,43 @@ class Gateway:
             response.created = int(time.time())
             response.cost.CopyFrom(compute_cost(response.usage, deployment.price))
             _fill_route(response.route, plan, run)
+            record.usage = response.usage
+            record.cost = response.cost
             return response
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            usage = response.usage if response is not None and error is None else None
-            cost = response.cost if response is not None and error is None else None
-            self.observer.finish(
-                ctx, request, plan, run, stream=False, usage=usage, cost=cost, error=error
-            )
-            self.policy.settle(
-                reserved, ctx, request, plan, run, stream=False, usage=usage, cost=cost, error=error
-            )
 
     async def stream_chat(
         self, request: chat_pb2.ChatRequest, ctx: CallContext
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
         """start frame (once committed to a deployment), deltas, then one end frame."""
-        run = Execution()
-        plan: Plan | None = None
-        reserved: Reservation | None = None
-        end: chat_pb2.StreamEnd | None = None
-        error: BaseException | None = None
-        try:
-            plan = self._plan(request, stream=True)
-            reserved = self.policy.admit(ctx, request, plan)
+        with self._recorded(RequestRecord(ctx, request, stream=True)) as record:
+            plan = await self._admit(record)
+            run = record.run
             created = int(time.time())
             started = False
-            async for frame in self.executor.stream(plan, request, ctx, run):
-                if not started:
-                    started = True
-                    start = chat_pb2.StreamChatResponse()
-                    start.start.id = ctx.request_id
-                    start.start.model = request.model
-                    start.start.created = created
-                    _fill_route(start.start.route, plan, run)
-                    yield start
-                if frame.WhichOneof("frame") == "end":
-                    end = frame.end
-                    end.id = ctx.request_id
-                    end.model = request.model
-                    end.created = created
-                    assert run.deployment is not None
-                    end.cost.CopyFrom(compute_cost(end.usage, run.deployment.price))
-                    _fill_route(end.route, plan, run)
-                yield frame
-        except BaseException as exc:
-            # Transports close the stream right after the end frame: that is a success.
-            if not (isinstance(exc, GeneratorExit) and end is not None):
-                error = exc
-            raise
-        finally:
-            usage = end.usage if end is not None else None
-            cost = end.cost if end is not None else None
-            self.observer.finish(
-                ctx, request, plan, run, stream=True, usage=usage, cost=cost, error=error
-            )
-            self.policy.settle(
-                reserved, ctx, request, plan, run, stream=True, usage=usage, cost=cost, error=error
-            )
+            frames = self.executor.stream(plan, request, ctx, run)
+            # Closed here, not left to the garbage collector, so that a client going away
+            # frees the upstream stream and the deployment's slot at once.
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    if not started:
+                        started = True
+                        start = chat_pb2.StreamChatResponse()
+                        start.start.id = ctx.request_id
+                        start.start.model = request.model
+                        start.start.created = created
+                        _fill_route(start.start.route, plan, run)
+                        yield start
+                    if frame.WhichOneof("frame") == "end":
+                        end = frame.end
+                        end.id = ctx.request_id
+                        end.model = request.model
+                        end.created = created
+                        assert run.deployment is not None
+                        end.cost.CopyFrom(compute_cost(end.usage, run.deployment.price))
+                        _fill_route(end.route, plan, run)
+                        record.usage = end.usage
+                        record.cost = end.cost
+                    yield frame
 
     async def list_models(self, ctx: CallContext) -> chat_pb2.ListModelsResponse:
         """Every route and deployment this gateway can serve."""
@@ -190,10 +203,7 @@ class Gateway:
         return self.router.catalog.describe(model)
 
 
-def _fill_route(route: object, plan: Plan, run: Execution) -> None:
-    from switchboard.v1 import types_pb2
-
-    assert isinstance(route, types_pb2.RouteInfo)
+def _fill_route(route: types_pb2.RouteInfo, plan: Plan, run: Execution) -> None:
     d = run.deployment
     route.route = plan.route.name
     route.strategy = plan.strategy  # type: ignore[assignment]

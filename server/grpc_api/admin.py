@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc.aio
 from switchboard.v1 import admin_pb2, admin_pb2_grpc
 
 from server.core.errors import FieldViolation, InvalidRequestError
 from server.core.service import Gateway, require_admin
+from server.core.state import KeyStore
 from server.grpc_api.interceptors import current_principal, current_request_id
-from server.policy.keys import KeyStore, limits_from_proto
+from server.policy.keys import limits_from_proto
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    """CreateKey, ListKeys, RevokeKey over the ``KeyStore`` (SQLite writes run off the loop)."""
+    """CreateKey, ListKeys, RevokeKey over the ``KeyStore``."""
 
     def __init__(self, gateway: Gateway, keys: KeyStore) -> None:
         self._gateway = gateway
@@ -32,14 +31,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.CreateKeyResponse:
         self._require_admin(context)
         limits = limits_from_proto(request.limits)
-        record, secret = await asyncio.to_thread(self._keys.create, request.name, limits)
+        record, secret = await self._keys.create(request.name, limits)
         return admin_pb2.CreateKeyResponse(key=record, secret=secret)
 
     async def ListKeys(
         self, request: admin_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListKeysResponse:
         self._require_admin(context)
-        keys = await asyncio.to_thread(self._keys.list, include_revoked=request.include_revoked)
+        keys = await self._keys.list(include_revoked=request.include_revoked)
         return admin_pb2.ListKeysResponse(keys=keys)
 
     async def RevokeKey(
@@ -52,5 +51,5 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 param="id",
                 field_violations=[FieldViolation("id", "id is required")],
             )
-        record = await asyncio.to_thread(self._keys.revoke, request.id)
+        record = await self._keys.revoke(request.id)
         return admin_pb2.RevokeKeyResponse(key=record)

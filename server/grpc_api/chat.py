@@ -11,7 +11,7 @@ from switchboard.v1 import chat_pb2, chat_pb2_grpc
 
 from server.core.context import CallContext
 from server.core.converse import converse, start_request
-from server.core.errors import FieldViolation, InvalidRequestError
+from server.core.errors import InvalidRequestError
 from server.core.service import Gateway
 from server.grpc_api.interceptors import current_principal, current_request_id
 
@@ -45,7 +45,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             async for frame in frames:
                 yield frame
         except InvalidRequestError as exc:
-            raise _under(exc, "chat") from None
+            raise exc.under("chat") from None
 
     async def Converse(
         self,
@@ -73,17 +73,3 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListModelsResponse:
         return await self._gateway.list_models(self._call_context(context))
-
-
-def _under(exc: InvalidRequestError, prefix: str) -> InvalidRequestError:
-    """The same error with field paths as the caller wrote them (``chat.model`` in StreamChat)."""
-    fields = [FieldViolation(f"{prefix}.{v.field}", v.description) for v in exc.field_violations]
-    moved = type(exc)(
-        exc.message,
-        retry_after=exc.retry_after,
-        param=f"{prefix}.{exc.param}" if exc.param else None,
-        field_violations=fields,
-        quota_violations=exc.quota_violations,
-        metadata=exc.metadata,
-    )
-    return moved

@@ -74,7 +74,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 client_request_id = value
         request_id = _usable_request_id(client_request_id) or new_request_id()
         try:
-            principal = self._gateway.authenticate(bearer_token(authorization))
+            principal = await self._gateway.authenticate(bearer_token(authorization))
         except GatewayError as exc:
             return _replace(handler, _refuse(to_grpc_status(exc, request_id), request_id))
         return _replace(handler, _edge(handler, method, request_id, principal))
@@ -94,7 +94,7 @@ def _usable_request_id(value: object) -> str | None:
 
 def _behaviour(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
     return (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream  # type: ignore[return-value]
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     )
 
 

@@ -9,10 +9,10 @@ from grpc_reflection.v1alpha import reflection
 from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 from server.core.service import Gateway
+from server.core.state import KeyStore
 from server.grpc_api.admin import AdminServicer
 from server.grpc_api.chat import ChatServicer
 from server.grpc_api.interceptors import AuthInterceptor
-from server.policy.keys import KeyStore
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name

@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 from server.core.errors import (
     ERROR_DOMAIN,
     BudgetExceededError,
+    Code,
     FieldViolation,
     GatewayError,
     RateLimitedError,
@@ -23,13 +24,13 @@ from server.core.errors import (
 
 REQUEST_ID_KEY = "x-request-id"
 INTERNAL_MESSAGE = "Internal error; the request id identifies it in the gateway's logs."
-_RETRY_CODES = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+_RETRY_CODES = (Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE)
 
 
 def to_status_proto(error: GatewayError, request_id: str | None = None) -> status_pb2.Status:
     """The ``google.rpc.Status`` for a gateway error."""
-    code = error.grpc_code
-    status = status_pb2.Status(code=code.value[0], message=error.message)
+    code = error.code
+    status = status_pb2.Status(code=int(code), message=error.message)
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
     info.metadata.update(error.metadata)
     provider = getattr(error, "provider", "")
@@ -49,7 +50,7 @@ def to_status_proto(error: GatewayError, request_id: str | None = None) -> statu
             failure.violations.add(subject="gateway key", description=error.message)
         _pack(status, failure)
     violations = list(error.field_violations)
-    if not violations and error.param and code == grpc.StatusCode.INVALID_ARGUMENT:
+    if not violations and error.param and code is Code.INVALID_ARGUMENT:
         violations = [FieldViolation(error.param, error.message)]
     if violations:
         bad = error_details_pb2.BadRequest()
@@ -66,7 +67,7 @@ def to_grpc_status(error: GatewayError, request_id: str | None = None) -> grpc.S
 
 def internal_grpc_status(request_id: str | None = None) -> grpc.Status:
     """INTERNAL with a generic message for an unexpected exception; nothing of it leaks."""
-    status = status_pb2.Status(code=grpc.StatusCode.INTERNAL.value[0], message=INTERNAL_MESSAGE)
+    status = status_pb2.Status(code=int(Code.INTERNAL), message=INTERNAL_MESSAGE)
     info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
     if request_id:
         info.metadata["request_id"] = request_id

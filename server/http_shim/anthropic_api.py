@@ -76,7 +76,7 @@ class AnthropicApi:
             token = req.header(b"x-api-key") or bearer_token(req.header(b"authorization"))
             if not token:
                 raise UnauthenticatedError(_MISSING_KEY)
-            principal = self.gateway.authenticate(token)
+            principal = await self.gateway.authenticate(token)
             raw = await req.body(MAX_BODY_BYTES)
             try:
                 data = orjson.loads(raw)

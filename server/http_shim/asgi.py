@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from server.core.errors import GatewayError
+from server.core.errors import RequestTooLargeError
 from server.core.ids import new_request_id
 
 Scope = MutableMapping[str, Any]
@@ -29,13 +29,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 JSON_CONTENT = (b"content-type", b"application/json")
 # Seconds before a request starts listening for the client going away (see DisconnectWatch).
 WATCH_AFTER = 0.1
-
-
-class BodyTooLargeError(GatewayError):
-    """The request body exceeds MAX_BODY_BYTES (413)."""
-
-    http_status = 413
-    reason = "REQUEST_TOO_LARGE"
 
 
 class ClientDisconnected(Exception):
@@ -68,10 +61,10 @@ class HttpRequest:
         return None if value is None else value.decode("latin-1")
 
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
-        """The whole request body; BodyTooLargeError above ``limit`` bytes."""
+        """The whole request body; RequestTooLargeError above ``limit`` bytes."""
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            raise BodyTooLargeError(f"Request body too large: the limit is {limit} bytes.")
+            raise RequestTooLargeError(f"Request body too large: the limit is {limit} bytes.")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -83,7 +76,7 @@ class HttpRequest:
                 return chunk
             size += len(chunk)
             if size > limit:
-                raise BodyTooLargeError(f"Request body too large: the limit is {limit} bytes.")
+                raise RequestTooLargeError(f"Request body too large: the limit is {limit} bytes.")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

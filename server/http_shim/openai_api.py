@@ -60,7 +60,7 @@ class OpenAIApi:
     async def chat_completions(self, req: HttpRequest) -> int:
         """``POST /v1/chat/completions``; returns the HTTP status sent."""
         try:
-            principal = self.gateway.authenticate(bearer_token(req.header(b"authorization")))
+            principal = await self.gateway.authenticate(bearer_token(req.header(b"authorization")))
             body = parse_chat_request(await req.body())
             request = to_chat_request(body)
             timeout = apply_switchboard_headers(req, request)
@@ -116,7 +116,7 @@ class OpenAIApi:
     async def list_models(self, req: HttpRequest) -> int:
         """``GET /v1/models``: every route and deployment, as OpenAI model objects."""
         try:
-            principal = self.gateway.authenticate(bearer_token(req.header(b"authorization")))
+            principal = await self.gateway.authenticate(bearer_token(req.header(b"authorization")))
             ctx = self.gateway.new_context(principal, transport="http", request_id=req.request_id)
             models = await self.gateway.list_models(ctx)
         except GatewayError as exc:
@@ -129,7 +129,7 @@ class OpenAIApi:
         """``GET /v1/models/{id}``; ids may contain slashes (``openai/gpt-4o-mini``)."""
         model_id = req.path.partition("/models/")[2]
         try:
-            principal = self.gateway.authenticate(bearer_token(req.header(b"authorization")))
+            principal = await self.gateway.authenticate(bearer_token(req.header(b"authorization")))
             ctx = self.gateway.new_context(principal, transport="http", request_id=req.request_id)
             model = await self.gateway.get_model(ctx, model_id)
         except GatewayError as exc:

@@ -17,7 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from switchboard.v1 import types_pb2
 
-from server.routing.health import HealthStore
+from server.core.state import HealthStore
 
 _LATENCY_BUCKETS = (
     0.005,

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from switchboard.v1 import chat_pb2, types_pb2
+from switchboard.v1 import types_pb2
 
-from server.core.context import CallContext
 from server.core.errors import GatewayError
+from server.core.records import RequestRecord
 from server.observability.logging import log_request
 from server.observability.metrics import Metrics
-from server.resilience.executor import Execution
-from server.routing.router import STRATEGY_NAMES, Plan
+from server.routing.router import STRATEGY_NAMES
 
 _OUTCOME_NAMES = {
     value.number: value.name.removeprefix("ATTEMPT_OUTCOME_").lower()
@@ -26,53 +24,29 @@ _log = logging.getLogger(__name__)
 
 
 class RequestObserver:
-    """Records each finished request (chat or stream, success, failure or cancel)."""
+    """Records each finished request (chat or stream, success, failure or cancel): metrics and
+    one log line (a ``RequestSink``)."""
 
     def __init__(self, metrics: Metrics | None = None, *, log_requests: bool = True) -> None:
         self.metrics = metrics
         self.log_requests = log_requests
 
-    def finish(
-        self,
-        ctx: CallContext,
-        request: chat_pb2.ChatRequest,
-        plan: Plan | None,
-        run: Execution,
-        *,
-        stream: bool,
-        usage: types_pb2.Usage | None = None,
-        cost: types_pb2.Cost | None = None,
-        error: BaseException | None = None,
-    ) -> None:
+    def finish(self, record: RequestRecord) -> None:
         """Never raises: observing must not change what the caller gets."""
         try:
-            self._finish(ctx, request, plan, run, stream, usage, cost, error)
+            self._finish(record)
         except Exception:
             _log.exception("recording a finished request failed")
 
-    def _finish(
-        self,
-        ctx: CallContext,
-        request: chat_pb2.ChatRequest,
-        plan: Plan | None,
-        run: Execution,
-        stream: bool,
-        usage: types_pb2.Usage | None,
-        cost: types_pb2.Cost | None,
-        error: BaseException | None,
-    ) -> None:
-        now = time.monotonic()
-        latency = now - run.started
-        ttft = None if run.first_chunk_at is None else run.first_chunk_at - run.started
-        if error is None:
-            outcome, status, reason = "success", 200, ""
-        elif isinstance(error, GatewayError):
-            outcome, status, reason = error.reason, error.http_status, error.reason
-        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
-            # 499: nginx's "client closed request".
-            outcome, status, reason = "cancelled", 499, "CANCELLED"
-        else:
-            outcome, status, reason = "INTERNAL", 500, "INTERNAL"
+    def _finish(self, record: RequestRecord) -> None:
+        run = record.run
+        plan = record.plan
+        usage = record.usage
+        cost = record.cost
+        error = record.error
+        latency = time.monotonic() - run.started
+        ttft = record.ttft
+        outcome, status = record.outcome
         route = plan.route.name if plan is not None else ""
         d = run.deployment
         deployment = d.id if d is not None else ""
@@ -82,7 +56,7 @@ class RequestObserver:
                 route=route,
                 deployment=deployment,
                 outcome=outcome,
-                stream=stream,
+                stream=record.stream,
                 latency=latency,
                 ttft=ttft,
                 attempts=len(run.attempts),
@@ -91,15 +65,16 @@ class RequestObserver:
             )
         if not self.log_requests:
             return
+        ctx = record.ctx
         fields: dict[str, object] = {
             "msg": "request",
             "request_id": ctx.request_id,
             "transport": ctx.transport,
             "key_id": ctx.principal.key_id,
-            "model": request.model[:_MAX_FIELD],
+            "model": record.request.model[:_MAX_FIELD],
             "route": route,
             "strategy": STRATEGY_NAMES.get(plan.strategy, "") if plan is not None else "",
-            "stream": stream,
+            "stream": record.stream,
             "outcome": outcome,
             "status": status,
             "provider": d.provider_name if d is not None else "",
@@ -128,8 +103,8 @@ class RequestObserver:
             fields["cache_write_tokens"] = usage.cache_write_input_tokens
         if cost is not None:
             fields["cost_usd"] = cost_usd
-        if reason:
-            fields["error_reason"] = reason
+        if error is not None:
+            fields["error_reason"] = outcome if outcome != "cancelled" else "CANCELLED"
             if isinstance(error, GatewayError):
                 # Messages are written for the API caller: no keys, no raw upstream bodies.
                 fields["error"] = error.message[:500]

@@ -1,14 +1,15 @@
 """What the Gateway asks before and after each chat request: rate limits, budget, usage ledger.
 
-``admit`` runs after routing (it needs the candidates' prices) and before any upstream call:
-it counts the request against the key's RPM, reserves its estimated tokens against TPM and its
-estimated cost against the monthly budget, or raises the 429. ``settle`` runs when the request
-ends in any way (success, error, cancel, a stream's end frame): it reconciles the reservations
-to the actual usage and cost and buffers one ledger row. Both are synchronous and do no I/O.
+``admit`` runs after routing (it needs the candidates' prices and the plan's token estimate)
+and before any upstream call: it counts the request against the key's RPM, reserves its
+estimated tokens against TPM and its estimated cost against the monthly budget, or raises the
+429. ``finish`` (a ``RequestSink``) runs when the request ends in any way (success, error,
+cancel, a stream's end frame): it reconciles the reservations to the actual usage and cost and
+records one ledger row. The state lives behind ``server.core.state``'s protocols.
 
-Estimates: input tokens are ``server.routing.pricing.estimate_input_tokens`` (chars / 4 plus
-per-message overheads); output tokens are ``max_tokens``, or ``DEFAULT_OUTPUT_ESTIMATE`` (512)
-when the caller set none; cost is those tokens at the most expensive candidate's price.
+Estimates: input tokens are the plan's (``server.routing.pricing.estimate_input_tokens``);
+output tokens are ``max_tokens``, or ``DEFAULT_OUTPUT_ESTIMATE`` (512) when the caller set none;
+cost is those tokens at the most expensive candidate's price.
 
 Actual tokens for TPM are input + output (cached input included). A request that ends without
 usage releases its whole reservation, except a stream that had already delivered chunks: the
@@ -19,20 +20,17 @@ The master key skips every limit; its requests are still recorded.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
-from switchboard.v1 import chat_pb2, types_pb2
+from switchboard.v1 import types_pb2
 
 from server.core.context import CallContext
-from server.core.errors import GatewayError, RateLimitedError
-from server.policy.budget import NANOS_PER_USD, MonthlyBudgets, month_bounds, month_of
-from server.policy.ledger import UsageLedger, UsageRow
-from server.policy.limits import RateLimiter
-from server.resilience.executor import Execution
-from server.routing.pricing import estimate_cost, estimate_input_tokens, output_estimate
-from server.routing.router import Plan
+from server.core.errors import RateLimitedError
+from server.core.money import cost_nanos, usd_to_nanos
+from server.core.records import Plan, RequestRecord
+from server.core.state import BudgetStore, RateLimiter, UsageRow, UsageSink
+from server.routing.pricing import estimate_cost
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +58,15 @@ class UsagePolicy:
 
     def __init__(
         self,
-        ledger: UsageLedger | None = None,
-        *,
-        limiter: RateLimiter | None = None,
-        budgets: MonthlyBudgets | None = None,
+        limiter: RateLimiter,
+        budgets: BudgetStore,
+        ledger: UsageSink | None = None,
     ) -> None:
-        self.ledger = ledger
-        self.limiter = limiter or RateLimiter()
-        if budgets is None:
-            # Month-to-date spend survives restarts: it is read back from the ledger.
-            month = month_bounds(*month_of(time.time()))
-            budgets = MonthlyBudgets(ledger.month_spend(*month) if ledger is not None else None)
+        self.limiter = limiter
         self.budgets = budgets
+        self.ledger = ledger
 
-    def admit(self, ctx: CallContext, request: chat_pb2.ChatRequest, plan: Plan) -> Reservation:
+    async def admit(self, ctx: CallContext, plan: Plan) -> Reservation:
         """Takes the request's share of the key's limits, or raises the 429 (nothing taken)."""
         principal = ctx.principal
         if principal.is_admin:
@@ -84,11 +77,11 @@ class UsagePolicy:
         budget = limits.monthly_budget_usd
         if tpm is None and budget is None:
             if rpm is not None:
-                self.limiter.acquire(principal.key_id, rpm, None, 0)
+                await self.limiter.acquire(principal.key_id, rpm, None, 0)
             return NOTHING
         key_id = principal.key_id
-        tokens_in = estimate_input_tokens(request)
-        tokens_out = output_estimate(request)
+        tokens_in = plan.input_tokens
+        tokens_out = plan.output_tokens
         cost = 0
         if budget is not None:
             worst = 0.0
@@ -96,63 +89,38 @@ class UsagePolicy:
                 usd = estimate_cost(d.price, tokens_in, tokens_out)
                 if usd is not None and usd > worst:
                     worst = usd
-            cost = self.budgets.reserve(key_id, budget, round(worst * NANOS_PER_USD))
+            cost = await self.budgets.reserve(key_id, usd_to_nanos(budget), usd_to_nanos(worst))
         try:
-            tokens = self.limiter.acquire(key_id, rpm, tpm, tokens_in + tokens_out)
+            tokens = await self.limiter.acquire(key_id, rpm, tpm, tokens_in + tokens_out)
         except RateLimitedError:
             self.budgets.settle(key_id, cost, 0)
             raise
         return Reservation(tokens, cost, tokens_in)
 
-    def settle(
-        self,
-        reservation: Reservation | None,
-        ctx: CallContext,
-        request: chat_pb2.ChatRequest,
-        plan: Plan | None,
-        run: Execution,
-        *,
-        stream: bool,
-        usage: types_pb2.Usage | None = None,
-        cost: types_pb2.Cost | None = None,
-        error: BaseException | None = None,
-    ) -> None:
+    def finish(self, record: RequestRecord) -> None:
         """Reconciles the reservation to the actual usage and records the ledger row.
 
-        Never raises: accounting must not change what the caller gets.
-        """
+        Never raises: accounting must not change what the caller gets."""
         try:
-            r = reservation or NOTHING
-            self._settle(r, ctx, request, plan, run, stream, usage, cost, error)
+            self._settle(record)
         except Exception:
             log.exception("settling a request's usage failed")
 
-    def _settle(
-        self,
-        r: Reservation,
-        ctx: CallContext,
-        request: chat_pb2.ChatRequest,
-        plan: Plan | None,
-        run: Execution,
-        stream: bool,
-        usage: types_pb2.Usage | None,
-        cost: types_pb2.Cost | None,
-        error: BaseException | None,
-    ) -> None:
+    def _settle(self, record: RequestRecord) -> None:
+        r = record.reservation if isinstance(record.reservation, Reservation) else NOTHING
+        ctx = record.ctx
+        run = record.run
+        usage = record.usage
         principal = ctx.principal
         key_id = principal.key_id
-        if cost is not None:
-            input_n = round(cost.input_usd * NANOS_PER_USD)
-            output_n = round(cost.output_usd * NANOS_PER_USD)
-            cached_n = round(cost.cached_input_usd * NANOS_PER_USD)
-            write_n = round(cost.cache_write_usd * NANOS_PER_USD)
-            total_n = input_n + output_n + cached_n + write_n
+        if record.cost is not None:
+            input_n, output_n, cached_n, write_n, total_n = cost_nanos(record.cost)
         else:
             input_n = output_n = cached_n = write_n = total_n = 0
         if r.tokens:
             if usage is not None:
                 actual = usage.input_tokens + usage.output_tokens
-            elif stream and run.first_chunk_at is not None:
+            elif record.stream and run.first_chunk_at is not None:
                 actual = r.input_estimate
             else:
                 actual = 0
@@ -162,7 +130,8 @@ class UsagePolicy:
         ledger = self.ledger
         if ledger is None:
             return
-        outcome, status = _outcome(error)
+        outcome, status = record.outcome
+        plan = record.plan
         d = run.deployment
         if usage is None:
             usage = _NO_USAGE
@@ -172,12 +141,12 @@ class UsagePolicy:
                 ctx.request_id,
                 key_id,
                 ctx.transport,
-                request.model[:_MAX_MODEL],
+                record.request.model[:_MAX_MODEL],
                 plan.route.name if plan is not None else "",
                 d.provider_name if d is not None else "",
                 d.model if d is not None else "",
                 d.id if d is not None else "",
-                stream,
+                record.stream,
                 outcome,
                 status,
                 len(run.attempts),
@@ -199,15 +168,3 @@ class UsagePolicy:
 _NO_USAGE = types_pb2.Usage()
 # Caller-supplied model names are cut to this length in the ledger (as in the request log).
 _MAX_MODEL = 200
-
-
-def _outcome(error: BaseException | None) -> tuple[str, int]:
-    """The ledger's outcome and HTTP-equivalent status (as the request log reports them)."""
-    if error is None:
-        return "success", 200
-    if isinstance(error, GatewayError):
-        return error.reason, error.http_status
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        # 499: nginx's "client closed request".
-        return "cancelled", 499
-    return "INTERNAL", 500

@@ -1,10 +1,7 @@
-"""Gateway keys: stored hashed in SQLite, looked up from an in-memory cache.
+"""Gateway key policy shared by every key store: what a valid key request is, and the master key.
 
-The server and the ``switchboard keys`` CLI share the database file. The server must see a key
-the CLI created or revoked at once, without disk I/O per request: each lookup asks SQLite for
-``PRAGMA data_version`` (which changes whenever another connection commits to the file; it reads
-the WAL index in shared memory, not the disk) and reloads the cache of active key hashes only
-when it moved. Secrets are never stored, logged or put in a repr; only their SHA-256 is.
+Key stores (``server.core.state.KeyStore``; backends in ``server/store``) keep keys hashed;
+this module holds what does not depend on where they are kept.
 """
 
 from __future__ import annotations
@@ -12,21 +9,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import sqlite3
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1 import admin_pb2
 
-from server.core.context import KeyLimits, Principal
-from server.core.errors import FieldViolation, InvalidRequestError, NotFoundError
-from server.core.ids import hash_key, new_gateway_key
-from server.store import sqlite as store
+from server.core.context import KeyLimits
+from server.core.errors import FieldViolation, InvalidRequestError
+from server.core.ids import new_gateway_key
+from server.store.embedded.sqlite import ensure_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,137 +28,21 @@ MASTER_KEY_FILENAME = "master.key"
 PREFIX_CHARS = 11
 MAX_NAME_CHARS = 100
 
-_COLUMNS = (
-    "id, name, prefix, create_time, revoke_time, "
-    "requests_per_minute, tokens_per_minute, monthly_budget_usd"
-)
 
-
-class KeyStore:
-    """Creates, lists and revokes gateway keys; resolves a secret to its ``Principal``."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        # The reader serves lookups (event loop thread); writes use their own connection so a
-        # writer waiting on the CLI's lock never blocks a lookup.
-        self._reader = store.connect(data_dir, store.KEYS)
-        self._writer: sqlite3.Connection | None = None
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._version: int | None = None
-        self._by_hash: dict[str, Principal] = {}
-
-    def __repr__(self) -> str:
-        return f"KeyStore({str(self.data_dir)!r}, cached={len(self._by_hash)})"
-
-    # --- lookups (hot path) -------------------------------------------------------------------
-
-    def lookup(self, secret: str) -> Principal | None:
-        """The principal of an active key, or None for an unknown or revoked one."""
-        with self._read_lock:
-            (version,) = self._reader.execute("PRAGMA data_version").fetchone()
-            if version != self._version:
-                self._reload(version)
-            return self._by_hash.get(hash_key(secret))
-
-    def _reload(self, version: int) -> None:
-        # The version is read before the rows: a commit in between only costs one more reload.
-        rows = self._reader.execute(
-            "SELECT id, name, key_hash, requests_per_minute, tokens_per_minute, "
-            "monthly_budget_usd FROM gateway_keys WHERE revoke_time IS NULL"
-        ).fetchall()
-        self._by_hash = {
-            row[2]: Principal(key_id=row[0], name=row[1], limits=KeyLimits(row[3], row[4], row[5]))
-            for row in rows
-        }
-        self._version = version
-
-    # --- management (admin RPCs and the CLI) ------------------------------------------------------
-
-    def create(
-        self, name: str, limits: KeyLimits | None = None
-    ) -> tuple[admin_pb2.GatewayKey, str]:
-        """A new key and its secret; the secret is returned only here and stored hashed."""
-        name = name.strip()
-        if not name or len(name) > MAX_NAME_CHARS:
-            raise InvalidRequestError(
-                f"Invalid request: name must be 1-{MAX_NAME_CHARS} characters",
-                param="name",
-                field_violations=[
-                    FieldViolation("name", f"name must be 1-{MAX_NAME_CHARS} characters")
-                ],
-            )
-        limits = limits or KeyLimits()
-        _check_limits(limits)
-        secret = new_gateway_key()
-        key_id = "key_" + secrets.token_hex(8)
-        now = time.time()
-        with self._write_lock:
-            self._write().execute(
-                "INSERT INTO gateway_keys (id, name, prefix, key_hash, create_time, "
-                "requests_per_minute, tokens_per_minute, monthly_budget_usd) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    name,
-                    secret[:PREFIX_CHARS],
-                    hash_key(secret),
-                    now,
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                    limits.monthly_budget_usd,
-                ),
-            )
-        record = self.get(key_id)
-        assert record is not None
-        return record, secret
-
-    def get(self, key_id: str) -> admin_pb2.GatewayKey | None:
-        """One key by id, revoked or not."""
-        with self._write_lock:
-            row = (
-                self._write()
-                .execute(f"SELECT {_COLUMNS} FROM gateway_keys WHERE id = ?", (key_id,))
-                .fetchone()
-            )
-        return _record(row) if row else None
-
-    def list(self, *, include_revoked: bool = False) -> list[admin_pb2.GatewayKey]:
-        """Keys, oldest first."""
-        where = "" if include_revoked else " WHERE revoke_time IS NULL"
-        with self._write_lock:
-            rows = (
-                self._write()
-                .execute(f"SELECT {_COLUMNS} FROM gateway_keys{where} ORDER BY create_time, id")
-                .fetchall()
-            )
-        return [_record(row) for row in rows]
-
-    def revoke(self, key_id: str) -> admin_pb2.GatewayKey:
-        """Revokes a key (idempotent); NotFoundError for an unknown id."""
-        with self._write_lock:
-            self._write().execute(
-                "UPDATE gateway_keys SET revoke_time = ? WHERE id = ? AND revoke_time IS NULL",
-                (time.time(), key_id),
-            )
-        record = self.get(key_id)
-        if record is None:
-            raise NotFoundError(f"No gateway key has the id {key_id!r}.", param="id")
-        return record
-
-    def _write(self) -> sqlite3.Connection:
-        if self._writer is None:
-            self._writer = store.connect(self.data_dir, store.KEYS)
-        return self._writer
-
-    def close(self) -> None:
-        """Closes both connections."""
-        with self._write_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-        with self._read_lock:
-            self._reader.close()
+def check_new_key(name: str, limits: KeyLimits | None) -> tuple[str, KeyLimits]:
+    """The trimmed name and limits of a key to create; InvalidRequestError when invalid."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise InvalidRequestError(
+            f"Invalid request: name must be 1-{MAX_NAME_CHARS} characters",
+            param="name",
+            field_violations=[
+                FieldViolation("name", f"name must be 1-{MAX_NAME_CHARS} characters")
+            ],
+        )
+    limits = limits or KeyLimits()
+    _check_limits(limits)
+    return name, limits
 
 
 def _check_limits(limits: KeyLimits) -> None:
@@ -181,29 +57,6 @@ def _check_limits(limits: KeyLimits) -> None:
             param=violations[0].field,
             field_violations=violations,
         )
-
-
-def _timestamp(seconds: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
-def _record(row: tuple[Any, ...]) -> admin_pb2.GatewayKey:
-    key_id, name, prefix, created, revoked, rpm, tpm, budget = row
-    record = admin_pb2.GatewayKey(
-        id=key_id, name=name, prefix=prefix, create_time=_timestamp(created)
-    )
-    if revoked is not None:
-        record.revoked = True
-        record.revoke_time.CopyFrom(_timestamp(revoked))
-    if rpm is not None:
-        record.limits.requests_per_minute = rpm
-    if tpm is not None:
-        record.limits.tokens_per_minute = tpm
-    if budget is not None:
-        record.limits.monthly_budget_usd = budget
-    return record
 
 
 def limits_from_proto(limits: admin_pb2.KeyLimits) -> KeyLimits:
@@ -245,7 +98,7 @@ def load_master_key(data_dir: Path, env: Mapping[str, str] = os.environ) -> Mast
     from_env = env.get(MASTER_KEY_ENV, "").strip()
     if from_env:
         return MasterKey(from_env, "env")
-    store.ensure_data_dir(data_dir)
+    ensure_data_dir(data_dir)
     path = data_dir / MASTER_KEY_FILENAME
     existing = _read_key_file(path)
     if existing:

@@ -1,22 +1,30 @@
 """Runs a plan: tries its candidates in order, with retries, circuit breakers and deadlines.
 
+One attempt loop (``Executor._run``) serves chat and stream alike, as openai-python's
+``_base_client.request()`` serves both: the two differ only in what one attempt does. A chat
+attempt is the adapter's ``chat`` call; a stream attempt is the adapter's ``stream`` read up to
+its first content frame, which commits the request to that deployment. The loop returns the
+attempt's result and a ``_Lease`` on the deployment; a committed stream is then relayed
+(``Executor._relay``) outside the loop, so no fallback after the first chunk follows from the
+structure: there is no loop left to fall back in.
+
 Per candidate: skip it when its circuit is open (or every pool key is cooling down, or it is at
-its concurrency cap); otherwise call it with the remaining deadline. A retryable failure
-(429, 5xx incl. Anthropic 529, 408/409, timeouts, connection and stream errors) is retried on
-the same deployment after capped exponential backoff with full jitter, or after the upstream's
-Retry-After when that fits the deadline and ``retry.max_retry_after``; a longer Retry-After moves
-on to the next candidate at once. A 429 on one key of a pool cools that key and retries at once
-with the next key. Non-retryable failures (400, 401/403, 404) end the request (a 401 in a key
-pool first tries the next key; an ``UnsupportedFeatureError`` tries the next candidate). When a
+its concurrency cap); otherwise call it with the remaining deadline. What a failure does comes
+from its class (``server.core.errors``): a ``retryable`` one is retried on the same deployment
+after capped exponential backoff with full jitter, or after the upstream's Retry-After when that
+fits the deadline and ``retry.max_retry_after`` (a longer one moves on to the next candidate at
+once); a key-scoped one (``HealthEffect.COOL_KEY`` after a 429, ``TRIP_KEY`` after a refused
+key) first tries the next key of the pool at once; a non-retryable one with ``fallback``
+(``UnsupportedFeatureError``) moves to the next candidate; any other ends the request. When a
 pass over the candidates skipped some that become usable soon (cooling key, open circuit), the
 executor waits for the first one and makes another pass (``retry.max_rounds``). When every
 candidate fails the caller gets one ``AllAttemptsFailedError`` listing each attempt (or that one
-error when there was only one); all rate-limited gives 429 with the smallest Retry-After.
-Skipped candidates are recorded as attempts (CIRCUIT_OPEN / RATE_LIMITED) without a call.
+error when there was only one). Skipped candidates are recorded as attempts without a call.
 
-Streams may fall back only until their first chunk; after it a failure (including an idle
-stall past ``timeouts.stream_idle`` or a stream ending without its final frame) raises, so the
-transport ends the stream with an error instead of a silent truncation.
+After the first chunk a failure (an idle stall past ``timeouts.stream_idle``, the request
+deadline, a stream ending without its final frame) raises, so the transport ends the stream
+with an error instead of a silent truncation; the committed attempt's record and the health
+store learn it through the same bookkeeping as a failed call.
 
 Timeouts are checked by one ``_Watchdog`` tick per event loop (every ``WATCHDOG_TICK``) over
 the in-flight attempts instead of an ``asyncio.timeout`` per attempt and per streamed chunk,
@@ -28,22 +36,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.config import Config
 from server.core import errors as e
 from server.core.context import CallContext
-from server.core.errors import GatewayError
+from server.core.errors import GatewayError, HealthEffect
+from server.core.records import Execution, Plan
+from server.core.state import CircuitState, HealthStore
 from server.providers.base import UpstreamCall
-from server.resilience.errors import CircuitOpenError, DeploymentBusyError, KeysCoolingError
 from server.resilience.retry import RetryPolicy
 from server.routing.catalog import Deployment
-from server.routing.health import CircuitState, HealthStore, LocalHealth
-from server.routing.router import Plan
+from server.store.embedded.health import LocalHealth
 
 if TYPE_CHECKING:
     from server.observability.metrics import Metrics
@@ -55,23 +62,15 @@ MIN_ATTEMPT_TIME = 0.01
 _DEADLINE_SLACK = 0.002
 # How often in-flight attempts are checked for timeouts (their precision).
 WATCHDOG_TICK = 0.02
+# Per-deployment counters kept at most (direct `provider/model` names come from callers).
+MAX_SLOTS = 8192
 
 _SUCCESS = types_pb2.ATTEMPT_OUTCOME_SUCCESS
 
-
-@dataclass(slots=True)
-class Execution:
-    """What the executor learned while running a plan; filled in as it goes."""
-
-    deployment: Deployment | None = None
-    attempts: list[types_pb2.Attempt] = field(default_factory=list)
-    # Monotonic start of the request (the Gateway creates this object first thing).
-    started: float = field(default_factory=time.monotonic)
-    # Monotonic time the first streamed chunk arrived (streams only).
-    first_chunk_at: float | None = None
-    # Same-deployment retries and moves to a later candidate.
-    retries: int = 0
-    fallbacks: int = 0
+T = TypeVar("T")
+Frame = chat_pb2.StreamChatResponse
+# What one attempt does with a deployment and its call: a completion, or an opened stream.
+AttemptFn = Callable[[Deployment, UpstreamCall], Awaitable[T]]
 
 
 class Executor:
@@ -93,78 +92,44 @@ class Executor:
         self._idle_timeout = config.timeouts.stream_idle
         self._request_timeout = config.timeouts.request
         self._wd: _Watchdog | None = None
+        self._slots: dict[str, _Slot] = {}
 
-    # --- non-streamed ---------------------------------------------------------------------
+    # --- the two kinds of call ------------------------------------------------------------
 
     async def chat(
         self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
     ) -> chat_pb2.ChatResponse:
         """One completion from the first candidate that answers."""
-        deadline = self._deadline(ctx)
-        errors: list[GatewayError] = []
-        rounds = 0
-        while True:
-            skipped: list[Deployment] = []
-            for d in plan.candidates:
-                if errors:
-                    self._fallback(plan, run)
-                if not self._enter(d, run, errors):
-                    skipped.append(d)
-                    continue
-                try:
-                    tries = 0
-                    while True:
-                        started = time.monotonic()
-                        budget = self._budget(d, started, deadline, run, errors)
-                        k = self._pick_key(d)
-                        if k < 0:
-                            self._no_key(d, run, errors)
-                            skipped.append(d)
-                            break
-                        call = self._call(d, k, budget)
-                        timer = _Timer(self._watchdog(), budget, deadline)
-                        try:
-                            response = await d.provider.chat(request, call)
-                        except asyncio.CancelledError:
-                            if not timer.expired():
-                                self._abandon(d, k)
-                                raise
-                            exc: GatewayError = _timeout_error(d, budget)
-                        except GatewayError as err:
-                            exc = err
-                        except Exception:
-                            # An adapter bug, not an upstream failure: no verdict on its health.
-                            self._abandon(d, k)
-                            raise
-                        else:
-                            timer.stop()
-                            latency = time.monotonic() - started
-                            self._succeeded(d, k, run, started, latency, latency)
-                            return response
-                        finally:
-                            # Never leave a timer armed: it would cancel this task later.
-                            timer.stop()
-                        tries += 1
-                        if not await self._after_failure(
-                            d, k, exc, started, tries, deadline, run, errors
-                        ):
-                            break
-                finally:
-                    d.inflight -= 1
-            rounds += 1
-            wait = self._round_wait(skipped, errors, rounds, deadline)
-            if wait is None:
-                raise self._exhausted(errors, run)
-            run.retries += 1
-            await asyncio.sleep(wait)
-
-    # --- streamed -------------------------------------------------------------------------
+        response, lease = await self._run(plan, ctx, run, lambda d, c: d.provider.chat(request, c))
+        lease.succeeded(run)
+        return response
 
     async def stream(
         self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
-    ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+    ) -> AsyncGenerator[Frame, None]:
         """Frames from the first candidate that produces a chunk; no fallback after that."""
-        deadline = self._deadline(ctx)
+        (first, upstream), lease = await self._run(
+            plan, ctx, run, lambda d, c: _first_frame(d, c, request)
+        )
+        relay = self._relay(first, upstream, lease, run)
+        async with contextlib.aclosing(relay):
+            async for frame in relay:
+                yield frame
+
+    def inflight(self, deployment_id: str) -> int:
+        """Calls in flight on a deployment (for max_concurrency; tests read it too)."""
+        slot = self._slots.get(deployment_id)
+        return 0 if slot is None else slot.inflight
+
+    # --- the one attempt loop -------------------------------------------------------------
+
+    async def _run(
+        self, plan: Plan, ctx: CallContext, run: Execution, once: AttemptFn[T]
+    ) -> tuple[T, _Lease]:
+        """The first successful attempt's result and its lease (the caller ends the lease)."""
+        deadline = (
+            ctx.deadline if ctx.deadline is not None else time.monotonic() + (self._request_timeout)
+        )
         errors: list[GatewayError] = []
         rounds = 0
         while True:
@@ -172,134 +137,115 @@ class Executor:
             for d in plan.candidates:
                 if errors:
                     self._fallback(plan, run)
-                if not self._enter(d, run, errors):
+                slot = self._enter(d, run, errors)
+                if slot is None:
                     skipped.append(d)
                     continue
+                handed_out = False
                 try:
                     tries = 0
                     while True:
-                        started = time.monotonic()
-                        budget = self._budget(d, started, deadline, run, errors)
-                        k = self._pick_key(d)
-                        if k < 0:
-                            self._no_key(d, run, errors)
+                        lease = self._lease(d, slot, deadline, run, errors)
+                        if lease is None:
                             skipped.append(d)
                             break
-                        call = self._call(d, k, budget)
-                        upstream = d.provider.stream(request, call)
-                        timer = _Timer(self._watchdog(), budget, deadline)
-                        first: chat_pb2.StreamChatResponse | None = None
-                        failure: GatewayError | None = None
                         try:
-                            while first is None:
-                                frame = await upstream.__anext__()
-                                # Empty deltas (role-only chunks) do not commit the stream.
-                                if frame.WhichOneof("frame") != "text" or frame.text.text:
-                                    first = frame
-                        except StopAsyncIteration:
-                            failure = e.UpstreamStreamError(
-                                f"{d.id}: the stream ended before its first chunk",
-                                provider=d.provider_name,
-                            )
-                        except asyncio.CancelledError:
-                            if not timer.expired():
-                                self._abandon(d, k)
-                                await _close(upstream)
-                                raise
-                            failure = _timeout_error(d, budget)
-                        except GatewayError as err:
-                            failure = err
-                        except Exception:
-                            timer.stop()
-                            self._abandon(d, k)
-                            await _close(upstream)
-                            raise
-                        if failure is not None or first is None:
-                            timer.stop()
-                            await _close(upstream)
+                            result = await self._try(once, lease)
+                        except GatewayError as exc:
                             tries += 1
-                            assert failure is not None
-                            if await self._after_failure(
-                                d, k, failure, started, tries, deadline, run, errors
-                            ):
+                            if await self._after_failure(lease, exc, tries, deadline, run, errors):
                                 continue
                             break
-                        # Committed: from here on there is no falling back.
-                        now = time.monotonic()
-                        ttft = now - started
-                        run.deployment = d
-                        run.first_chunk_at = now
-                        attempt = _attempt(d, _SUCCESS, started, None, now)
-                        run.attempts.append(attempt)
-                        timer.rearm(self._idle_timeout)
-                        saw_end = first.WhichOneof("frame") == "end"
-                        try:
-                            timer.waiting = False
-                            yield first
-                            timer.last = time.monotonic()
-                            timer.waiting = True
-                            try:
-                                # Per chunk: two attribute writes and a clock read; the watchdog
-                                # does the timing (idle stall, request deadline) while we wait.
-                                async for frame in upstream:
-                                    timer.waiting = False
-                                    if frame.WhichOneof("frame") == "end":
-                                        saw_end = True
-                                    yield frame
-                                    timer.last = time.monotonic()
-                                    timer.waiting = True
-                            except asyncio.CancelledError:
-                                if not timer.expired():
-                                    raise
-                                if time.monotonic() >= deadline - _DEADLINE_SLACK:
-                                    raise e.DeadlineExceededError(
-                                        "The request deadline passed while streaming."
-                                    ) from None
-                                raise e.UpstreamTimeoutError(
-                                    f"{d.id}: the stream stalled for more than "
-                                    f"{self._idle_timeout:g}s",
-                                    provider=d.provider_name,
-                                ) from None
-                            if not saw_end:
-                                raise e.UpstreamStreamError(
-                                    f"{d.id}: the stream ended without its final frame",
-                                    provider=d.provider_name,
-                                )
-                        except GatewayError as err:
-                            # After the first chunk: the transport ends the stream with this error.
-                            end = time.monotonic()
-                            attempt.outcome = _outcome(err)  # type: ignore[assignment]
-                            attempt.error_reason = err.reason
-                            attempt.http_status = getattr(err, "status", 0)
-                            attempt.latency_ms = (end - started) * 1000.0
-                            self._settle_failure(d, k, err, end >= deadline - _DEADLINE_SLACK)
-                            if self.metrics is not None:
-                                self.metrics.upstream_error(d.id, err.reason)
-                            raise
-                        except BaseException:
-                            if saw_end:
-                                # Closed right after the final frame (transports stop reading
-                                # there): a complete stream.
-                                self._stream_done(d, k, attempt, started, ttft)
-                            else:
-                                # The client went away (GeneratorExit / cancelled): not the
-                                # upstream's fault, so the circuit learns nothing.
-                                self._abandon(d, k)
-                            raise
-                        else:
-                            self._stream_done(d, k, attempt, started, ttft)
-                            return
-                        finally:
-                            timer.stop()
-                            await _close(upstream)
+                        handed_out = lease.owns_slot = True
+                        return result, lease
                 finally:
-                    d.inflight -= 1
+                    if not handed_out:
+                        slot.inflight -= 1
             rounds += 1
             wait = self._round_wait(skipped, errors, rounds, deadline)
             if wait is None:
                 raise self._exhausted(errors, run)
             run.retries += 1
             await asyncio.sleep(wait)
+
+    async def _try(self, once: AttemptFn[T], lease: _Lease) -> T:
+        """One attempt under its timer; a timeout becomes ``UpstreamTimeoutError``. The timer
+        stays armed on success: the lease's owner stops or re-arms it."""
+        timer = lease.timer
+        try:
+            return await once(lease.d, lease.call)
+        except asyncio.CancelledError:
+            if not timer.expired():
+                # Cancelled from outside (the client went away): no verdict on the upstream.
+                lease.abandon()
+                raise
+            raise _timeout_error(lease.d, lease.call.timeout or 0.0) from None
+        except GatewayError:
+            timer.stop()
+            raise
+        except Exception:
+            # An adapter bug, not an upstream failure: no verdict on its health.
+            timer.stop()
+            lease.abandon()
+            raise
+
+    async def _relay(
+        self, first: Frame, upstream: AsyncIterator[Frame], lease: _Lease, run: Execution
+    ) -> AsyncGenerator[Frame, None]:
+        """A committed stream: its frames under the idle and deadline timer, ending its lease."""
+        timer = lease.timer
+        lease.committed(run)
+        timer.rearm(self._idle_timeout)
+        saw_end = first.WhichOneof("frame") == "end"
+        try:
+            timer.waiting = False
+            yield first
+            timer.last = time.monotonic()
+            timer.waiting = True
+            try:
+                # Per chunk: two attribute writes and a clock read; the watchdog does the
+                # timing (idle stall, request deadline) while we wait.
+                async for frame in upstream:
+                    timer.waiting = False
+                    if frame.WhichOneof("frame") == "end":
+                        saw_end = True
+                    yield frame
+                    timer.last = time.monotonic()
+                    timer.waiting = True
+            except asyncio.CancelledError:
+                if not timer.expired():
+                    raise
+                if time.monotonic() >= timer.deadline - _DEADLINE_SLACK:
+                    raise e.DeadlineExceededError(
+                        "The request deadline passed while streaming."
+                    ) from None
+                raise e.UpstreamTimeoutError(
+                    f"{lease.d.id}: the stream stalled for more than {self._idle_timeout:g}s",
+                    provider=lease.d.provider_name,
+                ) from None
+            if not saw_end:
+                raise e.UpstreamStreamError(
+                    f"{lease.d.id}: the stream ended without its final frame",
+                    provider=lease.d.provider_name,
+                )
+        except GatewayError as err:
+            # After the first chunk: the transport ends the stream with this error.
+            lease.failed_after_commit(err)
+            raise
+        except BaseException:
+            if saw_end:
+                # Closed right after the final frame (transports stop reading there): a
+                # complete stream.
+                lease.succeeded(run)
+            else:
+                # The client went away (GeneratorExit / cancelled): not the upstream's fault.
+                lease.abandon()
+            raise
+        else:
+            lease.succeeded(run)
+        finally:
+            timer.stop()
+            await _close(upstream)
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -310,38 +256,16 @@ class Executor:
             wd = self._wd = _Watchdog(loop)
         return wd
 
-    def _deadline(self, ctx: CallContext) -> float:
-        if ctx.deadline is not None:
-            return ctx.deadline
-        return time.monotonic() + self._request_timeout
+    def _slot(self, d: Deployment) -> _Slot:
+        slot = self._slots.get(d.id)
+        if slot is None:
+            if len(self._slots) >= MAX_SLOTS:
+                for name in [n for n, s in self._slots.items() if not s.inflight]:
+                    del self._slots[name]
+            slot = self._slots[d.id] = _Slot()
+        return slot
 
-    def _call(self, d: Deployment, k: int, budget: float) -> UpstreamCall:
-        """The attempt's UpstreamCall; the common full-budget ones are built once per key."""
-        if budget == (d.timeout or self._attempt_timeout):
-            calls = d.calls
-            if calls is None or calls[0].timeout != budget:
-                calls = d.calls = tuple(
-                    UpstreamCall(model=d.model, api_key=key, timeout=budget) for key in d.api_keys
-                )
-            return calls[k]
-        return UpstreamCall(model=d.model, api_key=d.api_keys[k], timeout=budget)
-
-    def _budget(
-        self,
-        d: Deployment,
-        now: float,
-        deadline: float,
-        run: Execution,
-        errors: Sequence[GatewayError],
-    ) -> float:
-        remaining = deadline - now
-        if remaining <= 0.0:
-            self.health.release(d.id)
-            raise _deadline_error(run, errors)
-        limit = d.timeout or self._attempt_timeout
-        return limit if limit < remaining else remaining
-
-    def _enter(self, d: Deployment, run: Execution, errors: list[GatewayError]) -> bool:
+    def _enter(self, d: Deployment, run: Execution, errors: list[GatewayError]) -> _Slot | None:
         """Admits a candidate (circuit, concurrency cap) and counts it in flight."""
         if not self.health.acquire(d.id):
             wait = self.health.retry_in(d.id)
@@ -349,37 +273,74 @@ class Executor:
                 d,
                 run,
                 errors,
-                CircuitOpenError(
+                e.CircuitOpenError(
                     f"{d.id}: circuit open, skipped", provider=d.provider_name, retry_after=wait
                 ),
-                types_pb2.ATTEMPT_OUTCOME_CIRCUIT_OPEN,
             )
-            return False
+            return None
+        slot = self._slot(d)
         cap = d.max_concurrency
-        if cap is not None and d.inflight >= cap:
+        if cap is not None and slot.inflight >= cap:
             self.health.release(d.id)
             self._skip(
                 d,
                 run,
                 errors,
-                DeploymentBusyError(
+                e.DeploymentBusyError(
                     f"{d.id}: at its limit of {cap} concurrent requests",
                     provider=d.provider_name,
                 ),
-                types_pb2.ATTEMPT_OUTCOME_RATE_LIMITED,
             )
-            return False
-        d.inflight += 1
-        return True
+            return None
+        slot.inflight += 1
+        return slot
 
-    def _pick_key(self, d: Deployment) -> int:
+    def _lease(
+        self,
+        d: Deployment,
+        slot: _Slot,
+        deadline: float,
+        run: Execution,
+        errors: list[GatewayError],
+    ) -> _Lease | None:
+        """The next attempt on ``d``: a usable key, its call and its timer; None (recorded as
+        a skip) when every key is cooling down or open. Raises when the deadline has passed."""
+        started = time.monotonic()
+        remaining = deadline - started
+        if remaining <= 0.0:
+            self.health.release(d.id)
+            raise _deadline_error(run, errors)
+        limit = d.timeout or self._attempt_timeout
+        budget = limit if limit < remaining else remaining
+        k = self._pick_key(d, slot)
+        if k < 0:
+            self._no_key(d, run, errors)
+            return None
+        call = self._call(d, slot, k, budget, limit)
+        timer = _Timer(self._watchdog(), budget, deadline)
+        return _Lease(self, d, slot, k, call, started, timer)
+
+    def _call(
+        self, d: Deployment, slot: _Slot, k: int, budget: float, limit: float
+    ) -> UpstreamCall:
+        """The attempt's UpstreamCall; the common full-budget ones are built once per key."""
+        if budget == limit:
+            calls = slot.calls
+            if calls is None or calls[0].timeout != budget:
+                calls = slot.calls = tuple(
+                    UpstreamCall(model=d.model, api_key=key, timeout=budget) for key in d.api_keys
+                )
+            return calls[k]
+        return UpstreamCall(model=d.model, api_key=d.api_keys[k], timeout=budget)
+
+    def _pick_key(self, d: Deployment, slot: _Slot) -> int:
         """Index of a usable key of the pool (round-robin), or -1 when all are cooling/open."""
         names = d.key_names
         n = len(names)
         if n == 1:
             return 0 if self.health.acquire(names[0]) else -1
-        start = d.next_key
-        d.next_key = (start + 1) % n
+        start = slot.next_key
+        slot.next_key = (start + 1) % n
         for i in range(n):
             idx = (start + i) % n
             if self.health.acquire(names[idx]):
@@ -390,32 +351,26 @@ class Executor:
         health = self.health
         health.release(d.id)
         wait = min(health.retry_in(name) for name in d.key_names)
+        exc: GatewayError
         if all(health.snapshot(name).state is CircuitState.OPEN for name in d.key_names):
-            exc: GatewayError = CircuitOpenError(
+            exc = e.CircuitOpenError(
                 f"{d.id}: every key's circuit is open, skipped",
                 provider=d.provider_name,
                 retry_after=wait,
             )
-            outcome = types_pb2.ATTEMPT_OUTCOME_CIRCUIT_OPEN
         else:
-            exc = KeysCoolingError(
+            exc = e.KeysCoolingError(
                 f"{d.id}: rate limited, every key is cooling down",
                 provider=d.provider_name,
                 retry_after=wait,
             )
-            outcome = types_pb2.ATTEMPT_OUTCOME_RATE_LIMITED
-        self._skip(d, run, errors, exc, outcome)
+        self._skip(d, run, errors, exc)
 
     def _skip(
-        self,
-        d: Deployment,
-        run: Execution,
-        errors: list[GatewayError],
-        exc: GatewayError,
-        outcome: int,
+        self, d: Deployment, run: Execution, errors: list[GatewayError], exc: GatewayError
     ) -> None:
         now = time.monotonic()
-        run.attempts.append(_attempt(d, outcome, now, exc, now))
+        run.attempts.append(_attempt(d, exc.outcome, now, exc, now))
         errors.append(exc)
         if self.metrics is not None:
             self.metrics.upstream_error(d.id, exc.reason)
@@ -425,78 +380,65 @@ class Executor:
         if self.metrics is not None:
             self.metrics.fallback(plan.route.name)
 
-    def _succeeded(
-        self,
-        d: Deployment,
-        k: int,
-        run: Execution,
-        started: float,
-        latency: float,
-        ttft: float | None,
-    ) -> None:
-        run.deployment = d
-        run.attempts.append(_attempt(d, _SUCCESS, started, None, started + latency))
-        health = self.health
-        health.record_success(d.id, latency, ttft)
-        health.record_success(d.key_names[k])
-
-    def _settle_failure(self, d: Deployment, k: int, exc: GatewayError, deadline_hit: bool) -> None:
+    def _settle_failure(self, lease: _Lease, exc: GatewayError, deadline_hit: bool) -> None:
         """Tells the health store what this failure says about the deployment and the key."""
         health = self.health
-        key = d.key_names[k]
-        if isinstance(exc, e.UpstreamRateLimitedError):
+        d = lease.d
+        key = d.key_names[lease.k]
+        effect = exc.health
+        if deadline_hit and effect is HealthEffect.COUNT_AGAINST_DEPLOYMENT:
+            # Our own deadline cut the attempt short: no verdict on the upstream.
+            effect = HealthEffect.NONE
+        if effect is HealthEffect.COOL_KEY:
             # The key (not the provider) is limited; the deployment's circuit is untouched.
             ra = exc.retry_after
             cool = self.policy.rate_limit_cooldown if ra is None else ra
             health.cool(key, min(cool, MAX_KEY_COOLDOWN))
             health.release(key)
             health.release(d.id)
-        elif isinstance(exc, e.UpstreamAuthError):
+        elif effect is HealthEffect.TRIP_KEY:
             health.record_failure(key, trip=True)
             health.release(d.id)
-        elif deadline_hit or not _counts_against(exc):
-            health.release(key)
-            health.release(d.id)
-        else:
+        elif effect is HealthEffect.COUNT_AGAINST_DEPLOYMENT:
             health.release(key)
             health.record_failure(d.id)
+        else:
+            health.release(key)
+            health.release(d.id)
+        if self.metrics is not None:
+            self.metrics.upstream_error(d.id, exc.reason)
 
     async def _after_failure(
         self,
-        d: Deployment,
-        k: int,
+        lease: _Lease,
         exc: GatewayError,
-        started: float,
         tries: int,
         deadline: float,
         run: Execution,
         errors: list[GatewayError],
     ) -> bool:
-        """Records a failed attempt; True to try `d` again (after any wait), False to move
-        on. Raises when the request must end here (non-retryable, deadline)."""
+        """Records a failed attempt; True to try the deployment again (after any wait), False
+        to move on. Raises when the request must end here (non-retryable, deadline)."""
+        d = lease.d
         now = time.monotonic()
         deadline_hit = now >= deadline - _DEADLINE_SLACK
-        self._settle_failure(d, k, exc, deadline_hit)
-        run.attempts.append(_attempt(d, _outcome(exc), started, exc, now))
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.upstream_error(d.id, exc.reason)
+        self._settle_failure(lease, exc, deadline_hit)
+        run.attempts.append(_attempt(d, exc.outcome, lease.started, exc, now))
         errors.append(exc)
         if deadline_hit:
             raise _deadline_error(run, errors)
         health = self.health
         n_keys = len(d.key_names)
+        # The key was at fault (limited or refused): another key of the pool may work now.
+        other_key = (
+            n_keys > 1
+            and exc.health.key_scoped
+            and any(health.retry_in(name) <= 0.0 for name in d.key_names)
+        )
         if not exc.retryable:
-            # A revoked key in a pool: its circuit is now open; the next key may work.
-            if (
-                isinstance(exc, e.UpstreamAuthError)
-                and n_keys > 1
-                and tries < n_keys
-                and any(health.retry_in(name) <= 0.0 for name in d.key_names)
-            ):
+            if other_key and tries < n_keys:
                 return self._count_retry(d, run)
-            if isinstance(exc, e.UnsupportedFeatureError):
-                # This provider cannot serve the request; another candidate may.
+            if exc.fallback:
                 return False
             raise exc
         if tries >= self.policy.max_attempts + n_keys - 1:
@@ -504,11 +446,7 @@ class Executor:
         if health.retry_in(d.id) > 0.0:
             # This failure opened the deployment's circuit.
             return False
-        if (
-            isinstance(exc, e.UpstreamRateLimitedError)
-            and n_keys > 1
-            and any(health.retry_in(name) <= 0.0 for name in d.key_names)
-        ):
+        if other_key:
             return self._count_retry(d, run)
         delay = self.policy.delay(exc, tries)
         if delay is None:
@@ -551,19 +489,6 @@ class Executor:
             return None
         return wait
 
-    def _stream_done(
-        self, d: Deployment, k: int, attempt: types_pb2.Attempt, started: float, ttft: float
-    ) -> None:
-        total = time.monotonic() - started
-        attempt.latency_ms = total * 1000.0
-        self.health.record_success(d.id, total, ttft)
-        self.health.record_success(d.key_names[k])
-
-    def _abandon(self, d: Deployment, k: int) -> None:
-        """An attempt ended without an outcome (cancelled): return any probe it held."""
-        self.health.release(d.key_names[k])
-        self.health.release(d.id)
-
     def _count_retry(self, d: Deployment, run: Execution) -> bool:
         run.retries += 1
         if self.metrics is not None:
@@ -577,7 +502,141 @@ class Executor:
             return errors[0]
         if all(isinstance(x, e.UnsupportedFeatureError) for x in errors):
             return errors[0]
-        return e.AllAttemptsFailedError(errors, attempts=run.attempts)
+        return e.all_attempts_failed(errors, run.attempts)
+
+
+class _Slot:
+    """The executor's own counters for one deployment (never written into the catalog)."""
+
+    __slots__ = ("calls", "inflight", "next_key")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.next_key = 0
+        # Per-key UpstreamCalls for the usual full attempt budget, built once.
+        self.calls: tuple[UpstreamCall, ...] | None = None
+
+
+class _Lease:
+    """One attempt's hold on a deployment: its key, in-flight slot, timer and record.
+
+    Exactly one of ``succeeded``, ``failed_after_commit`` or ``abandon`` ends it (a failure
+    before a commit is ended by the attempt loop), releasing the slot and telling the health
+    store the outcome, so a chat call and a relayed stream are booked the same way."""
+
+    __slots__ = (
+        "_done",
+        "_executor",
+        "attempt",
+        "call",
+        "d",
+        "k",
+        "owns_slot",
+        "slot",
+        "started",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        executor: Executor,
+        d: Deployment,
+        slot: _Slot,
+        k: int,
+        call: UpstreamCall,
+        started: float,
+        timer: _Timer,
+    ) -> None:
+        self._executor = executor
+        self.d = d
+        self.slot = slot
+        self.k = k
+        self.call = call
+        self.started = started
+        self.timer = timer
+        # The success record of a committed stream, updated when the stream ends.
+        self.attempt: types_pb2.Attempt | None = None
+        # Set when the attempt loop hands the lease out; until then the loop frees the slot.
+        self.owns_slot = False
+        self._done = False
+
+    def committed(self, run: Execution) -> None:
+        """The stream's first chunk is out: from here on the request belongs to this lease."""
+        now = time.monotonic()
+        run.deployment = self.d
+        run.first_chunk_at = now
+        self.attempt = _attempt(self.d, _SUCCESS, self.started, None, now)
+        run.attempts.append(self.attempt)
+
+    def succeeded(self, run: Execution) -> None:
+        """A completion returned, or a stream delivered its final frame."""
+        if self._end():
+            return
+        now = time.monotonic()
+        total = now - self.started
+        if self.attempt is None:
+            run.deployment = self.d
+            run.attempts.append(_attempt(self.d, _SUCCESS, self.started, None, now))
+            # A completion's first token arrives with its last: both averages see `total`.
+            ttft = total
+        else:
+            self.attempt.latency_ms = total * 1000.0
+            ttft = (run.first_chunk_at or now) - self.started
+        health = self._executor.health
+        health.record_success(self.d.id, total, ttft)
+        health.record_success(self.d.key_names[self.k])
+
+    def failed_after_commit(self, exc: GatewayError) -> None:
+        """A committed stream broke: its record and the health store learn why."""
+        if self._end():
+            return
+        now = time.monotonic()
+        attempt = self.attempt
+        if attempt is not None:
+            attempt.outcome = exc.outcome  # type: ignore[assignment]
+            attempt.error_reason = exc.reason
+            attempt.http_status = getattr(exc, "status", 0)
+            attempt.latency_ms = (now - self.started) * 1000.0
+        self._executor._settle_failure(self, exc, now >= self.timer.deadline - _DEADLINE_SLACK)
+
+    def abandon(self) -> None:
+        """Ended without an outcome (cancelled, an adapter bug): return any probe it held."""
+        if self._end():
+            return
+        health = self._executor.health
+        health.release(self.d.key_names[self.k])
+        health.release(self.d.id)
+
+    def _end(self) -> bool:
+        """Stops the timer and frees the slot once; True when the lease had already ended."""
+        self.timer.stop()
+        if self._done:
+            return True
+        self._done = True
+        if self.owns_slot:
+            self.slot.inflight -= 1
+        return False
+
+
+async def _first_frame(
+    d: Deployment, call: UpstreamCall, request: chat_pb2.ChatRequest
+) -> tuple[Frame, AsyncIterator[Frame]]:
+    """A stream attempt: opens the upstream stream and reads up to its first content frame
+    (role-only empty deltas do not commit); the open stream goes to the relay."""
+    upstream = d.provider.stream(request, call)
+    try:
+        while True:
+            frame = await anext(upstream)
+            if frame.WhichOneof("frame") != "text" or frame.text.text:
+                return frame, upstream
+    except StopAsyncIteration:
+        await _close(upstream)
+        raise e.UpstreamStreamError(
+            f"{d.id}: the stream ended before its first chunk", provider=d.provider_name
+        ) from None
+    except BaseException:
+        await _close(upstream)
+        raise
 
 
 class _Watchdog:
@@ -664,7 +723,7 @@ class _Timer:
         return self._task.uncancel() <= self._cancelling
 
 
-async def _close(upstream: AsyncIterator[chat_pb2.StreamChatResponse]) -> None:
+async def _close(upstream: AsyncIterator[Frame]) -> None:
     aclose = getattr(upstream, "aclose", None)
     if aclose is not None:
         # A broken stream's close error adds nothing to the error already being handled.
@@ -687,15 +746,6 @@ def _deadline_error(run: Execution, errors: Sequence[GatewayError]) -> GatewayEr
     )
 
 
-def _counts_against(exc: GatewayError) -> bool:
-    """Failures that say the deployment is unhealthy (not the request's or the key's fault)."""
-    return (
-        exc.retryable
-        and isinstance(exc, e.UpstreamError)
-        and not isinstance(exc, e.UpstreamRateLimitedError)
-    )
-
-
 def _attempt(
     d: Deployment, outcome: int, started: float, error: GatewayError | None, ended: float
 ) -> types_pb2.Attempt:
@@ -708,21 +758,3 @@ def _attempt(
         error_reason=error.reason if error is not None else "",
         latency_ms=(ended - started) * 1000.0,
     )
-
-
-def _outcome(exc: GatewayError) -> int:
-    if isinstance(exc, e.UpstreamRateLimitedError):
-        return types_pb2.ATTEMPT_OUTCOME_RATE_LIMITED
-    if isinstance(exc, e.UpstreamTimeoutError | e.DeadlineExceededError):
-        return types_pb2.ATTEMPT_OUTCOME_TIMEOUT
-    if isinstance(exc, CircuitOpenError):
-        return types_pb2.ATTEMPT_OUTCOME_CIRCUIT_OPEN
-    if isinstance(exc, e.UpstreamConnectionError):
-        return types_pb2.ATTEMPT_OUTCOME_CONNECTION_ERROR
-    if isinstance(exc, e.UpstreamStreamError):
-        return types_pb2.ATTEMPT_OUTCOME_STREAM_ERROR
-    if isinstance(exc, e.UpstreamAuthError):
-        return types_pb2.ATTEMPT_OUTCOME_AUTH_ERROR
-    if isinstance(exc, e.UpstreamServerError):
-        return types_pb2.ATTEMPT_OUTCOME_SERVER_ERROR
-    return types_pb2.ATTEMPT_OUTCOME_CLIENT_ERROR

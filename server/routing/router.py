@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.routing.catalog import Catalog, Deployment, Route
-from server.routing.health import HealthStore, LocalHealth
+from server.core.records import Plan
+from server.core.state import HealthStore
+from server.routing.catalog import Catalog, Deployment
 from server.routing.pricing import estimate_cost, estimate_input_tokens, output_estimate
+from server.store.embedded.health import LocalHealth
 
 STRATEGY_BY_NAME: dict[str, int] = {
     "ordered": types_pb2.ROUTE_STRATEGY_ORDERED,
@@ -36,15 +37,6 @@ STRATEGY_BY_NAME: dict[str, int] = {
 STRATEGY_NAMES: dict[int, str] = {v: k for k, v in STRATEGY_BY_NAME.items()}
 
 _INF = float("inf")
-
-
-@dataclass(slots=True)
-class Plan:
-    """The candidates for one request, best first, and the strategy that ordered them."""
-
-    route: Route
-    strategy: int
-    candidates: Sequence[Deployment]
 
 
 class Router:
@@ -70,11 +62,14 @@ class Router:
         route = self.catalog.resolve(request.model)
         strategy = request.routing.strategy or STRATEGY_BY_NAME[route.strategy]
         deployments = route.deployments
+        # The one token estimate of this request: `cheapest` ranks by it, admission reserves it.
+        tokens_in = estimate_input_tokens(request)
+        tokens_out = output_estimate(request)
         if len(deployments) == 1 or strategy == types_pb2.ROUTE_STRATEGY_ORDERED:
             # The hot path: no copy, no sort.
-            return Plan(route, strategy, deployments)
+            return Plan(route, strategy, deployments, tokens_in, tokens_out)
         if strategy == types_pb2.ROUTE_STRATEGY_CHEAPEST:
-            ordered = self._cheapest(deployments, request)
+            ordered = self._cheapest(deployments, tokens_in, tokens_out)
         elif strategy == types_pb2.ROUTE_STRATEGY_FASTEST:
             ordered = self._fastest(deployments, stream)
         elif strategy == types_pb2.ROUTE_STRATEGY_AVAILABLE:
@@ -83,13 +78,11 @@ class Router:
             ordered = self._weighted(deployments)
         else:
             ordered = list(deployments)
-        return Plan(route, strategy, ordered)
+        return Plan(route, strategy, ordered, tokens_in, tokens_out)
 
     def _cheapest(
-        self, deployments: Sequence[Deployment], request: chat_pb2.ChatRequest
+        self, deployments: Sequence[Deployment], tokens_in: int, tokens_out: int
     ) -> list[Deployment]:
-        tokens_in = estimate_input_tokens(request)
-        tokens_out = output_estimate(request)
         costs = {}
         for d in deployments:
             cost = estimate_cost(d.price, tokens_in, tokens_out)

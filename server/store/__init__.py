@@ -1,0 +1,1 @@
+"""State backends behind server.core.state: embedded (SQLite + in-process) and distributed."""

@@ -49,7 +49,7 @@ async def target(tmp_path: Path) -> AsyncIterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         await server.stop(None)
-        components.keys.close()
+        await components.stores.aclose()
 
 
 def _request() -> chat_pb2.ChatRequest:

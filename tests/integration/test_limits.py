@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 from switchboard.v1 import chat_pb2, chat_pb2_grpc, types_pb2
 
 from server.core.context import KeyLimits
-from server.policy.keys import KeyStore
+from server.store.embedded.keys import SqliteKeyStore
 from tests.fakes.openai_upstream import Delay, FakeOpenAI, Reply, Usage
 from tests.support.server import RunningGateway, running_gateway, start_gateway
 
@@ -44,9 +44,9 @@ class Key:
 
 def new_key(gw: RunningGateway, name: str, **limits: float) -> Key:
     """A key written to the gateway's key file (as `switchboard keys create` does), with its id."""
-    store = KeyStore(gw.data_dir)
+    store = SqliteKeyStore(gw.data_dir)
     try:
-        record, secret = store.create(name, KeyLimits(**limits))  # type: ignore[arg-type]
+        record, secret = store.create_sync(name, KeyLimits(**limits))  # type: ignore[arg-type]
     finally:
         store.close()
     return Key(record.id, secret)

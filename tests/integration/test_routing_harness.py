@@ -32,8 +32,8 @@ from server.providers.openai_compat import OpenAICompatProvider
 from server.providers.registry import ProviderEntry
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog
-from server.routing.health import LocalHealth
 from server.routing.router import Router
+from server.store.embedded.health import LocalHealth
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.common import FakeUpstream
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -147,7 +147,7 @@ async def routed(
         keys=_NoKeys(),
         master_key="master",
         default_timeout=config.timeouts.request,
-        observer=RequestObserver(metrics, log_requests=False),
+        sinks=[RequestObserver(metrics, log_requests=False)],
     )
     try:
         yield Harness(gateway, router, health, metrics, dict(upstreams))
@@ -156,7 +156,7 @@ async def routed(
 
 
 class _NoKeys:
-    def lookup(self, secret: str) -> Principal | None:
+    async def lookup(self, secret: str) -> Principal | None:
         return None
 
 

@@ -77,11 +77,11 @@ class RunningGateway:
     def create_key(self, name: str = "test", **limits: Any) -> str:
         """A new gateway key written straight to the shared SQLite file (as the CLI does)."""
         from server.core.context import KeyLimits
-        from server.policy.keys import KeyStore
+        from server.store.embedded.keys import SqliteKeyStore
 
-        store = KeyStore(self.data_dir)
+        store = SqliteKeyStore(self.data_dir)
         try:
-            _, secret = store.create(name, KeyLimits(**limits))
+            _, secret = store.create_sync(name, KeyLimits(**limits))
         finally:
             store.close()
         return secret

@@ -24,19 +24,20 @@ from server.config import Config
 from server.core.accumulate import StreamAccumulator
 from server.core.context import CallContext, Principal
 from server.core.converse import (
-    MaxTurnsExceededError,
     converse,
     match_results,
     start_request,
 )
-from server.core.errors import DeadlineExceededError, InvalidRequestError
+from server.core.errors import DeadlineExceededError, InvalidRequestError, MaxTurnsExceededError
 from server.core.service import Gateway
 from server.policy.admission import UsagePolicy
-from server.policy.ledger import UsageLedger
 from server.providers.demo.provider import DemoProvider
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog
 from server.routing.router import Router
+from server.store.embedded.budgets import MemoryBudgets
+from server.store.embedded.ledger import SqliteLedger
+from server.store.embedded.limits import MemoryRateLimiter
 
 Frame = chat_pb2.StreamChatResponse
 
@@ -212,7 +213,7 @@ class _Entry:
 @dataclass
 class Rig:
     gateway: Gateway
-    ledger: UsageLedger
+    ledger: SqliteLedger
     data_dir: Path
 
     def rows(self) -> list[sqlite3.Row]:
@@ -225,7 +226,7 @@ class Rig:
 
 
 class _NoKeys:
-    def lookup(self, secret: str) -> Principal | None:
+    async def lookup(self, secret: str) -> Principal | None:
         return None
 
 
@@ -234,9 +235,16 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config = Config()
     entries: dict[str, Any] = {"demo": _Entry(DemoProvider())}
     catalog = Catalog(entries, config, prices={})
-    ledger = UsageLedger(tmp_path, flush_interval=30.0)
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0)
+    policy = UsagePolicy(MemoryRateLimiter(), MemoryBudgets(), ledger)
     gateway = Gateway(
-        Router(catalog), Executor(config), _NoKeys(), "master", 30.0, policy=UsagePolicy(ledger)
+        Router(catalog),
+        Executor(config),
+        _NoKeys(),
+        "master",
+        30.0,
+        admission=policy,
+        sinks=[policy],
     )
     yield Rig(gateway, ledger, tmp_path)
     await ledger.aclose()
@@ -318,7 +326,7 @@ async def test_the_turn_limit_stops_a_model_that_keeps_asking(rig: Rig) -> None:
             async for event in loop:
                 seen.append(event.frame.WhichOneof("frame") or event.WhichOneof("event"))
     assert "tool_calls_required" not in seen and seen[-1] == "end"
-    assert info.value.grpc_code.name == "FAILED_PRECONDITION"
+    assert info.value.code.name == "FAILED_PRECONDITION"
     assert info.value.reason == "MAX_TURNS_EXCEEDED" and "at turn 1," in info.value.message
 
 

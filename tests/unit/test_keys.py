@@ -13,80 +13,83 @@ import pytest
 from server.core.context import KeyLimits
 from server.core.errors import InvalidRequestError, NotFoundError
 from server.core.ids import hash_key
-from server.policy.keys import MASTER_KEY_ENV, KeyStore, load_master_key
-from server.store import sqlite as store
+from server.policy.keys import MASTER_KEY_ENV, load_master_key
+from server.store.embedded import sqlite as store
+from server.store.embedded.keys import SqliteKeyStore
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> Iterator[KeyStore]:
-    ks = KeyStore(tmp_path)
+def keys(tmp_path: Path) -> Iterator[SqliteKeyStore]:
+    ks = SqliteKeyStore(tmp_path)
     yield ks
     ks.close()
 
 
-def test_create_then_lookup(keys: KeyStore, tmp_path: Path) -> None:
-    record, secret = keys.create("svc", KeyLimits(requests_per_minute=10, monthly_budget_usd=2.5))
-    principal = keys.lookup(secret)
+def test_create_then_lookup(keys: SqliteKeyStore, tmp_path: Path) -> None:
+    record, secret = keys.create_sync(
+        "svc", KeyLimits(requests_per_minute=10, monthly_budget_usd=2.5)
+    )
+    principal = keys.lookup_sync(secret)
     assert principal is not None
     assert (principal.key_id, principal.name, principal.is_admin) == (record.id, "svc", False)
     assert principal.limits == KeyLimits(10, None, 2.5)
     assert record.limits.requests_per_minute == 10
     assert not record.limits.HasField("tokens_per_minute")
-    assert keys.lookup(secret + "x") is None and keys.lookup("") is None
+    assert keys.lookup_sync(secret + "x") is None and keys.lookup_sync("") is None
     assert secret not in repr(keys) and secret not in str(record)
 
 
-def test_only_the_hash_is_stored(keys: KeyStore, tmp_path: Path) -> None:
-    _, secret = keys.create("svc")
+def test_only_the_hash_is_stored(keys: SqliteKeyStore, tmp_path: Path) -> None:
+    _, secret = keys.create_sync("svc")
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
     assert secret.encode() not in raw
     assert hash_key(secret).encode() in raw
 
 
 def test_other_connections_writes_are_seen_on_the_next_lookup(
-    keys: KeyStore, tmp_path: Path
+    keys: SqliteKeyStore, tmp_path: Path
 ) -> None:
     # `cli` stands for the `switchboard keys` command: another connection to the same file.
-    cli = KeyStore(tmp_path)
+    cli = SqliteKeyStore(tmp_path)
     try:
-        assert keys.lookup("sb-unknown") is None  # warms the cache
-        record, secret = cli.create("from-cli")
-        assert keys.lookup(secret) is not None
-        cli.revoke(record.id)
-        assert keys.lookup(secret) is None
+        assert keys.lookup_sync("sb-unknown") is None  # warms the cache
+        record, secret = cli.create_sync("from-cli")
+        assert keys.lookup_sync(secret) is not None
+        cli.revoke_sync(record.id)
+        assert keys.lookup_sync(secret) is None
     finally:
         cli.close()
 
 
-def test_unchanged_database_costs_one_pragma_per_lookup(keys: KeyStore) -> None:
-    _, secret = keys.create("svc")
-    assert keys.lookup(secret) is not None
+def test_unchanged_database_costs_one_pragma_per_lookup(keys: SqliteKeyStore) -> None:
+    _, secret = keys.create_sync("svc")
+    assert keys.lookup_sync(secret) is not None
     statements: list[str] = []
     keys._reader.set_trace_callback(statements.append)
     for _ in range(5):
-        assert keys.lookup(secret) is not None
+        assert keys.lookup_sync(secret) is not None
     assert statements == ["PRAGMA data_version"] * 5
 
 
-def test_list_and_revoke(keys: KeyStore) -> None:
-    first, _ = keys.create("a")
-    second, _ = keys.create("b")
-    assert [k.id for k in keys.list()] == [first.id, second.id]
-    revoked = keys.revoke(first.id)
+def test_list_and_revoke(keys: SqliteKeyStore) -> None:
+    first, _ = keys.create_sync("a")
+    second, _ = keys.create_sync("b")
+    assert [k.id for k in keys.list_sync()] == [first.id, second.id]
+    revoked = keys.revoke_sync(first.id)
     assert revoked.revoked and revoked.revoke_time.seconds > 0
-    assert keys.revoke(first.id).revoke_time == revoked.revoke_time  # idempotent
-    assert [k.id for k in keys.list()] == [second.id]
-    assert [k.id for k in keys.list(include_revoked=True)] == [first.id, second.id]
+    assert keys.revoke_sync(first.id).revoke_time == revoked.revoke_time  # idempotent
+    assert [k.id for k in keys.list_sync()] == [second.id]
+    assert [k.id for k in keys.list_sync(include_revoked=True)] == [first.id, second.id]
     with pytest.raises(NotFoundError):
-        keys.revoke("key_nope")
+        keys.revoke_sync("key_nope")
 
 
-def test_validation(keys: KeyStore) -> None:
+def test_validation(keys: SqliteKeyStore) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        keys.create("   ")
+        keys.create_sync("   ")
     assert [v.field for v in info.value.field_violations] == ["name"]
     with pytest.raises(InvalidRequestError) as info:
-        keys.create("x", KeyLimits(requests_per_minute=0, tokens_per_minute=-5))
+        keys.create_sync("x", KeyLimits(requests_per_minute=0, tokens_per_minute=-5))
     assert [v.field for v in info.value.field_violations] == [
         "limits.requests_per_minute",
         "limits.tokens_per_minute",
@@ -100,10 +103,10 @@ def test_concurrent_openers_and_writers(tmp_path: Path) -> None:
 
     def worker(n: int) -> None:
         try:
-            ks = KeyStore(tmp_path)  # races the schema migration with the others
+            ks = SqliteKeyStore(tmp_path)  # races the schema migration with the others
             try:
                 for i in range(10):
-                    _, secret = ks.create(f"w{n}-{i}")
+                    _, secret = ks.create_sync(f"w{n}-{i}")
                     with lock:
                         secrets.append(secret)
             finally:
@@ -117,10 +120,10 @@ def test_concurrent_openers_and_writers(tmp_path: Path) -> None:
     for t in threads:
         t.join(30)
     assert not errors
-    reader = KeyStore(tmp_path)
+    reader = SqliteKeyStore(tmp_path)
     try:
-        assert len(reader.list()) == 40
-        assert all(reader.lookup(s) is not None for s in secrets)
+        assert len(reader.list_sync()) == 40
+        assert all(reader.lookup_sync(s) is not None for s in secrets)
     finally:
         reader.close()
     conn = sqlite3.connect(tmp_path / "keys.db")

@@ -25,11 +25,11 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.config import Config, RetryConfig
 from server.core.service import Gateway
 from server.http_shim import ShimApp
-from server.policy.keys import KeyStore
 from server.providers.base import Capability, UpstreamCall
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog
 from server.routing.router import Router
+from server.store.embedded.keys import SqliteKeyStore
 
 MASTER = "sb-master-test"
 MODEL = "script/m1"
@@ -135,12 +135,12 @@ class _Entry:
     api_keys: tuple[str, ...] = ("sk-upstream-secret",)
 
 
-def _key_store() -> tuple[KeyStore, str]:
-    # The real KeyStore on a throwaway SQLite file, shared by the whole test session: one key,
+def _key_store() -> tuple[SqliteKeyStore, str]:
+    # The real key store on a throwaway SQLite file, shared by the whole test session: one key,
     # created once, so APP_KEY is a real secret that every helper user can import.
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-shim-test-"))
-    store = KeyStore(data_dir)
-    _, secret = store.create("shim-unit-tests")
+    store = SqliteKeyStore(data_dir)
+    _, secret = store.create_sync("shim-unit-tests")
 
     def cleanup() -> None:
         store.close()

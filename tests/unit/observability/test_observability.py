@@ -18,8 +18,8 @@ from server.observability.logging import REQUEST_LOGGER, JsonFormatter, configur
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.resilience.executor import Executor
-from server.routing.health import LocalHealth
 from server.routing.router import Router
+from server.store.embedded.health import LocalHealth
 from tests.unit.resilience.scripted import ScriptedProvider, Step, catalog, config, ctx, request
 
 SECRET_PROMPT = "my secret prompt text"
@@ -27,7 +27,7 @@ PROVIDER_KEY = "sk-provider-key-abcdef123456"
 
 
 class _Keys:
-    def lookup(self, secret: str) -> Principal | None:
+    async def lookup(self, secret: str) -> Principal | None:
         return None
 
 
@@ -71,7 +71,7 @@ def gateway(*providers: ScriptedProvider) -> tuple[Gateway, Metrics]:
         _Keys(),
         "master",
         default_timeout=10.0,
-        observer=RequestObserver(metrics),
+        sinks=[RequestObserver(metrics)],
     )
     return gw, metrics
 

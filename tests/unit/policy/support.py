@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, KeyLimits, Principal
+from server.core.records import Plan
 from server.providers.demo.provider import DemoProvider
 from server.routing.catalog import Deployment, Route
-from server.routing.pricing import Price
-from server.routing.router import Plan
+from server.routing.pricing import Price, estimate_input_tokens, output_estimate
 
 
 class Clock:
@@ -36,14 +36,22 @@ def request(
     return req
 
 
-def plan(*prices: Price | None) -> Plan:
-    """A plan over demo deployments with these prices (in candidate order)."""
+def plan(*prices: Price | None, req: chat_pb2.ChatRequest | None = None) -> Plan:
+    """A plan over demo deployments with these prices (in candidate order), carrying the token
+    estimate of ``req`` as the router computes it."""
     provider = DemoProvider()
     deployments = [
         Deployment(id=f"demo/echo-{i}", provider=provider, model="echo", price=price)
         for i, price in enumerate(prices or (None,))
     ]
-    return Plan(Route("r", "ordered", deployments), types_pb2.ROUTE_STRATEGY_ORDERED, deployments)
+    req = req if req is not None else request()
+    return Plan(
+        Route("r", "ordered", deployments),
+        types_pb2.ROUTE_STRATEGY_ORDERED,
+        deployments,
+        estimate_input_tokens(req),
+        output_estimate(req),
+    )
 
 
 def ctx(
@@ -65,5 +73,5 @@ class Keys:
 
     by_secret: dict[str, Principal]
 
-    def lookup(self, secret: str) -> Principal | None:
+    async def lookup(self, secret: str) -> Principal | None:
         return self.by_secret.get(secret)

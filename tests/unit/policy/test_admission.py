@@ -3,7 +3,6 @@ reserved, how it reconciles for chats, streams, failures and cancels, and the le
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -15,14 +14,13 @@ import pytest_asyncio
 from switchboard.v1 import chat_pb2
 
 from server.config import Config, DeploymentConfig, PriceConfig
+from server.core.context import CallContext
 from server.core.errors import BudgetExceededError, RateLimitedError, UpstreamNotFoundError
+from server.core.records import RequestRecord
 from server.core.service import ADMIN, Gateway
 from server.policy.admission import NOTHING, UsagePolicy
-from server.policy.budget import MonthlyBudgets
-from server.policy.ledger import UsageLedger, UsageRow
-from server.policy.limits import RateLimiter
 from server.providers.demo.provider import DemoProvider
-from server.resilience.executor import Execution, Executor
+from server.resilience.executor import Executor
 from server.routing.catalog import Catalog
 from server.routing.pricing import (
     DEFAULT_OUTPUT_ESTIMATE,
@@ -31,6 +29,10 @@ from server.routing.pricing import (
     estimate_input_tokens,
 )
 from server.routing.router import Router
+from server.store.embedded.backend import open_embedded
+from server.store.embedded.budgets import MemoryBudgets
+from server.store.embedded.ledger import SqliteLedger, UsageRow
+from server.store.embedded.limits import MemoryRateLimiter as RateLimiter
 from tests.unit.policy.support import Clock, Keys, ctx, plan, request
 
 NANO = 1_000_000_000
@@ -38,63 +40,68 @@ NANO = 1_000_000_000
 PRICE = PriceConfig(input=10_000.0, output=20_000.0)
 
 
-def policy(clock: Clock, ledger: UsageLedger | None = None) -> UsagePolicy:
-    return UsagePolicy(ledger, limiter=RateLimiter(clock=clock))
+def policy(
+    clock: Clock, ledger: SqliteLedger | None = None, spent: dict[str, int] | None = None
+) -> UsagePolicy:
+    return UsagePolicy(RateLimiter(clock=clock), MemoryBudgets(spent), ledger)
 
 
-def test_master_key_and_unlimited_keys_reserve_nothing() -> None:
+def record(c: CallContext, req: chat_pb2.ChatRequest, reservation: object) -> RequestRecord:
+    return RequestRecord(c, req, stream=False, reservation=reservation)
+
+
+async def test_master_key_and_unlimited_keys_reserve_nothing() -> None:
     p = policy(Clock())
     big = request("x " * 5000, max_tokens=100_000)
     master = ctx(admin=True, rpm=1, tpm=1, budget=0.001)
     for _ in range(3):
-        assert p.admit(master, big, plan(Price(1000.0, 1000.0))) is NOTHING
-    assert p.admit(ctx(), big, plan()) is NOTHING
+        assert await p.admit(master, plan(Price(1000.0, 1000.0), req=big)) is NOTHING
+    assert await p.admit(ctx(), plan(req=big)) is NOTHING
     assert p.limiter.available("key_a", "rpm") is None
     # An RPM-only key is counted but reserves no tokens.
-    assert p.admit(ctx("rpm_only", rpm=2), big, plan()) is NOTHING
+    assert await p.admit(ctx("rpm_only", rpm=2), plan(req=big)) is NOTHING
     assert p.limiter.available("rpm_only", "rpm") == pytest.approx(1.0)
 
 
-def test_tokens_reserved_are_the_shared_estimate_plus_max_tokens_or_the_default() -> None:
+async def test_tokens_reserved_are_the_plans_estimate_plus_max_tokens_or_the_default() -> None:
     p = policy(Clock())
     req = request("a fairly ordinary question about sqlite", max_tokens=100)
-    r = p.admit(ctx(tpm=10_000), req, plan())
+    r = await p.admit(ctx(tpm=10_000), plan(req=req))
     assert r.input_estimate == estimate_input_tokens(req)
     assert r.tokens == estimate_input_tokens(req) + 100
     assert p.limiter.available("key_a") == pytest.approx(10_000 - r.tokens)
     no_max = request("a fairly ordinary question about sqlite")
-    r2 = p.admit(ctx("key_b", tpm=10_000), no_max, plan())
+    r2 = await p.admit(ctx("key_b", tpm=10_000), plan(req=no_max))
     assert r2.tokens == estimate_input_tokens(no_max) + DEFAULT_OUTPUT_ESTIMATE
 
 
-def test_the_budget_reserves_the_most_expensive_candidates_estimate() -> None:
+async def test_the_budget_reserves_the_most_expensive_candidates_estimate() -> None:
     p = policy(Clock())
     req = request("what does this cost", max_tokens=50)
     cheap, dear = Price(1.0, 2.0), Price(3.0, 15.0)
-    r = p.admit(ctx(budget=5.0), req, plan(cheap, None, dear))
+    r = await p.admit(ctx(budget=5.0), plan(cheap, None, dear, req=req))
     expected = estimate_cost(dear, estimate_input_tokens(req), 50)
     assert expected is not None
     assert r.cost == round(expected * NANO)
     assert p.budgets.reserved("key_a") == r.cost
     # Settling replaces the reservation with the actual cost.
-    p.settle(r, ctx(budget=5.0), req, None, Execution(), stream=False)
+    p.finish(record(ctx(budget=5.0), req, r))
     assert p.budgets.reserved("key_a") == 0
 
 
-def test_a_rate_limit_refusal_gives_back_the_budget_reservation() -> None:
+async def test_a_rate_limit_refusal_gives_back_the_budget_reservation() -> None:
     p = policy(Clock())
     c = ctx(rpm=1, budget=5.0)
-    req = request(max_tokens=10)
-    priced = plan(Price(3.0, 15.0))
-    first = p.admit(c, req, priced)
+    priced = plan(Price(3.0, 15.0), req=request(max_tokens=10))
+    first = await p.admit(c, priced)
     with pytest.raises(RateLimitedError):
-        p.admit(c, req, priced)
+        await p.admit(c, priced)
     assert p.budgets.reserved("key_a") == first.cost
 
 
-def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path)
-    month_start, _ = MonthlyBudgets().month
+async def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> None:
+    month_start, _ = MemoryBudgets().month
+    SqliteLedger(tmp_path)  # creates the file and its schema
     conn = sqlite3.connect(tmp_path / "usage.db", isolation_level=None)
     fields = UsageRow._fields
     cols, marks = ", ".join(fields), ", ".join("?" * len(fields))
@@ -102,12 +109,13 @@ def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> No
     values += [0, "success", 200, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2 * NANO, 1.0]
     conn.execute(f"INSERT INTO usage ({cols}) VALUES ({marks})", values)
     conn.close()
-    p = UsagePolicy(ledger)
-    assert p.budgets.spent("key_a") == 2 * NANO
+    stores = open_embedded(tmp_path)
+    p = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
+    assert await p.budgets.spent("key_a") == 2 * NANO
     with pytest.raises(BudgetExceededError) as info:
-        p.admit(ctx(budget=2.0), request(), plan())
+        await p.admit(ctx(budget=2.0), plan())
     assert info.value.retry_after is not None and info.value.retry_after > 0
-    asyncio.run(ledger.aclose())
+    await stores.aclose()
 
 
 # --- through the Gateway ------------------------------------------------------------------
@@ -117,7 +125,7 @@ def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> No
 class Rig:
     gateway: Gateway
     policy: UsagePolicy
-    ledger: UsageLedger
+    ledger: SqliteLedger
     clock: Clock
     data_dir: Path
 
@@ -142,9 +150,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     entries: dict[str, Any] = {"demo": _Entry(DemoProvider(word_delay=0.01))}
     catalog = Catalog(entries, config, prices={})
     clock = Clock()
-    ledger = UsageLedger(tmp_path, flush_interval=30.0)
-    pol = UsagePolicy(ledger, limiter=RateLimiter(clock=clock))
-    gw = Gateway(Router(catalog), Executor(config), Keys({}), "master", 30.0, policy=pol)
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0)
+    pol = UsagePolicy(RateLimiter(clock=clock), MemoryBudgets(), ledger)
+    gw = Gateway(
+        Router(catalog), Executor(config), Keys({}), "master", 30.0, admission=pol, sinks=[pol]
+    )
     yield Rig(gw, pol, ledger, clock, tmp_path)
     await ledger.aclose()
 
@@ -180,7 +190,7 @@ async def test_chat_reconciles_tokens_and_spend_and_writes_an_exact_row(rig: Rig
     assert response.usage.input_tokens == 5 and response.cost.total_usd > 0
     used = response.usage.input_tokens + response.usage.output_tokens
     assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - used)
-    spent = rig.policy.budgets.spent("key_a")
+    spent = await rig.policy.budgets.spent("key_a")
     assert spent == round(response.cost.input_usd * NANO) + round(response.cost.output_usd * NANO)
     assert rig.policy.budgets.reserved("key_a") == 0
     await rig.ledger.flush()
@@ -217,7 +227,7 @@ async def test_a_stream_is_billed_from_its_end_frame(rig: Rig) -> None:
     end = frames[-1].end
     assert end.usage.output_tokens == 4  # "Echo: a b c"
     assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - 3 - 4)
-    assert rig.policy.budgets.spent("key_a") == 3 * NANO // 100 + 4 * 2 * NANO // 100
+    assert await rig.policy.budgets.spent("key_a") == 3 * NANO // 100 + 4 * 2 * NANO // 100
     await rig.ledger.flush()
     (row,) = rig.rows()
     assert_row_matches(row, end.usage, end.cost, key="key_a", stream=True)
@@ -257,4 +267,4 @@ async def test_the_master_key_is_never_limited_but_always_recorded(rig: Rig) -> 
 def test_settle_never_raises() -> None:
     p = policy(Clock())
     # A reservation for a key the limiter never saw, and an execution with nothing in it.
-    p.settle(NOTHING, ctx(tpm=5), chat_pb2.ChatRequest(), None, Execution(), stream=True)
+    p.finish(RequestRecord(ctx(tpm=5), chat_pb2.ChatRequest(), stream=True, reservation=NOTHING))

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from server.core.errors import BudgetExceededError
-from server.policy.budget import (
-    MonthlyBudgets,
+from server.core.money import (
     format_usd,
     month_bounds,
     month_of,
     nanos_to_usd,
     usd_to_nanos,
 )
+from server.store.embedded.budgets import MemoryBudgets as MonthlyBudgets
 from tests.unit.policy.support import Clock
 
 USD = 1_000_000_000
@@ -38,14 +38,14 @@ def test_money_helpers() -> None:
     assert format_usd(0) == "$0.00"
 
 
-def test_reservations_count_until_settled_and_sums_are_exact() -> None:
+async def test_reservations_count_until_settled_and_sums_are_exact() -> None:
     b = MonthlyBudgets(wall_clock=Clock(MID_NOVEMBER))
-    assert b.reserve("k", 1.0, 300_000_000) == 300_000_000
-    assert b.reserve("k", 1.0, 300_000_000) == 300_000_000
+    assert await b.reserve("k", usd_to_nanos(1.0), 300_000_000) == 300_000_000
+    assert await b.reserve("k", usd_to_nanos(1.0), 300_000_000) == 300_000_000
     assert b.reserved("k") == 600_000_000
     # 0.6 reserved + 0.5 estimated > 1.0: refused, and waiting is not the remedy.
     with pytest.raises(BudgetExceededError) as info:
-        b.reserve("k", 1.0, 500_000_000)
+        await b.reserve("k", usd_to_nanos(1.0), 500_000_000)
     err = info.value
     assert err.retry_after is None
     assert err.http_status == 429 and err.reason == "BUDGET_EXCEEDED"
@@ -55,40 +55,40 @@ def test_reservations_count_until_settled_and_sums_are_exact() -> None:
     # Settling releases the reservation and adds the actual cost.
     b.settle("k", 300_000_000, 123)
     assert b.reserved("k") == 300_000_000
-    assert b.spent("k") == 123
+    assert await b.spent("k") == 123
     b.settle("k", 300_000_000, 0)
     assert b.reserved("k") == 0
     # Ten thousand tenths of a cent add up exactly.
     for _ in range(10_000):
         b.settle("k", 0, usd_to_nanos(0.001 / 10))
-    assert b.spent("k") == 123 + 1_000_000_000
+    assert await b.spent("k") == 123 + 1_000_000_000
 
 
-def test_a_spent_budget_refuses_until_next_month() -> None:
+async def test_a_spent_budget_refuses_until_next_month() -> None:
     clock = Clock(MID_NOVEMBER)
     b = MonthlyBudgets({"k": 2 * USD, "other": 1}, wall_clock=clock)
     with pytest.raises(BudgetExceededError) as info:
-        b.reserve("k", 2.0, 0)
+        await b.reserve("k", usd_to_nanos(2.0), 0)
     err = info.value
     assert err.retry_after == pytest.approx(DECEMBER - MID_NOVEMBER)
     assert err.quota_violations[0].description == (
         "monthly_budget_usd limit of $2.00 reached ($2.00 spent)"
     )
     # A key without spend, and a bigger budget, are unaffected.
-    b.reserve("fresh", 2.0, USD)
-    b.reserve("k", 3.0, USD)
+    await b.reserve("fresh", usd_to_nanos(2.0), USD)
+    await b.reserve("k", usd_to_nanos(3.0), USD)
     # December: spend starts over; reservations in flight are kept.
     clock.now = DECEMBER + 1.0
-    assert b.spent("k") == 0
+    assert await b.spent("k") == 0
     assert b.reserved("k") == USD
-    b.reserve("k", 2.0, 0)
+    await b.reserve("k", usd_to_nanos(2.0), 0)
     assert b.month == month_bounds(2026, 12)
 
 
-def test_a_request_that_settles_after_the_month_turned_counts_in_the_new_month() -> None:
+async def test_a_request_that_settles_after_the_month_turned_counts_in_the_new_month() -> None:
     clock = Clock(DECEMBER - 1.0)
     b = MonthlyBudgets(wall_clock=clock)
-    b.reserve("k", 1.0, 100)
+    await b.reserve("k", usd_to_nanos(1.0), 100)
     clock.now = DECEMBER + 1.0
     b.settle("k", 100, 80)
-    assert b.spent("k") == 80 and b.reserved("k") == 0
+    assert await b.spent("k") == 80 and b.reserved("k") == 0

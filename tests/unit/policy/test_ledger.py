@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from server.policy.budget import month_bounds
-from server.policy.keys import KeyStore
-from server.policy.ledger import PENDING_FILENAME, USAGE, UsageLedger, UsageRow, month_totals
-from server.store import sqlite as store
+from server.core.money import month_bounds
+from server.store.embedded import sqlite as store
+from server.store.embedded.keys import SqliteKeyStore
+from server.store.embedded.ledger import (
+    PENDING_FILENAME,
+    USAGE,
+    SqliteLedger,
+    UsageRow,
+    month_totals,
+)
 
 NOV = datetime(2026, 11, 10, tzinfo=UTC).timestamp()
 OCT = datetime(2026, 10, 31, 23, 59, tzinfo=UTC).timestamp()
@@ -79,7 +85,7 @@ def locked(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 
 
 async def test_rows_are_written_in_the_background_and_round_trip(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path, flush_interval=0.05)
+    ledger = SqliteLedger(tmp_path, flush_interval=0.05)
     rows = [row(i) for i in range(3)]
     for r in rows:
         ledger.record(r)
@@ -93,7 +99,7 @@ async def test_rows_are_written_in_the_background_and_round_trip(tmp_path: Path)
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path, flush_interval=30.0, batch_size=5)
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0, batch_size=5)
     for i in range(4):
         ledger.record(row(i))
     await asyncio.sleep(0.1)
@@ -104,7 +110,7 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path
 
 
 async def test_close_writes_what_is_buffered_and_later_rows_at_once(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path, flush_interval=30.0)
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0)
     for i in range(10):
         ledger.record(row(i))
     await asyncio.sleep(0.05)  # the flusher is now waiting out its interval
@@ -120,7 +126,7 @@ async def test_close_writes_what_is_buffered_and_later_rows_at_once(tmp_path: Pa
 async def test_a_failed_write_keeps_its_rows_and_retries(
     tmp_path: Path, locked: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ledger = UsageLedger(tmp_path, flush_interval=0.02, busy_timeout_ms=10)
+    ledger = SqliteLedger(tmp_path, flush_interval=0.02, busy_timeout_ms=10)
     for i in range(3):
         ledger.record(row(i))
     await eventually(lambda: "will retry" in caplog.text)
@@ -135,7 +141,7 @@ async def test_a_failed_write_keeps_its_rows_and_retries(
 async def test_rows_that_cannot_be_written_at_close_are_kept_and_imported_next_time(
     tmp_path: Path, locked: sqlite3.Connection
 ) -> None:
-    ledger = UsageLedger(tmp_path, flush_interval=30.0, busy_timeout_ms=10)
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0, busy_timeout_ms=10)
     rows = [row(i) for i in range(3)]
     for r in rows:
         ledger.record(r)
@@ -143,22 +149,22 @@ async def test_rows_that_cannot_be_written_at_close_are_kept_and_imported_next_t
     assert (tmp_path / PENDING_FILENAME).exists()
     locked.execute("COMMIT")
     assert stored(tmp_path) == []
-    reopened = UsageLedger(tmp_path)
+    reopened = SqliteLedger(tmp_path)
     assert stored(tmp_path) == rows
     assert not (tmp_path / PENDING_FILENAME).exists()
     await reopened.aclose()
 
 
 async def test_month_spend_and_monthly_totals(tmp_path: Path) -> None:
-    ledger = UsageLedger(tmp_path)
+    ledger = SqliteLedger(tmp_path)
     ledger.record(row(1, key="key_a"))
     ledger.record(row(2, key="key_a", outcome="RATE_LIMITED"))
     ledger.record(row(3, key="key_b"))
     ledger.record(row(4, key="key_a", at=OCT))
     await ledger.flush()
     nov = month_bounds(2026, 11)
-    assert ledger.month_spend(*nov) == {"key_a": 2 * 3034, "key_b": 3034}
-    assert ledger.month_spend(*month_bounds(2026, 10)) == {"key_a": 3034}
+    assert await ledger.month_spend(*nov) == {"key_a": 2 * 3034, "key_b": 3034}
+    assert await ledger.month_spend(*month_bounds(2026, 10)) == {"key_a": 3034}
     totals = month_totals(tmp_path, 2026, 11)
     assert [t.key_id for t in totals] == ["key_a", "key_b"]
     a = totals[0]
@@ -174,11 +180,11 @@ async def test_month_spend_and_monthly_totals(tmp_path: Path) -> None:
 
 async def test_ledger_writes_do_not_touch_the_key_database(tmp_path: Path) -> None:
     # keys.db's data_version moves on any commit to it; the ledger must not cause reloads.
-    keys = KeyStore(tmp_path)
-    _, secret = keys.create("k")
-    assert keys.lookup(secret) is not None
+    keys = SqliteKeyStore(tmp_path)
+    _, secret = keys.create_sync("k")
+    assert keys.lookup_sync(secret) is not None
     (version,) = keys._reader.execute("PRAGMA data_version").fetchone()
-    ledger = UsageLedger(tmp_path)
+    ledger = SqliteLedger(tmp_path)
     for i in range(5):
         ledger.record(row(i))
     await ledger.flush()

@@ -11,9 +11,10 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.config import CircuitConfig, Config, DeploymentConfig, RetryConfig, TimeoutConfig
 from server.core import errors as e
-from server.resilience.executor import Execution, Executor
-from server.routing.health import CircuitState, LocalHealth
+from server.core.records import Execution
+from server.resilience.executor import Executor
 from server.routing.router import Router
+from server.store.embedded.health import CircuitState, LocalHealth
 from tests.unit.resilience.scripted import (
     ScriptedProvider,
     Step,
@@ -275,7 +276,7 @@ async def test_client_cancel_reaches_the_upstream_and_is_not_held_against_it() -
         await task
     assert a.cancelled == 1
     assert health.snapshot("a/m").error_score == 0.0
-    assert router.catalog.deployments["a/m"].inflight == 0
+    assert executor.inflight("a/m") == 0
 
 
 async def test_a_deployment_at_its_concurrency_cap_is_skipped() -> None:
@@ -412,7 +413,7 @@ async def test_consumer_going_away_closes_the_upstream_stream() -> None:
     await gen.aclose()
     assert a.closed_streams == 1
     assert health.snapshot("a/m").error_score == 0.0
-    assert router.catalog.deployments["a/m"].inflight == 0
+    assert executor.inflight("a/m") == 0
 
 
 async def test_stream_deadline_applies_after_the_first_chunk_too() -> None:
@@ -473,7 +474,7 @@ async def test_an_adapter_bug_propagates_and_leaves_no_timer_behind(streamed: bo
             await run_chat(router, executor)
     assert b.calls == []
     await asyncio.sleep(0.2)  # a forgotten timer would cancel this sleep
-    assert health.acquire("a/m") and router.catalog.deployments["a/m"].inflight == 0
+    assert health.acquire("a/m") and executor.inflight("a/m") == 0
 
 
 async def test_closing_right_after_the_final_frame_counts_as_a_complete_stream() -> None:

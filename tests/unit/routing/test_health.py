@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.config import CircuitConfig
-from server.routing.health import CircuitState, LocalHealth
+from server.store.embedded.health import CircuitState, LocalHealth
 
 
 class Clock:

@@ -10,8 +10,8 @@ from switchboard.v1 import types_pb2
 
 from server.config import Config, DeploymentConfig, PriceConfig, RouteConfig
 from server.core.errors import ModelNotFoundError
-from server.routing.health import LocalHealth
 from server.routing.router import Router
+from server.store.embedded.health import LocalHealth
 from tests.unit.resilience.scripted import Entry, ScriptedProvider, request
 
 S = types_pb2

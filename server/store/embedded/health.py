@@ -1,10 +1,9 @@
-"""Health of deployments and keys: circuit breakers, cooldowns and latency averages.
+"""The embedded ``HealthStore``: circuit breakers, cooldowns and latency averages in process.
 
 The router reads it to order candidates (`fastest`, `available`); the executor asks it before
-each attempt and reports every outcome to it. State is behind the small ``HealthStore``
-protocol so a shared (Redis-backed) store can replace the in-process ``LocalHealth`` for
-multi-replica deployments. Names are opaque strings: a deployment id, or
-``<deployment id>#<key index>`` for one key of a pool (never the key itself).
+each attempt and reports every outcome to it (``server.core.state.HealthStore``). Names are
+opaque strings: a deployment id, or ``<deployment id>#<key index>`` for one key of a pool
+(never the key itself).
 
 The breaker is the classic three-state one (closed → open → half-open → closed): it opens after
 ``consecutive_failures`` in a row or when the error rate over about ``window_seconds`` reaches
@@ -17,81 +16,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from enum import IntEnum
-from typing import Protocol
 
 from server.config import CircuitConfig
+from server.core.state import CircuitState, HealthSnapshot
 
 # Weight of the newest sample in the latency moving averages.
 EWMA_ALPHA = 0.2
 # Names tracked at most; closed, idle entries are dropped past this (direct `provider/model`
 # names come from callers, so the map must not grow without bound).
 MAX_ENTRIES = 10_000
-
-
-class CircuitState(IntEnum):
-    """Circuit breaker states; the values are what the `circuit_state` gauge reports."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
-
-
-@dataclass(frozen=True, slots=True)
-class HealthSnapshot:
-    """What the router needs to rank one name."""
-
-    state: CircuitState
-    # Seconds until the name may be tried again (open circuit or key cooldown); 0 when ready.
-    retry_in: float
-    # Recent error rate, shrunk towards 0 when there are few or old samples.
-    error_score: float
-    # Moving averages in seconds; None until measured.
-    ttft: float | None
-    latency: float | None
-
-    @property
-    def usable(self) -> bool:
-        return self.retry_in <= 0.0
-
-
-class HealthStore(Protocol):
-    """Circuit state, cooldowns and latency averages per deployment / pool key."""
-
-    def acquire(self, name: str) -> bool:
-        """May `name` be tried now? Claims the single half-open probe when one is due."""
-        ...
-
-    def release(self, name: str) -> None:
-        """Gives back a probe claimed by ``acquire`` that was not used (cancelled, skipped)."""
-        ...
-
-    def record_success(
-        self, name: str, latency: float | None = None, ttft: float | None = None
-    ) -> None:
-        """A successful call; `latency`/`ttft` (seconds) feed the moving averages."""
-        ...
-
-    def record_failure(self, name: str, *, trip: bool = False) -> None:
-        """A failed call that counts against the circuit; `trip` opens it at once."""
-        ...
-
-    def cool(self, name: str, seconds: float) -> None:
-        """Keeps `name` out of use for `seconds` (a 429 on a key) without touching its circuit."""
-        ...
-
-    def retry_in(self, name: str) -> float:
-        """Seconds until `name` is usable again; 0 when it is."""
-        ...
-
-    def snapshot(self, name: str) -> HealthSnapshot:
-        """Read-only view for ranking."""
-        ...
-
-    def states(self) -> Iterator[tuple[str, CircuitState]]:
-        """Every tracked name's circuit state (for the metrics gauge)."""
-        ...
 
 
 class _Entry:

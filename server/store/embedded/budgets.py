@@ -1,12 +1,11 @@
-"""Hard monthly spend limits per gateway key, in process.
+"""The embedded ``BudgetStore``: hard monthly spend limits per gateway key, in process.
 
-Money is integer nano-USD (1e-9 USD) throughout, so sums are exact and the in-memory spend
+Money is integer nano-USD (``server.core.money``), so sums are exact and the in-memory spend
 equals the usage ledger's ``SUM(total_nanousd)``. A key's spend for the current calendar month
 (UTC) is loaded from the ledger at startup and kept in memory; each settled request adds its
-actual cost. Before a call the request reserves its estimated cost (estimated input tokens plus
-``max_tokens`` at the price of the most expensive candidate deployment, since the router may
-fall back to any of them; an unpriced deployment estimates 0) and that reservation counts
-against the budget until the request settles.
+actual cost. Before a call the request reserves its estimated cost (``server.policy.admission``
+says how it is estimated) and that reservation counts against the budget until the request
+settles.
 
 A request is refused with ``BudgetExceededError`` (429, RESOURCE_EXHAUSTED, ``QuotaFailure``):
 
@@ -15,56 +14,20 @@ A request is refused with ``BudgetExceededError`` (429, RESOURCE_EXHAUSTED, ``Qu
 - when spend + in-flight reservations + this request's estimate would pass it: no
   ``retry_after``, since waiting does not help this request (a smaller ``max_tokens`` may).
 
-The estimate can undershoot (input is chars / 4), so a month's spend may end slightly above the
-budget; the next request is then refused. Owned by the event loop thread (nothing awaits).
+Owned by the event loop thread (nothing suspends).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
 from server.core.errors import BudgetExceededError, QuotaViolation
-
-NANOS_PER_USD = 1_000_000_000
-
-
-def usd_to_nanos(usd: float) -> int:
-    """US dollars as integer nano-USD, rounded to the nearest nano-dollar."""
-    return round(usd * NANOS_PER_USD)
+from server.core.money import format_usd, month_bounds, month_of
 
 
-def nanos_to_usd(nanos: int) -> float:
-    """Integer nano-USD as US dollars."""
-    return nanos / NANOS_PER_USD
-
-
-def month_bounds(year: int, month: int) -> tuple[float, float]:
-    """Unix seconds of the first instant of this UTC month and of the next one."""
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC) if month == 12 else start.replace(month=month + 1)
-    return start.timestamp(), end.timestamp()
-
-
-def month_of(ts: float) -> tuple[int, int]:
-    """The UTC (year, month) of a unix time."""
-    d = datetime.fromtimestamp(ts, UTC)
-    return d.year, d.month
-
-
-def format_usd(nanos: int) -> str:
-    """``$1.25``, ``$0.000123``: dollars with as many decimals as needed (at most 9)."""
-    text = f"{nanos_to_usd(nanos):.9f}".rstrip("0")
-    if text.endswith("."):
-        text += "00"
-    elif len(text.partition(".")[2]) == 1:
-        text += "0"
-    return "$" + text
-
-
-class MonthlyBudgets:
-    """Month-to-date spend and in-flight reservations per key (see the module docstring)."""
+class MemoryBudgets:
+    """Month-to-date spend and in-flight reservations per key (``BudgetStore``)."""
 
     def __init__(
         self,
@@ -83,7 +46,7 @@ class MonthlyBudgets:
         self._roll(self._clock())
         return self._start, self._end
 
-    def spent(self, key_id: str) -> int:
+    async def spent(self, key_id: str) -> int:
         """Settled spend of this key in the current month, nano-USD."""
         self._roll(self._clock())
         return self._spent.get(key_id, 0)
@@ -92,11 +55,10 @@ class MonthlyBudgets:
         """Cost reserved by this key's requests in flight, nano-USD."""
         return self._reserved.get(key_id, 0)
 
-    def reserve(self, key_id: str, budget_usd: float, estimate: int) -> int:
-        """Reserves ``estimate`` nano-USD against the budget; raises ``BudgetExceededError``."""
+    async def reserve(self, key_id: str, limit: int, estimate: int) -> int:
+        """Reserves ``estimate`` nano-USD against a ``limit``; raises ``BudgetExceededError``."""
         now = self._clock()
         self._roll(now)
-        limit = usd_to_nanos(budget_usd)
         spent = self._spent.get(key_id, 0)
         held = self._reserved.get(key_id, 0)
         subject = f"key:{key_id}"

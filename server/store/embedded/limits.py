@@ -1,4 +1,4 @@
-"""Per-key rate limits (requests and tokens per minute), in process.
+"""The embedded ``RateLimiter``: per-key requests and tokens per minute, in process.
 
 Algorithm: a token bucket with continuous refill (the virtual-scheduling form is GCRA, ITU-T
 I.371; Envoy's local rate limit and Stripe's limiter are buckets of this kind). A key with a
@@ -13,8 +13,8 @@ bucket below zero (a debt that delays the key's next requests as the limit says 
 request estimated above the whole per-minute capacity is admitted only when the bucket is full
 and reserves the capacity, rather than being refused forever.
 
-Buckets are owned by the event loop thread: ``acquire`` and ``reconcile`` never await, so no
-lock is needed.
+Buckets are owned by the event loop thread: ``acquire`` and ``reconcile`` never suspend, so no
+lock is needed. The distributed backend runs the same algorithm in one Redis script.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ class _Bucket:
         return 0.0 if missing <= _EPSILON else missing / self.rate
 
 
-class RateLimiter:
-    """RPM and TPM token buckets per gateway key (see the module docstring)."""
+class MemoryRateLimiter:
+    """RPM and TPM token buckets per gateway key (``server.core.state.RateLimiter``)."""
 
     def __init__(
         self, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic
@@ -72,7 +72,7 @@ class RateLimiter:
         self._rpm: dict[str, _Bucket] = {}
         self._tpm: dict[str, _Bucket] = {}
 
-    def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
+    async def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
         """Counts one request and reserves ``tokens``; returns the tokens actually reserved.
 
         Raises ``RateLimitedError`` (nothing taken) with ``retry_after`` = when both limits

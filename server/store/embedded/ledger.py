@@ -1,4 +1,7 @@
-"""The usage ledger: one row per request in ``<data_dir>/usage.db`` (SQLite, WAL).
+"""The embedded usage ledger: one row per request in ``<data_dir>/usage.db`` (SQLite, WAL).
+
+``SqliteLedger`` is both the ``UsageSink`` the policy records into and the ``UsageReader`` the
+CLI and the budgets read from (``server.core.state``).
 
 A file of its own, not ``keys.db``: the key cache reloads whenever ``keys.db``'s
 ``PRAGMA data_version`` moves, which every ledger commit would otherwise cause.
@@ -20,18 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import orjson
 
-from server.policy.budget import NANOS_PER_USD, month_bounds
-from server.store import sqlite as store
+from server.core.money import month_bounds
+from server.core.state import KeyTotals, UsageRow
+from server.store.embedded import sqlite as store
 
 log = logging.getLogger(__name__)
 
@@ -75,42 +76,11 @@ USAGE = store.Schema(
 )
 
 
-class UsageRow(NamedTuple):
-    """One request in the ledger (the ``usage`` table's columns after ``id``)."""
-
-    time: float
-    request_id: str
-    key_id: str
-    transport: str
-    # As the caller asked (a route name or `provider/model`); route is what it resolved to.
-    model: str
-    route: str
-    provider: str
-    upstream_model: str
-    deployment: str
-    stream: bool
-    # "success", "cancelled", or the error's reason (RATE_LIMITED, UPSTREAM_TIMEOUT, ...).
-    outcome: str
-    status: int
-    attempts: int
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    input_nanousd: int
-    output_nanousd: int
-    cached_input_nanousd: int
-    cache_write_nanousd: int
-    total_nanousd: int
-    latency_ms: float
-
-
 COLUMNS = UsageRow._fields
 _INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-class UsageLedger:
+class SqliteLedger:
     """Buffers usage rows and writes them in batches off the event loop (module docstring)."""
 
     def __init__(
@@ -137,7 +107,7 @@ class UsageLedger:
         self._import_pending()
 
     def __repr__(self) -> str:
-        return f"UsageLedger({str(self.data_dir)!r}, buffered={len(self._rows)})"
+        return f"SqliteLedger({str(self.data_dir)!r}, buffered={len(self._rows)})"
 
     @property
     def path(self) -> Path:
@@ -286,16 +256,15 @@ class UsageLedger:
 
     # --- reads --------------------------------------------------------------------------------
 
-    def month_spend(self, start: float, end: float) -> dict[str, int]:
+    async def month_spend(self, start: float, end: float) -> dict[str, int]:
         """Total cost per key of the rows in [start, end), nano-USD (loaded at startup)."""
-        if self._conn is None:
-            self._conn = self._connect()
-        rows = self._conn.execute(
-            "SELECT key_id, SUM(total_nanousd) FROM usage WHERE time >= ? AND time < ? "
-            "GROUP BY key_id",
-            (start, end),
-        ).fetchall()
-        return {key_id: int(total) for key_id, total in rows if total}
+        return month_spend(self.data_dir, start, end)
+
+    async def month_totals(
+        self, year: int, month: int, *, key_id: str | None = None
+    ) -> list[KeyTotals]:
+        """Per-key totals of one UTC month, highest cost first."""
+        return await asyncio.to_thread(month_totals, self.data_dir, year, month, key_id=key_id)
 
     def _connect(self) -> sqlite3.Connection:
         conn = store.connect(self.data_dir, USAGE)
@@ -304,29 +273,18 @@ class UsageLedger:
         return conn
 
 
-@dataclass(frozen=True, slots=True)
-class KeyTotals:
-    """One key's usage over a month (what ``switchboard usage`` prints)."""
-
-    key_id: str
-    requests: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    input_nanousd: int
-    output_nanousd: int
-    cached_input_nanousd: int
-    cache_write_nanousd: int
-    total_nanousd: int
-
-    def to_json(self) -> dict[str, object]:
-        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
-        out: dict[str, object] = dataclasses.asdict(self)
-        out["cost_usd"] = self.total_nanousd / NANOS_PER_USD
-        return out
+def month_spend(data_dir: Path, start: float, end: float) -> dict[str, int]:
+    """Total cost per key of the rows in [start, end), nano-USD."""
+    conn = store.connect(data_dir, USAGE)
+    try:
+        rows = conn.execute(
+            "SELECT key_id, SUM(total_nanousd) FROM usage WHERE time >= ? AND time < ? "
+            "GROUP BY key_id",
+            (start, end),
+        ).fetchall()
+    finally:
+        conn.close()
+    return {key_id: int(total) for key_id, total in rows if total}
 
 
 def month_totals(

@@ -1,0 +1,97 @@
+"""What one request carries through the pipeline: its plan, its execution, its final record.
+
+``Plan`` is the router's answer (candidates in strategy order, and the request's token
+estimate, computed once for everyone who needs it); ``Execution`` is what the executor learned
+while running it; ``RequestRecord`` is both, plus usage, cost and error, handed once to every
+``RequestSink`` (the usage policy, the observer) when the request ends in any way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from switchboard.v1 import chat_pb2, types_pb2
+
+from server.core.context import CallContext
+from server.core.errors import GatewayError
+
+if TYPE_CHECKING:
+    from server.routing.catalog import Deployment, Route
+
+
+@dataclass(slots=True)
+class Plan:
+    """The candidates for one request, best first, and the strategy that ordered them."""
+
+    route: Route
+    strategy: int
+    candidates: Sequence[Deployment]
+    # The request's input-token estimate (an upper bound, see routing.pricing) and its
+    # output-token budget; filled by the router.
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Execution:
+    """What the executor learned while running a plan; filled in as it goes."""
+
+    deployment: Deployment | None = None
+    attempts: list[types_pb2.Attempt] = field(default_factory=list)
+    # Monotonic start of the request (the Gateway creates this object first thing).
+    started: float = field(default_factory=time.monotonic)
+    # Monotonic time the first streamed chunk arrived (streams only).
+    first_chunk_at: float | None = None
+    # Same-deployment retries and moves to a later candidate.
+    retries: int = 0
+    fallbacks: int = 0
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One finished request as every sink sees it (success, error or cancellation)."""
+
+    ctx: CallContext
+    request: chat_pb2.ChatRequest
+    stream: bool
+    run: Execution = field(default_factory=Execution)
+    plan: Plan | None = None
+    # Whatever the usage policy took at admission (``server.policy.admission.Reservation``).
+    reservation: object = None
+    # Usage and cost as billed: the response's, a stream's end frame, or what a stream that
+    # ended early had delivered.
+    usage: types_pb2.Usage | None = None
+    cost: types_pb2.Cost | None = None
+    error: BaseException | None = None
+
+    @property
+    def outcome(self) -> tuple[str, int]:
+        """``("success", 200)``, the error's ``(reason, http_status)``, ``("cancelled", 499)``
+        (nginx's "client closed request") or ``("INTERNAL", 500)`` for a bug."""
+        error = self.error
+        if error is None:
+            return "success", 200
+        if isinstance(error, GatewayError):
+            return error.reason, error.http_status
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            return "cancelled", 499
+        return "INTERNAL", 500
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from the start to the first streamed chunk (None for unary calls)."""
+        first = self.run.first_chunk_at
+        return None if first is None else first - self.run.started
+
+
+class RequestSink(Protocol):
+    """Takes every finished request (``Gateway`` calls ``finish`` exactly once per request).
+
+    Implementations never raise and never await: the request's outcome is settled already,
+    and accounting must not change what the caller gets."""
+
+    def finish(self, record: RequestRecord) -> None: ...

@@ -1,0 +1,278 @@
+"""The state seams: every piece of state the gateway keeps, as one protocol each.
+
+Backends live in ``server/store/``: ``embedded`` (SQLite files plus in-process counters, one
+process, nothing to install) and ``distributed`` (PostgreSQL + Redis, any number of processes
+and replicas). Each backend passes the one conformance suite in ``tests/conformance/stores``.
+
+The request path calls three of them:
+
+- ``KeyStore.lookup`` at the edge (every request), to turn a secret into a ``Principal``;
+- ``RateLimiter.acquire`` and ``BudgetStore.reserve`` at admission, which may wait on a shared
+  store, so they are awaited;
+- ``RateLimiter.reconcile``, ``BudgetStore.settle`` and ``UsageSink.record`` when a request
+  ends. These never block the request: the embedded backend applies them at once; a networked
+  one queues them and applies them in order in the background (``aclose`` drains the queue).
+
+The executor reads and writes ``HealthStore`` several times per attempt, so it is synchronous;
+a shared implementation keeps a local copy and replicates transitions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple, Protocol
+
+from switchboard.v1 import admin_pb2
+
+from server.core.context import KeyLimits, Principal
+from server.core.money import nanos_to_usd
+
+# --- gateway keys ------------------------------------------------------------------------------
+
+
+class KeyStore(Protocol):
+    """Gateway keys, stored hashed; ``lookup`` is on the hot path and is served from a cache."""
+
+    async def lookup(self, secret: str) -> Principal | None:
+        """The principal of an active key, or None for an unknown or revoked one."""
+        ...
+
+    async def create(
+        self, name: str, limits: KeyLimits | None = None
+    ) -> tuple[admin_pb2.GatewayKey, str]:
+        """A new key and its secret; the secret is returned only here."""
+        ...
+
+    async def get(self, key_id: str) -> admin_pb2.GatewayKey | None:
+        """One key by id, revoked or not."""
+        ...
+
+    async def list(self, *, include_revoked: bool = False) -> list[admin_pb2.GatewayKey]:
+        """Keys, oldest first."""
+        ...
+
+    async def revoke(self, key_id: str) -> admin_pb2.GatewayKey:
+        """Revokes a key (idempotent); ``NotFoundError`` for an unknown id."""
+        ...
+
+    async def aclose(self) -> None:
+        """Releases connections."""
+        ...
+
+
+# --- rate limits and budgets ------------------------------------------------------------------
+
+
+class RateLimiter(Protocol):
+    """Per-key requests-per-minute and tokens-per-minute buckets."""
+
+    async def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
+        """Counts one request and reserves ``tokens``; returns the tokens reserved. Raises
+        ``RateLimitedError`` (nothing taken) with ``retry_after`` and quota violations."""
+        ...
+
+    def reconcile(self, key_id: str, reserved: int, actual: int) -> None:
+        """Replaces a reservation of ``reserved`` tokens by the ``actual`` count."""
+        ...
+
+
+class BudgetStore(Protocol):
+    """Month-to-date spend and in-flight reservations per key, in integer nano-USD."""
+
+    async def reserve(self, key_id: str, limit: int, estimate: int) -> int:
+        """Reserves ``estimate`` against a monthly ``limit``; returns what was reserved. Raises
+        ``BudgetExceededError`` when spend plus reservations plus this estimate would pass it."""
+        ...
+
+    def settle(self, key_id: str, reserved: int, actual: int) -> None:
+        """Releases a reservation and adds the actual cost to this month's spend."""
+        ...
+
+    async def spent(self, key_id: str) -> int:
+        """Settled spend of this key in the current month."""
+        ...
+
+
+# --- the usage ledger ---------------------------------------------------------------------------
+
+
+class UsageRow(NamedTuple):
+    """One request in the ledger (the ``usage`` table's columns after ``id``)."""
+
+    time: float
+    request_id: str
+    key_id: str
+    transport: str
+    # As the caller asked (a route name or `provider/model`); route is what it resolved to.
+    model: str
+    route: str
+    provider: str
+    upstream_model: str
+    deployment: str
+    stream: bool
+    # "success", "cancelled", or the error's reason (RATE_LIMITED, UPSTREAM_TIMEOUT, ...).
+    outcome: str
+    status: int
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_nanousd: int
+    output_nanousd: int
+    cached_input_nanousd: int
+    cache_write_nanousd: int
+    total_nanousd: int
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTotals:
+    """One key's usage over a month (what ``switchboard usage`` prints)."""
+
+    key_id: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_nanousd: int
+    output_nanousd: int
+    cached_input_nanousd: int
+    cache_write_nanousd: int
+    total_nanousd: int
+
+    def to_json(self) -> dict[str, object]:
+        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
+        out: dict[str, object] = dataclasses.asdict(self)
+        out["cost_usd"] = nanos_to_usd(self.total_nanousd)
+        return out
+
+
+class UsageSink(Protocol):
+    """Where ledger rows go: buffered, written in batches, never lost on a graceful stop."""
+
+    def record(self, row: UsageRow) -> None:
+        """Buffers one row (no I/O on the request path)."""
+        ...
+
+    async def flush(self) -> None:
+        """Writes every buffered row now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Writes everything buffered and releases the store."""
+        ...
+
+
+class UsageReader(Protocol):
+    """Queries over the ledger (the CLI's ``usage``, budgets at startup)."""
+
+    async def month_spend(self, start: float, end: float) -> dict[str, int]:
+        """Total cost per key of the rows in [start, end), nano-USD."""
+        ...
+
+    async def month_totals(
+        self, year: int, month: int, *, key_id: str | None = None
+    ) -> list[KeyTotals]:
+        """Per-key totals of one UTC month, highest cost first."""
+        ...
+
+
+# --- deployment and key health ------------------------------------------------------------------
+
+
+class CircuitState(IntEnum):
+    """Circuit breaker states; the values are what the `circuit_state` gauge reports."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """What the router needs to rank one name."""
+
+    state: CircuitState
+    # Seconds until the name may be tried again (open circuit or key cooldown); 0 when ready.
+    retry_in: float
+    # Recent error rate, shrunk towards 0 when there are few or old samples.
+    error_score: float
+    # Moving averages in seconds; None until measured.
+    ttft: float | None
+    latency: float | None
+
+    @property
+    def usable(self) -> bool:
+        return self.retry_in <= 0.0
+
+
+class HealthStore(Protocol):
+    """Circuit state, cooldowns and latency averages per deployment / pool key.
+
+    Names are opaque: a deployment id, or ``<deployment id>#<key index>`` for one key of a pool
+    (never the key itself)."""
+
+    def acquire(self, name: str) -> bool:
+        """May `name` be tried now? Claims the single half-open probe when one is due."""
+        ...
+
+    def release(self, name: str) -> None:
+        """Gives back a probe claimed by ``acquire`` that was not used (cancelled, skipped)."""
+        ...
+
+    def record_success(
+        self, name: str, latency: float | None = None, ttft: float | None = None
+    ) -> None:
+        """A successful call; `latency`/`ttft` (seconds) feed the moving averages."""
+        ...
+
+    def record_failure(self, name: str, *, trip: bool = False) -> None:
+        """A failed call that counts against the circuit; `trip` opens it at once."""
+        ...
+
+    def cool(self, name: str, seconds: float) -> None:
+        """Keeps `name` out of use for `seconds` (a 429 on a key) without touching its circuit."""
+        ...
+
+    def retry_in(self, name: str) -> float:
+        """Seconds until `name` is usable again; 0 when it is."""
+        ...
+
+    def snapshot(self, name: str) -> HealthSnapshot:
+        """Read-only view for ranking."""
+        ...
+
+    def states(self) -> Iterator[tuple[str, CircuitState]]:
+        """Every tracked name's circuit state (for the metrics gauge)."""
+        ...
+
+
+# --- one backend -------------------------------------------------------------------------------
+
+
+class Ledger(UsageSink, UsageReader, Protocol):
+    """A ledger is written by the policy and read by the CLI and the budgets."""
+
+
+@dataclass(slots=True)
+class Stores:
+    """Every state seam of one backend, as the composition root wires them."""
+
+    keys: KeyStore
+    limiter: RateLimiter
+    budgets: BudgetStore
+    ledger: Ledger
+    health: HealthStore
+
+    async def aclose(self) -> None:
+        """Drains the ledger (every accepted request's row written), then closes the keys."""
+        await self.ledger.aclose()
+        await self.keys.aclose()
