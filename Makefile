@@ -31,8 +31,8 @@ run: install ## Run the gateway on the embedded default (SQLite in .data/, demo 
 
 ##@ Test (extra pytest flags: PYTEST_ARGS="...")
 
-test: install ## Run the test suite
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+test: install ## Run the test suite, with skip reasons
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 ##@ Code
 
