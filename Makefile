@@ -34,6 +34,18 @@ run: install ## Run the gateway on the embedded default (SQLite in .data/, demo 
 test: install ## Run the test suite, with skip reasons
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
+test-unit: install ## Unit tests only (tests/unit)
+	$(PY) -m pytest -q -rs tests/unit $(PYTEST_ARGS)
+
+test-e2e: install ## Official SDKs and the Node client against a running gateway (tests/e2e)
+	$(PY) -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
+
+test-replay: install ## Recorded provider traffic from ../shared/fixtures (tests/replay)
+	$(PY) -m pytest -q -rs tests/replay $(PYTEST_ARGS)
+
+conformance: install ## The suite every provider adapter passes (tests/conformance)
+	$(PY) -m pytest -q -rs tests/conformance $(PYTEST_ARGS)
+
 ##@ Code
 
 lint: install ## ruff check + format check
@@ -64,4 +76,4 @@ check: lint types drift buf-lint test ## Everything CI cares about: lint, types,
 bench: install ## Benchmark direct vs. shim vs. gRPC against a fast fake upstream
 	$(PY) bench/run.py $(ARGS)
 
-.PHONY: help install clean run test lint types gen drift buf-lint check bench
+.PHONY: help install clean run test test-unit test-e2e test-replay conformance lint types gen drift buf-lint check bench
