@@ -48,6 +48,10 @@ conformance: install ## The suite every provider adapter passes (tests/conforman
 
 ##@ Code
 
+fmt: install ## Fix what ruff can (ruff check --fix), then ruff format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -76,4 +80,4 @@ check: lint types drift buf-lint test ## Everything CI cares about: lint, types,
 bench: install ## Benchmark direct vs. shim vs. gRPC against a fast fake upstream
 	$(PY) bench/run.py $(ARGS)
 
-.PHONY: help install clean run test test-unit test-e2e test-replay conformance lint types gen drift buf-lint check bench
+.PHONY: help install clean run test test-unit test-e2e test-replay conformance fmt lint types gen drift buf-lint check bench
