@@ -29,7 +29,7 @@ clean: ## Remove caches (keeps .venv and .data)
 run: install ## Run the gateway on the embedded default (SQLite in .data/, demo provider)
 	$(VENV)/bin/switchboard serve --data-dir .data $(ARGS)
 
-##@ Test (extra pytest flags: PYTEST_ARGS="...")
+##@ Test (extra pytest flags: PYTEST_ARGS="..."; the tree: tests/README.md)
 
 test: install ## Run the test suite, with skip reasons
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
