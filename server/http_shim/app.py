@@ -1,9 +1,10 @@
 """The shim's ASGI application: a static route table over the API surfaces.
 
-A raw ASGI 3 app (no framework; DESIGN.md "Speed"). Each API surface contributes a list of
-``Route``s (``openai_routes`` here, ``anthropic_api.anthropic_routes``); ``create_app`` joins them
-into one dict looked up once per request.
-Served by uvicorn in the same event loop as the gRPC server (``server/app.py``).
+A raw ASGI 3 app (no framework; DESIGN.md "Speed"). Every chat surface is one
+``endpoint.ChatEndpoint`` over its ``Dialect`` (OpenAI chat completions, Anthropic messages);
+``create_app`` joins them, the models endpoints, ``/healthz`` and ``/metrics`` into one dict
+looked up once per request. Served by uvicorn in the same event loop as the gRPC server
+(``server/app.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import Protocol
 import orjson
 
 from server.core.service import Gateway
+from server.http_shim.anthropic_dialect import AnthropicDialect
 from server.http_shim.asgi import ClientDisconnected, HttpRequest, Receive, Scope, Send
-from server.http_shim.errors import openai_error
-from server.http_shim.openai_api import OpenAIApi, internal_error_body
+from server.http_shim.endpoint import INTERNAL_MESSAGE, ChatEndpoint
+from server.http_shim.openai_dialect import ModelsApi, OpenAIDialect
+from server.http_shim.openai_errors import openai_error
 
 log = logging.getLogger("switchboard.http")
 
@@ -51,6 +54,7 @@ class HttpMetrics(Protocol):
 
 
 _HEALTH = orjson.dumps({"status": "ok"})
+_INTERNAL = orjson.dumps({"error": openai_error(500, INTERNAL_MESSAGE, code="internal_error")})
 
 
 class ShimApp:
@@ -119,7 +123,7 @@ class ShimApp:
 async def _internal_error(req: HttpRequest) -> None:
     # RuntimeError: the response had already started; the server then closes the connection.
     with contextlib.suppress(RuntimeError):
-        await req.respond_json(500, internal_error_body())
+        await req.respond_json(500, _INTERNAL)
 
 
 async def _not_found(req: HttpRequest) -> int:
@@ -172,31 +176,25 @@ def _metrics_route(metrics: HttpMetrics) -> Route:
     return Route("GET", "/metrics", handler)
 
 
-def openai_routes(gateway: Gateway) -> list[Route]:
-    """The OpenAI-compatible surface (also without the `/v1` prefix, as some clients send it)."""
-    api = OpenAIApi(gateway)
-    routes = []
+def api_routes(gateway: Gateway) -> list[Route]:
+    """Every API surface: the chat dialects and the models endpoints. The OpenAI ones are also
+    served without the `/v1` prefix, as some clients send them."""
+    openai = ChatEndpoint(gateway, OpenAIDialect())
+    models = ModelsApi(gateway)
+    routes = [Route("POST", "/v1/messages", ChatEndpoint(gateway, AnthropicDialect()))]
     for prefix in ("/v1", ""):
-        routes.append(Route("POST", f"{prefix}/chat/completions", api.chat_completions))
-        routes.append(Route("GET", f"{prefix}/models", api.list_models))
-        routes.append(Route("GET", f"{prefix}/models/*", api.retrieve_model))
+        routes.append(Route("POST", f"{prefix}/chat/completions", openai))
+        routes.append(Route("GET", f"{prefix}/models", models.list_models))
+        routes.append(Route("GET", f"{prefix}/models/*", models.retrieve_model))
     return routes
 
 
 def create_app(
     gateway: Gateway, *, metrics: HttpMetrics | None = None, extra_routes: Iterable[Route] = ()
 ) -> ShimApp:
-    """The shim's ASGI app: OpenAI and Anthropic surfaces, ``/healthz``, and ``/metrics`` when a
-    metrics hook is given."""
-    # Imported here because anthropic_api imports Route from this module.
-    from server.http_shim.anthropic_api import anthropic_routes
-
-    routes = [
-        *openai_routes(gateway),
-        *anthropic_routes(gateway),
-        Route("GET", "/healthz", _health),
-        *extra_routes,
-    ]
+    """The shim's ASGI app: the API surfaces, ``/healthz``, and ``/metrics`` when a metrics
+    hook is given."""
+    routes = [*api_routes(gateway), Route("GET", "/healthz", _health), *extra_routes]
     if metrics is not None:
         routes.append(_metrics_route(metrics))
     return ShimApp(routes, metrics)

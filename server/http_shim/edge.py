@@ -3,7 +3,8 @@
 Request: ``x-switchboard-route`` (strategy override → ``ChatRequest.routing.strategy``) and
 ``x-switchboard-timeout`` (seconds for the whole request → the call's deadline). Response:
 ``x-switchboard-provider``, ``x-switchboard-model`` (the upstream model that answered),
-``x-switchboard-attempts`` (tries, fallbacks included) and ``x-switchboard-cost-usd``.
+``x-switchboard-attempts`` (tries, fallbacks included) and ``x-switchboard-cost-usd``; on
+errors with a delay, ``Retry-After`` and ``retry-after-ms``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.core.errors import InvalidRequestError
+from server.core.errors import GatewayError, InvalidRequestError
 from server.http_shim.asgi import Headers, HttpRequest, header_value
 
 _STRATEGY = {
@@ -59,3 +60,14 @@ def route_headers(route: types_pb2.RouteInfo) -> Headers:
 def usd_header(value: float) -> bytes:
     """A dollar amount as a header value (plain decimal, no exponent)."""
     return (f"{value:.10f}".rstrip("0").rstrip(".") or "0").encode("ascii")
+
+
+def error_headers(exc: GatewayError) -> Headers:
+    """`Retry-After` (whole seconds, rounded up) and `retry-after-ms` when the error has a delay."""
+    if exc.retry_after is None or exc.retry_after < 0:
+        return []
+    seconds = exc.retry_after
+    return [
+        (b"retry-after", str(max(math.ceil(seconds), 0)).encode()),
+        (b"retry-after-ms", str(round(seconds * 1000)).encode()),
+    ]

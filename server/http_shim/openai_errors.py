@@ -1,13 +1,13 @@
 """Gateway errors → OpenAI's error JSON (``{"error": {"message", "type", "param", "code"}}``).
 
-Mirrors the error object of the OpenAI REST API (openai-openapi ``ErrorResponse``) and the
-status/`Retry-After` mapping of DESIGN.md. Only ``GatewayError.message`` reaches the client: it is
-written for the caller and never holds keys or raw upstream bodies.
+Mirrors the error object of the OpenAI REST API (openai-openapi ``ErrorResponse``); the HTTP
+status and `Retry-After` come from the error itself (``server.http_shim.edge.error_headers``).
+Only ``GatewayError.message`` reaches the client: it is written for the caller and never holds
+keys or raw upstream bodies.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ _TYPE_BY_STATUS = {
 }
 # OpenAI's own `code` values where Switchboard has the same condition.
 _CODE_BY_REASON = {
+    "INTERNAL": "internal_error",
     "INVALID_API_KEY": "invalid_api_key",
     "MODEL_NOT_FOUND": "model_not_found",
     "RATE_LIMITED": "rate_limit_exceeded",
@@ -61,14 +62,3 @@ def error_object(exc: GatewayError) -> dict[str, Any]:
 def error_body(exc: GatewayError) -> bytes:
     """``{"error": {...}}`` as JSON bytes."""
     return orjson.dumps({"error": error_object(exc)})
-
-
-def error_headers(exc: GatewayError) -> list[tuple[bytes, bytes]]:
-    """`Retry-After` (whole seconds, rounded up) and `retry-after-ms` when the error has a delay."""
-    if exc.retry_after is None or exc.retry_after < 0:
-        return []
-    seconds = exc.retry_after
-    return [
-        (b"retry-after", str(max(math.ceil(seconds), 0)).encode()),
-        (b"retry-after-ms", str(round(seconds * 1000)).encode()),
-    ]

@@ -1,0 +1,84 @@
+"""The Anthropic Messages dialect (``POST /v1/messages``) onto the core ``Gateway``.
+
+Mirrors Anthropic's Messages API (non-streamed and streamed with its exact SSE event sequence)
+so the official ``anthropic`` SDKs work by changing only ``base_url``; any gateway model answers
+(``openai/gpt-4o-mini`` as well as ``anthropic/...``). Conversion lives in
+``anthropic_convert`` and the SSE events in ``anthropic_stream``; the edge itself is the shared
+``endpoint.ChatEndpoint``.
+
+Auth: ``x-api-key: <gateway key>`` or ``Authorization: Bearer <gateway key>``;
+``anthropic-version`` and ``anthropic-beta`` are accepted and ignored. The Switchboard request
+headers apply as on every dialect. Response headers add ``request-id`` (Anthropic's name, read by
+the SDKs) to ``x-request-id``. Errors have Anthropic's shape; once a stream has started they are
+an ``event: error`` and the stream ends.
+"""
+
+from __future__ import annotations
+
+import orjson
+from switchboard.v1 import chat_pb2
+
+from server.core.errors import GatewayError, InvalidRequestError
+from server.core.service import bearer_token
+from server.http_shim import anthropic_convert as convert
+from server.http_shim.asgi import Headers, HttpRequest
+from server.http_shim.endpoint import Parsed
+
+
+class AnthropicDialect:
+    """``server.http_shim.endpoint.Dialect`` for the Anthropic Messages API."""
+
+    missing_key = "Missing gateway key: send `x-api-key: <key>` or `Authorization: Bearer <key>`."
+    # Anthropic's own limit for the Messages API (docs.claude.com/en/api/errors, 413).
+    max_body = 32 * 1024 * 1024
+
+    def token(self, req: HttpRequest) -> str | None:
+        """``x-api-key``, else ``Authorization: Bearer``."""
+        return req.header(b"x-api-key") or bearer_token(req.header(b"authorization"))
+
+    def parse(self, body: bytes) -> Parsed:
+        """The Messages API body as a contract request and its ``stream`` flag."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidRequestError("The request body is not valid JSON.", param="body") from None
+        request, stream = convert.decode_request(data)
+        return Parsed(request, stream)
+
+    def encode(self, response: chat_pb2.ChatResponse) -> bytes:
+        """A Messages API ``message`` object."""
+        return convert.encode_response(response)
+
+    def error_body(self, exc: GatewayError, request_id: str) -> bytes:
+        """``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+        return convert.encode_error(exc, request_id)
+
+    def headers(self, req: HttpRequest) -> Headers:
+        """``request-id``: Anthropic's SDKs read it (``message._request_id``)."""
+        return [(b"request-id", req.request_id.encode("ascii"))]
+
+    def stream_encoder(self, parsed: Parsed, start: chat_pb2.StreamStart) -> _EventStream:
+        """Anthropic's SSE event sequence with exact content block indexes."""
+        return _EventStream(convert.StreamEncoder(parsed.request.model), start)
+
+
+class _EventStream:
+    """``StreamEncoder`` behind the endpoint's ``StreamEncoder`` protocol."""
+
+    __slots__ = ("_encoder", "_start")
+
+    def __init__(self, encoder: convert.StreamEncoder, start: chat_pb2.StreamStart) -> None:
+        self._encoder = encoder
+        self._start = start
+
+    def start(self, first: chat_pb2.StreamChatResponse | None) -> bytes:
+        return self._encoder.start(self._start)
+
+    def frame(self, frame: chat_pb2.StreamChatResponse) -> bytes:
+        return self._encoder.encode(frame)
+
+    def end(self, end: chat_pb2.StreamEnd) -> bytes:
+        return self._encoder.end(end)
+
+    def error(self, exc: GatewayError) -> bytes:
+        return convert.stream_error_event(exc.http_status, exc.message)
