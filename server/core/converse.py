@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import cast
 
 from switchboard.v1 import chat_pb2, types_pb2
 
@@ -81,12 +80,9 @@ async def converse(
     for turn in range(1, max_turns + 1):
         turn_run = StreamAccumulator()
         try:
-            # stream_chat is an async generator (typed as an iterator): closing it when the
-            # client goes away mid-turn settles the turn and cancels the upstream call.
-            frames = cast(
-                AsyncGenerator[chat_pb2.StreamChatResponse, None],
-                gateway.stream_chat(request, _turn_context(gateway, ctx, turn)),
-            )
+            # Closing the turn's stream when the client goes away mid-turn settles the turn and
+            # cancels the upstream call.
+            frames = gateway.stream_chat(request, _turn_context(gateway, ctx, turn))
             async with contextlib.aclosing(frames):
                 async for frame in frames:
                     turn_run.add(frame)
@@ -153,13 +149,7 @@ def match_results(
                 )
             )
     if violations:
-        first = violations[0]
-        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        raise InvalidRequestError(
-            f"Invalid tool results: {first.field}: {first.description}{more}",
-            param=first.field,
-            field_violations=violations,
-        )
+        raise InvalidRequestError.of(violations, what="Invalid tool results")
     ordered = []
     for call in calls:
         result = types_pb2.ToolResult()

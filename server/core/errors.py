@@ -175,6 +175,28 @@ class InvalidRequestError(GatewayError):
     http_status = 400
     reason = "INVALID_REQUEST"
 
+    @classmethod
+    def of(
+        cls,
+        violations: Sequence[FieldViolation],
+        *,
+        what: str = "Invalid request",
+        total: int | None = None,
+        quote: bool = False,
+    ) -> InvalidRequestError:
+        """One error for several bad fields: the message names the first (``'field'`` when
+        ``quote``) and counts the rest; every one goes into BadRequest. ``total`` counts
+        violations beyond those listed."""
+        first = violations[0]
+        rest = (len(violations) if total is None else total) - 1
+        field = f"'{first.field}'" if quote else first.field
+        more = f" (and {rest} more)" if rest > 0 else ""
+        return cls(
+            f"{what}: {field}: {first.description}{more}",
+            param=first.field,
+            field_violations=violations,
+        )
+
 
 class UnsupportedFeatureError(InvalidRequestError):
     """The chosen provider cannot do what the request asks; nothing is dropped silently.

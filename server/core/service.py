@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import Protocol
 
 from switchboard.v1 import chat_pb2, types_pb2
@@ -162,7 +162,7 @@ class Gateway:
 
     async def stream_chat(
         self, request: chat_pb2.ChatRequest, ctx: CallContext
-    ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
+    ) -> AsyncGenerator[chat_pb2.StreamChatResponse, None]:
         """start frame (once committed to a deployment), deltas, then one end frame."""
         with self._recorded(RequestRecord(ctx, request, stream=True)) as record:
             plan = await self._admit(record)

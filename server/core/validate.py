@@ -53,10 +53,4 @@ def validate_chat_request(request: chat_pb2.ChatRequest) -> None:
             FieldViolation("response_format.json_schema.name", "json_schema needs a name")
         )
     if violations:
-        first = violations[0]
-        raise InvalidRequestError(
-            f"Invalid request: {first.field}: {first.description}"
-            + (f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""),
-            param=first.field,
-            field_violations=violations,
-        )
+        raise InvalidRequestError.of(violations)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from switchboard.v1 import chat_pb2
 
@@ -33,6 +33,7 @@ from server.http_shim.edge import (
 )
 
 log = logging.getLogger("switchboard.http")
+T = TypeVar("T")
 
 SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -154,15 +155,9 @@ class ChatEndpoint:
     async def _complete(
         self, req: HttpRequest, request: chat_pb2.ChatRequest, ctx: CallContext
     ) -> int:
-        watch = DisconnectWatch(req.receive)
-        try:
-            response = await self.gateway.chat(request, ctx)
-        except asyncio.CancelledError:
-            if watch.absorb():
-                return 499
-            raise
-        finally:
-            watch.stop()
+        response = await _until_disconnect(req, lambda _: self.gateway.chat(request, ctx))
+        if response is None:
+            return 499
         headers = self.dialect.headers(req)
         headers.extend(route_headers(response.route))
         headers.append((b"x-switchboard-cost-usd", usd_header(response.cost.total_usd)))
@@ -171,26 +166,20 @@ class ChatEndpoint:
 
     async def _stream(self, req: HttpRequest, parsed: Parsed, ctx: CallContext) -> int:
         frames = self.gateway.stream_chat(parsed.request, ctx)
-        watch = DisconnectWatch(req.receive)
-        try:
-            return await self._relay(req, parsed, frames, watch)
-        except asyncio.CancelledError:
-            if watch.absorb():
-                return 499
-            raise
-        finally:
-            watch.stop()
-            await frames.aclose()  # type: ignore[attr-defined]
+        async with contextlib.aclosing(frames):
+            status = await _until_disconnect(
+                req, lambda watch: self._relay(req, parsed, frames, watch)
+            )
+        return 499 if status is None else status
 
     async def _relay(
         self,
         req: HttpRequest,
         parsed: Parsed,
-        frames: AsyncGenerator[chat_pb2.StreamChatResponse, None] | object,
+        frames: AsyncGenerator[chat_pb2.StreamChatResponse, None],
         watch: DisconnectWatch,
     ) -> int:
         """Holds the response until the first frame, then relays the stream as SSE."""
-        assert isinstance(frames, AsyncGenerator)
         send = req.send
         try:
             first = await anext(frames, None)
@@ -230,3 +219,19 @@ class ChatEndpoint:
         watch.stop()
         await send({"type": "http.response.body", "body": out + error})
         return 200
+
+
+async def _until_disconnect(
+    req: HttpRequest, work: Callable[[DisconnectWatch], Awaitable[T]]
+) -> T | None:
+    """``work``'s result, or None when the client went away and its cancel was absorbed (the
+    upstream call it was waiting on is cancelled with it)."""
+    watch = DisconnectWatch(req.receive)
+    try:
+        return await work(watch)
+    except asyncio.CancelledError:
+        if watch.absorb():
+            return None
+        raise
+    finally:
+        watch.stop()
