@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from switchboard.v1 import chat_pb2, types_pb2
@@ -127,17 +127,17 @@ class Executor:
         self, plan: Plan, ctx: CallContext, run: Execution, once: AttemptFn[T]
     ) -> tuple[T, _Lease]:
         """The first successful attempt's result and its lease (the caller ends the lease)."""
-        deadline = (
-            ctx.deadline if ctx.deadline is not None else time.monotonic() + (self._request_timeout)
-        )
-        errors: list[GatewayError] = []
+        deadline = ctx.deadline
+        if deadline is None:
+            deadline = time.monotonic() + self._request_timeout
+        t = _Tries(run, deadline)
         rounds = 0
         while True:
             skipped: list[Deployment] = []
             for d in plan.candidates:
-                if errors:
+                if t.errors:
                     self._fallback(plan, run)
-                slot = self._enter(d, run, errors)
+                slot = self._enter(d, t)
                 if slot is None:
                     skipped.append(d)
                     continue
@@ -145,7 +145,7 @@ class Executor:
                 try:
                     tries = 0
                     while True:
-                        lease = self._lease(d, slot, deadline, run, errors)
+                        lease = self._lease(d, slot, t)
                         if lease is None:
                             skipped.append(d)
                             break
@@ -153,7 +153,7 @@ class Executor:
                             result = await self._try(once, lease)
                         except GatewayError as exc:
                             tries += 1
-                            if await self._after_failure(lease, exc, tries, deadline, run, errors):
+                            if await self._after_failure(t, lease, exc, tries):
                                 continue
                             break
                         handed_out = lease.owns_slot = True
@@ -162,9 +162,9 @@ class Executor:
                     if not handed_out:
                         slot.inflight -= 1
             rounds += 1
-            wait = self._round_wait(skipped, errors, rounds, deadline)
+            wait = self._round_wait(t, skipped, rounds)
             if wait is None:
-                raise self._exhausted(errors, run)
+                raise t.exhausted()
             run.retries += 1
             await asyncio.sleep(wait)
 
@@ -265,14 +265,13 @@ class Executor:
             slot = self._slots[d.id] = _Slot()
         return slot
 
-    def _enter(self, d: Deployment, run: Execution, errors: list[GatewayError]) -> _Slot | None:
+    def _enter(self, d: Deployment, t: _Tries) -> _Slot | None:
         """Admits a candidate (circuit, concurrency cap) and counts it in flight."""
         if not self.health.acquire(d.id):
             wait = self.health.retry_in(d.id)
             self._skip(
                 d,
-                run,
-                errors,
+                t,
                 e.CircuitOpenError(
                     f"{d.id}: circuit open, skipped", provider=d.provider_name, retry_after=wait
                 ),
@@ -284,8 +283,7 @@ class Executor:
             self.health.release(d.id)
             self._skip(
                 d,
-                run,
-                errors,
+                t,
                 e.DeploymentBusyError(
                     f"{d.id}: at its limit of {cap} concurrent requests",
                     provider=d.provider_name,
@@ -295,29 +293,22 @@ class Executor:
         slot.inflight += 1
         return slot
 
-    def _lease(
-        self,
-        d: Deployment,
-        slot: _Slot,
-        deadline: float,
-        run: Execution,
-        errors: list[GatewayError],
-    ) -> _Lease | None:
+    def _lease(self, d: Deployment, slot: _Slot, t: _Tries) -> _Lease | None:
         """The next attempt on ``d``: a usable key, its call and its timer; None (recorded as
         a skip) when every key is cooling down or open. Raises when the deadline has passed."""
         started = time.monotonic()
-        remaining = deadline - started
+        remaining = t.deadline - started
         if remaining <= 0.0:
             self.health.release(d.id)
-            raise _deadline_error(run, errors)
+            raise t.deadline_error()
         limit = d.timeout or self._attempt_timeout
         budget = limit if limit < remaining else remaining
         k = self._pick_key(d, slot)
         if k < 0:
-            self._no_key(d, run, errors)
+            self._no_key(d, t)
             return None
         call = self._call(d, slot, k, budget, limit)
-        timer = _Timer(self._watchdog(), budget, deadline)
+        timer = _Timer(self._watchdog(), budget, t.deadline)
         return _Lease(self, d, slot, k, call, started, timer)
 
     def _call(
@@ -347,7 +338,7 @@ class Executor:
                 return idx
         return -1
 
-    def _no_key(self, d: Deployment, run: Execution, errors: list[GatewayError]) -> None:
+    def _no_key(self, d: Deployment, t: _Tries) -> None:
         health = self.health
         health.release(d.id)
         wait = min(health.retry_in(name) for name in d.key_names)
@@ -364,14 +355,12 @@ class Executor:
                 provider=d.provider_name,
                 retry_after=wait,
             )
-        self._skip(d, run, errors, exc)
+        self._skip(d, t, exc)
 
-    def _skip(
-        self, d: Deployment, run: Execution, errors: list[GatewayError], exc: GatewayError
-    ) -> None:
+    def _skip(self, d: Deployment, t: _Tries, exc: GatewayError) -> None:
         now = time.monotonic()
-        run.attempts.append(_attempt(d, exc.outcome, now, exc, now))
-        errors.append(exc)
+        t.run.attempts.append(_attempt(d, exc.outcome, now, exc, now))
+        t.errors.append(exc)
         if self.metrics is not None:
             self.metrics.upstream_error(d.id, exc.reason)
 
@@ -408,25 +397,18 @@ class Executor:
         if self.metrics is not None:
             self.metrics.upstream_error(d.id, exc.reason)
 
-    async def _after_failure(
-        self,
-        lease: _Lease,
-        exc: GatewayError,
-        tries: int,
-        deadline: float,
-        run: Execution,
-        errors: list[GatewayError],
-    ) -> bool:
+    async def _after_failure(self, t: _Tries, lease: _Lease, exc: GatewayError, tries: int) -> bool:
         """Records a failed attempt; True to try the deployment again (after any wait), False
         to move on. Raises when the request must end here (non-retryable, deadline)."""
         d = lease.d
+        run = t.run
         now = time.monotonic()
-        deadline_hit = now >= deadline - _DEADLINE_SLACK
+        deadline_hit = now >= t.deadline - _DEADLINE_SLACK
         self._settle_failure(lease, exc, deadline_hit)
         run.attempts.append(_attempt(d, exc.outcome, lease.started, exc, now))
-        errors.append(exc)
+        t.errors.append(exc)
         if deadline_hit:
-            raise _deadline_error(run, errors)
+            raise t.deadline_error()
         health = self.health
         n_keys = len(d.key_names)
         # The key was at fault (limited or refused): another key of the pool may work now.
@@ -456,16 +438,14 @@ class Executor:
             if key_wait > self.policy.max_retry_after:
                 return False
             delay = key_wait
-        if time.monotonic() + delay + MIN_ATTEMPT_TIME >= deadline:
+        if time.monotonic() + delay + MIN_ATTEMPT_TIME >= t.deadline:
             return False
         self._count_retry(d, run)
         if delay > 0.0:
             await asyncio.sleep(delay)
         return True
 
-    def _round_wait(
-        self, skipped: list[Deployment], errors: list[GatewayError], rounds: int, deadline: float
-    ) -> float | None:
+    def _round_wait(self, t: _Tries, skipped: list[Deployment], rounds: int) -> float | None:
         """Seconds to wait before another pass over the candidates, or None to give up.
 
         Another pass happens only when some candidate was skipped without a call (cooling keys,
@@ -473,7 +453,7 @@ class Executor:
         retryable, the wait is within ``retry.max_retry_after`` and the deadline leaves room."""
         if not skipped or rounds >= self.policy.max_rounds:
             return None
-        if not all(x.retryable for x in errors):
+        if not all(x.retryable for x in t.errors):
             return None
         health = self.health
         wait = min(
@@ -485,7 +465,7 @@ class Executor:
             wait = self.policy.backoff(rounds)
         if wait > self.policy.max_retry_after:
             return None
-        if time.monotonic() + wait + MIN_ATTEMPT_TIME >= deadline:
+        if time.monotonic() + wait + MIN_ATTEMPT_TIME >= t.deadline:
             return None
         return wait
 
@@ -495,14 +475,36 @@ class Executor:
             self.metrics.retry(d.id)
         return True
 
-    def _exhausted(self, errors: list[GatewayError], run: Execution) -> GatewayError:
+
+class _Tries:
+    """One request's way through the attempt loop: what it recorded and what failed so far."""
+
+    __slots__ = ("deadline", "errors", "run")
+
+    def __init__(self, run: Execution, deadline: float) -> None:
+        self.run = run
+        self.deadline = deadline
+        self.errors: list[GatewayError] = []
+
+    def deadline_error(self) -> GatewayError:
+        errors = self.errors
+        attempts = len(self.run.attempts)
+        tried = "; ".join(f"{getattr(x, 'provider', '') or 'gateway'}: {x.message}" for x in errors)
+        detail = f" after {attempts} attempt(s): {tried}" if errors else ""
+        return e.DeadlineExceededError(
+            f"The request deadline passed{detail}.", metadata={"attempts": str(attempts)}
+        )
+
+    def exhausted(self) -> GatewayError:
+        """The one error for a request whose candidates all failed or were skipped."""
+        errors = self.errors
         if not errors:
             return e.UpstreamConnectionError("No deployment could be tried for this model.")
         if len(errors) == 1:
             return errors[0]
         if all(isinstance(x, e.UnsupportedFeatureError) for x in errors):
             return errors[0]
-        return e.all_attempts_failed(errors, run.attempts)
+        return e.all_attempts_failed(errors, self.run.attempts)
 
 
 class _Slot:
@@ -734,15 +736,6 @@ async def _close(upstream: AsyncIterator[Frame]) -> None:
 def _timeout_error(d: Deployment, budget: float) -> GatewayError:
     return e.UpstreamTimeoutError(
         f"{d.id}: no response within {budget:.3g}s", provider=d.provider_name
-    )
-
-
-def _deadline_error(run: Execution, errors: Sequence[GatewayError]) -> GatewayError:
-    tried = "; ".join(f"{getattr(x, 'provider', '') or 'gateway'}: {x.message}" for x in errors)
-    detail = f" after {len(run.attempts)} attempt(s): {tried}" if errors else ""
-    return e.DeadlineExceededError(
-        f"The request deadline passed{detail}.",
-        metadata={"attempts": str(len(run.attempts))},
     )
 
 
