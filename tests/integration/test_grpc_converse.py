@@ -107,7 +107,12 @@ class Session:
         self.call = stub.Converse(metadata=tuple(metadata), timeout=timeout)
 
     async def send(self, event: chat_pb2.ConverseRequest) -> None:
-        await self.call.write(event)
+        try:
+            await self.call.write(event)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            # The server may end the call (a refused key) before this write lands; the status
+            # it ended with is what error() reads.
+            pass
 
     async def turn(self) -> tuple[list[chat_pb2.StreamChatResponse], Any]:
         """The frames up to the next pause (its ToolCallsRequired) or the end of the call
