@@ -7,6 +7,7 @@ provider pointed at a fake OpenAI server in this event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -107,12 +108,10 @@ class Session:
         self.call = stub.Converse(metadata=tuple(metadata), timeout=timeout)
 
     async def send(self, event: chat_pb2.ConverseRequest) -> None:
-        try:
+        # The server may end the call (a refused key) before this write lands; the status it
+        # ended with is what error() reads.
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await self.call.write(event)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            # The server may end the call (a refused key) before this write lands; the status
-            # it ended with is what error() reads.
-            pass
 
     async def turn(self) -> tuple[list[chat_pb2.StreamChatResponse], Any]:
         """The frames up to the next pause (its ToolCallsRequired) or the end of the call
