@@ -17,6 +17,7 @@ and writes bench/results/bench-<stamp>.json and .md.
     python bench/run.py            # ~3-4 minutes
     python bench/run.py --quick    # < 1 minute
     python bench/run.py --floor    # also a do-nothing gRPC servicer: what grpcio alone costs
+    python bench/run.py --baseline ../base   # also the gateway of another checkout, side by side
 
 Everything binds 127.0.0.1; every load run is bounded in time or count. The code is in
 bench/harness/ (process, load, summary, report, session); this file is the command line.
@@ -75,9 +76,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-gateway", action="store_true", help="measure direct calls only (harness check)"
     )
     p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure the gateway of checkout DIR (e.g. a worktree of an older commit) "
+        "as shim@baseline and grpc@baseline, in the same rounds, and report current/baseline",
+    )
+    p.add_argument(
         "--gateway-cmd",
-        help="command that starts the gateway CLI (default: python -m server, run in this "
-        "checkout)",
+        help="command that starts this checkout's gateway CLI (default: python -m server, run "
+        "in this checkout; the --baseline gateway always uses python -m server in DIR)",
     )
     p.add_argument("--start-timeout", type=float, default=30.0)
     p.add_argument(
@@ -110,6 +117,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = set(a.tests) - {"c1", "c64", "stream"}
     if bad:
         p.error(f"unknown tests: {', '.join(sorted(bad))}")
+    if a.baseline:
+        root = Path(a.baseline).expanduser().resolve()
+        if not (root / "server" / "__main__.py").is_file():
+            p.error(f"--baseline {a.baseline}: no server/__main__.py there (not a checkout?)")
+        a.baseline = str(root)
     return a
 
 

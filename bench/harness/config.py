@@ -33,3 +33,6 @@ routes:
     strategy: ordered
     deployments: ["openai/mock-model"]
 """
+
+# Suffix of the targets served by the --baseline checkout: shim@baseline, grpc@baseline.
+BASELINE = "@baseline"

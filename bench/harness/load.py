@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from harness import BENCH_DIR
-from harness.config import PY
+from harness.config import BASELINE, PY
 from harness.process import cpu_entry, cpu_since, cpu_snapshot, rss_snapshot
 from harness.profiling import finish_profile, start_profile
 
@@ -24,11 +24,16 @@ from harness.profiling import finish_profile, start_profile
 class Target:
     """Something to send load to: a name, a protocol and where."""
 
-    name: str  # direct, shim, grpc or floor
+    name: str  # direct, shim, grpc, floor; shim@baseline, grpc@baseline
     proto: str  # "http" or "grpc"
     where: str  # URL or host:port
     key: str
     pids: dict[str, int] = field(default_factory=dict)  # CPU-sampled: role -> pid
+
+    @property
+    def kind(self) -> str:
+        """The name without the checkout suffix: shim@baseline is a shim."""
+        return self.name.removesuffix(BASELINE)
 
 
 def run_wrk(t: Target, body: Path, conns: int, seconds: float, warmup: float) -> dict[str, Any]:
@@ -149,6 +154,23 @@ def rotate(items: list[Any], k: int) -> list[Any]:
     return items[k:] + items[:k]
 
 
+def alternate_baseline(jobs: list[tuple[Target, str]], rnd: int) -> list[tuple[Target, str]]:
+    """In even rounds each target swaps places with its @baseline twin.
+
+    Rotation alone keeps shim just before shim@baseline in most rounds; swapping makes
+    each of the two go first in every other round, so neither gains from its position.
+    """
+    if rnd % 2:
+        return jobs
+    out = list(jobs)
+    where = {(t.name, client): i for i, (t, client) in enumerate(jobs)}
+    for (name, client), i in where.items():
+        j = where.get((name + BASELINE, client))
+        if j is not None:
+            out[i], out[j] = out[j], out[i]
+    return out
+
+
 def run_matrix(
     args: argparse.Namespace,
     plan: Plan,
@@ -168,6 +190,7 @@ def run_matrix(
                 jobs = rotate(plan.conc, k)
             else:
                 jobs = [(t, "python") for t in rotate(plan.stream, k)]
+            jobs = alternate_baseline(jobs, rnd)
             for t, client in jobs:
                 entry: dict[str, Any] = {
                     "round": rnd,
@@ -177,7 +200,7 @@ def run_matrix(
                     "at": time.strftime("%H:%M:%S"),
                 }
                 spy = None
-                if t.name in ("shim", "grpc"):
+                if t.kind in ("shim", "grpc"):
                     spy = start_profile(args, t.pids["gateway"], t.name, test, rnd)
                 try:
                     entry["result"] = measure(args, test, t, client, bodies, expect)

@@ -134,7 +134,7 @@ def start_listening(
 class Gateway:
     """A gateway under test, started by tests/support/server.py, and how the bench calls it."""
 
-    name: str  # "gateway": names its working directory and its kept log
+    name: str  # "gateway", or "gateway@baseline" for the --baseline checkout
     running: RunningGateway
     command: list[str]
     http_problem: str | None = None  # None when the HTTP shim serves

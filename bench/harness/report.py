@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from harness.config import BASELINE
 from harness.summary import Summary, get_path, role
 
 # Recorded in ../shared/bench-peers/peers-results.md (2026-11-25, same kind of 2-core box,
@@ -21,9 +22,9 @@ PEERS = (
     "TTFT +27.9 ms; LiteLLM +7.4 ms p50, 144 req/s, 7.0 CPU ms/req, TTFT +8.3 ms."
 )
 
-# Table rows in this order.
-HTTP_ROWS = ("direct", "shim")
-GRPC_ROWS = ("grpc", "floor")
+# Table rows in this order, each checkout's gateway next to the other's.
+HTTP_ROWS = ("direct", "shim", "shim" + BASELINE)
+GRPC_ROWS = ("grpc", "grpc" + BASELINE, "floor")
 
 
 def meta() -> dict[str, Any]:
@@ -84,7 +85,7 @@ def write_json(raw: dict[str, Any], path: Path) -> None:
 def render(raw: dict[str, Any], s: Summary, http_client: str) -> str:
     """The human-readable report (also written as the .md file)."""
     a = raw["args"]
-    # Wider target column only when a longer name is in the run.
+    # Wider target column only when a longer name (shim@baseline) is in the run.
     w = max(8, *(len(r["target"]) for r in raw["runs"])) if raw["runs"] else 8
     lines = _header(raw, http_client)
     tests = a["tests"]
@@ -94,6 +95,8 @@ def render(raw: dict[str, Any], s: Summary, http_client: str) -> str:
         lines += _c64_table(s, http_client, a["concurrency"], w)
     if "stream" in tests:
         lines += _stream_table(s, w)
+    if raw.get("comparison"):
+        lines += _comparison_table(raw, a["concurrency"])
     if any(r["target"] == "floor" for r in raw["runs"]):
         lines += [
             "floor = a do-nothing grpc.aio ChatService (bench/grpc_floor.py, no upstream): what",
@@ -125,6 +128,12 @@ def _header(raw: dict[str, Any], http_client: str) -> list[str]:
         "Values are medians over rounds; 'added' = median of per-round (target - direct), "
         "same client.",
     ]
+    if raw.get("baseline"):
+        current = (raw.get("gateway") or {}).get("source") or {}
+        lines.append(
+            f"Gateways: shim, grpc = {_source(current)}; "
+            f"shim{BASELINE}, grpc{BASELINE} = {_source(raw['baseline'].get('source') or {})}"
+        )
     load = raw["meta"].get("loadavg_before")
     if load is not None and load > 0.7:
         lines.append(
@@ -139,6 +148,11 @@ def _header(raw: dict[str, Any], http_client: str) -> list[str]:
             lines.append(f"   ... {text[-1].strip()[:160]}")
     lines.append("")
     return lines
+
+
+def _source(src: dict[str, Any]) -> str:
+    edits = " (uncommitted edits)" if src.get("dirty") else ""
+    return f"{src.get('dir', '?')} @ {src.get('commit') or '?'}{edits}"
 
 
 def _c1_table(s: Summary, http_client: str, w: int) -> list[str]:
@@ -220,6 +234,25 @@ def _stream_table(s: Summary, w: int) -> list[str]:
             f" {f(s.med('stream', t, py, 'events_per_stream'), 0):>6}"
             f" {f(s.med('stream', t, py, 'cpu', role(t), 'ms_per_req')):>16}"
             f" {s.errors('stream', t, py):>6}"
+        )
+    lines.append("")
+    return lines
+
+
+def _comparison_table(raw: dict[str, Any], concurrency: int) -> list[str]:
+    lines = [
+        "Current vs baseline (ratio = current / baseline; 'better' says which way is good)",
+        f"  {'target':<6} {'metric':<26} {'client':<7} {'better':<6} {'current':>9}"
+        f" {'baseline':>9} {'ratio':>7}",
+    ]
+    for row in raw["comparison"]:
+        metric = row["metric"] + (f" @c{concurrency}" if row["test"] == "c64" else "")
+        nd = 0 if row["metric"] == "req/s" else 3
+        lines.append(
+            f"  {row['target']:<6} {metric:<26} {row['client']:<7} {row['better']:<6}"
+            f" {f(row['current'], nd, sign=row['added']):>9}"
+            f" {f(row['baseline'], nd, sign=row['added']):>9}"
+            f" {f(row['ratio']):>7}"
         )
     lines.append("")
     return lines

@@ -18,7 +18,7 @@ import orjson
 from fake_upstream import streamed_text
 
 from harness import BENCH_DIR, REPO_ROOT
-from harness.config import BODY, CHUNKS, PY, STREAM_BODY
+from harness.config import BASELINE, BODY, CHUNKS, PY, STREAM_BODY
 from harness.load import Target, make_plan, run_matrix
 from harness.process import (
     Gateway,
@@ -30,7 +30,7 @@ from harness.process import (
 )
 from harness.report import progress_line, render, write_json
 from harness.smoke import smoke_grpc, smoke_http
-from harness.summary import Summary, verdicts
+from harness.summary import Summary, comparison, verdicts
 
 
 @dataclass
@@ -121,6 +121,12 @@ def start_targets(session: Session, expect: str) -> Targets:
         gw = add_gateway(session, "", REPO_ROOT, command, up, expect, targets)
         if gw is not None:
             raw["gateway"].update(gw.info())
+        if args.baseline:
+            root = Path(args.baseline)
+            raw["baseline"] = {"source": source_info(root)}
+            gw = add_gateway(session, BASELINE, root, None, up, expect, targets)
+            if gw is not None:
+                raw["baseline"].update(gw.info())
     if args.floor:
         cmd = [PY, str(BENCH_DIR / "grpc_floor.py"), "--port", "0", "--chunks", str(CHUNKS)]
         fl, fl_port = start_listening("floor", cmd, session.tmp, session.pin_gw)
@@ -153,7 +159,7 @@ def add_gateway(
 ) -> Gateway | None:
     """Starts the gateway of ``repo_root``; its shim and gRPC join ``targets`` if they work.
 
-    ``suffix`` is appended to its targets' names. What fails goes to
+    ``suffix`` ('' or '@baseline') names its targets. What fails goes to
     ``targets.problems`` and is printed; None when the gateway did not start.
     """
     name = "gateway" + suffix
@@ -197,6 +203,8 @@ def finish(session: Session) -> None:
     raw, http_client = session.raw, session.http_client
     s = Summary(raw["runs"])
     raw["verdicts"] = verdicts(s, http_client)
+    if session.args.baseline:
+        raw["comparison"] = comparison(s, http_client)
     raw["meta"]["loadavg_after"] = os.getloadavg()[0]
     raw["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write_json(raw, session.json_path)
@@ -215,7 +223,7 @@ def stop_all(session: Session) -> None:
 
 def keep_gateway_logs(session: Session, out_dir: Path) -> None:
     """Copies each gateway's log to ``out_dir`` (after a failure, so it outlives ``tmp``)."""
-    for name in ("gateway",):
+    for name in ("gateway", "gateway" + BASELINE):
         log = gateway_log(session.tmp / name)
         if log.exists():
             kept = out_dir / f"{name}-{session.args.stamp}.log"

@@ -1,9 +1,11 @@
-"""From raw runs to figures: medians over rounds, added latency, verdicts."""
+"""From raw runs to figures: medians over rounds, added latency, verdicts, baseline ratios."""
 
 from __future__ import annotations
 
 import statistics
 from typing import Any
+
+from harness.config import BASELINE
 
 # Targets from the issue; "added" is always against direct calls measured in the same run.
 TARGETS = {
@@ -138,3 +140,55 @@ def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# What --baseline compares: (metric, which way is better, test, added vs direct?, path).
+_COMPARED = (
+    ("req/s", "higher", "c64", False, ("rps",)),
+    ("gateway CPU ms/req", "lower", "c64", False, ("cpu", "gateway", "ms_per_req")),
+    ("added p50 @c1", "lower", "c1", True, ("lat_ms", "p50")),
+    ("added p99 @c1", "lower", "c1", True, ("lat_ms", "p99")),
+    ("streaming TTFT added p50", "lower", "stream", True, ("ttft_ms", "p50")),
+)
+
+
+def comparison(s: Summary, http_client: str) -> list[dict[str, Any]]:
+    """The current gateway against the --baseline one: both figures and current / baseline.
+
+    Each figure is what the tables show (a median over rounds; "added" is paired with direct
+    per round). The ratio is of those two figures, None unless the baseline's is positive:
+    a ratio to an added latency near 0 says nothing.
+    """
+    out = []
+    for kind in ("shim", "grpc"):
+        for metric, better, test, added, path in _COMPARED:
+            client = "python" if kind == "grpc" or test == "stream" else http_client
+            current = _figure(s, test, kind, client, added, path)
+            baseline = _figure(s, test, kind + BASELINE, client, added, path)
+            if current is None and baseline is None:
+                continue
+            ratio = None
+            if current is not None and baseline is not None and baseline > 0:
+                ratio = current / baseline
+            out.append(
+                {
+                    "target": kind,
+                    "metric": metric,
+                    "test": test,
+                    "client": client,
+                    "better": better,
+                    "added": added,
+                    "current": current,
+                    "baseline": baseline,
+                    "ratio": None if ratio is None else round(ratio, 4),
+                }
+            )
+    return out
+
+
+def _figure(
+    s: Summary, test: str, target: str, client: str, added: bool, path: tuple[str, ...]
+) -> float | None:
+    if added:
+        return s.added(test, target, client, client, *path)
+    return s.med(test, target, client, *path)
