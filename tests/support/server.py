@@ -15,6 +15,8 @@ Usage (async, e.g. with a fake upstream)::
         gw.output()                        # everything the server printed so far
 
 Sync (module-scoped fixtures, any event loop): ``gw = start_gateway(...)`` ... ``gw.close()``.
+Another source checkout (e.g. a worktree of an older commit, as bench/run.py --baseline does):
+``start_gateway(repo_root=Path(...))`` runs that checkout's ``python -m server``.
 In the current event loop instead of a subprocess: ``running_gateway_in_process(...)`` (same
 object, ``process`` is None; no signals, no separate output).
 
@@ -38,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ class RunningGateway:
     http_port: int | None
     process: subprocess.Popen[bytes] | None = None
     owns_data_dir: bool = False
+    repo_root: Path = REPO_ROOT
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -94,8 +97,10 @@ class RunningGateway:
             return ""
 
     def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Runs ``python -m server <args> --data-dir <this data dir>``."""
-        return run_cli(*args, "--data-dir", str(self.data_dir), timeout=timeout)
+        """Runs ``python -m server <args> --data-dir <this data dir>`` from the same checkout."""
+        return run_cli(
+            *args, "--data-dir", str(self.data_dir), timeout=timeout, repo_root=self.repo_root
+        )
 
     def terminate(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then wait; returns the exit code (None when in-process)."""
@@ -140,13 +145,16 @@ def hermetic_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 30.0
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    repo_root: Path = REPO_ROOT,
 ) -> subprocess.CompletedProcess[str]:
-    """Runs ``python -m server <args>`` and captures its output."""
+    """Runs ``python -m server <args>`` (from ``repo_root``) and captures its output."""
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         env=hermetic_env(env),
-        cwd=REPO_ROOT,
+        cwd=repo_root,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -174,11 +182,23 @@ def start_gateway(
     master_key: str | None = DEFAULT_MASTER_KEY,
     args: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    repo_root: Path | None = None,
+    server_command: Sequence[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    start_new_session: bool = False,
 ) -> RunningGateway:
     """Starts ``python -m server serve`` on ephemeral ports and waits until it serves.
 
     ``master_key=None`` leaves SWITCHBOARD_MASTER_KEY unset (the server generates and stores
     one; ``master_key`` is then read from the data dir).
+
+    ``repo_root`` runs the server from another source checkout: it becomes the cwd (so
+    ``python -m server`` imports that checkout's ``server``), and its ``gen/python`` goes first
+    on PYTHONPATH, because the venv's editable install would otherwise supply the generated
+    stubs of the checkout it was installed from. ``server_command`` replaces
+    ``python -m server`` (e.g. an installed ``switchboard`` script). ``preexec_fn`` and
+    ``start_new_session`` are passed to Popen (e.g. CPU pinning, or keeping a terminal's
+    Ctrl-C from reaching the server before its owner stops it).
     """
     owns = data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="switchboard-test-")) if data_dir is None else data_dir
@@ -186,7 +206,12 @@ def start_gateway(
     child_env = hermetic_env(env)
     if master_key is not None:
         child_env["SWITCHBOARD_MASTER_KEY"] = master_key
-    command = [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir)]
+    root = REPO_ROOT if repo_root is None else repo_root.resolve()
+    if repo_root is not None and (root / "gen" / "python").is_dir():
+        paths = [str(root / "gen" / "python"), child_env.get("PYTHONPATH", "")]
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    program = [sys.executable, "-m", "server"] if server_command is None else server_command
+    command = [*program, "serve", "--data-dir", str(data_dir)]
     command += ["--host", "127.0.0.1", "--grpc-port", "0", "--http-port", "0"]
     config_path = write_config(data_dir, config)
     if config_path is not None:
@@ -194,7 +219,13 @@ def start_gateway(
     command += list(args)
     with open(data_dir / LOG_FILENAME, "ab") as log:
         process = subprocess.Popen(
-            command, env=child_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+            command,
+            env=child_env,
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+            start_new_session=start_new_session,
         )
     try:
         ports = _wait_for_ports(data_dir, process, startup_timeout)
@@ -207,6 +238,7 @@ def start_gateway(
             http_port=ports["http_port"],
             process=process,
             owns_data_dir=owns,
+            repo_root=root,
         )
         _wait_serving(gw.grpc_target, startup_timeout)
     except BaseException:
@@ -228,6 +260,7 @@ async def running_gateway(
     master_key: str | None = DEFAULT_MASTER_KEY,
     args: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    repo_root: Path | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """``start_gateway`` for async tests; startup and SIGTERM run off the event loop (a fake
     upstream in this loop keeps answering meanwhile)."""
@@ -239,6 +272,7 @@ async def running_gateway(
         master_key=master_key,
         args=args,
         startup_timeout=startup_timeout,
+        repo_root=repo_root,
     )
     try:
         yield gw

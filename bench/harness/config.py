@@ -1,0 +1,38 @@
+"""What every run sends and configures: the request bodies and the gateway's one route."""
+
+from __future__ import annotations
+
+import sys
+
+PY = sys.executable
+
+# Content chunks per streamed answer from the fake upstream.
+CHUNKS = 20
+
+BODY = {
+    "model": "mock-model",
+    "messages": [
+        {
+            "role": "system",
+            "content": "You are a helpful assistant. Answer concisely and accurately.",
+        },
+        {
+            "role": "user",
+            "content": "What is the capital of France? Please answer in one short sentence.",
+        },
+    ],
+    "temperature": 0.2,
+    "max_tokens": 64,
+}
+STREAM_BODY = BODY | {"stream": True, "stream_options": {"include_usage": True}}
+
+CONFIG_YAML = """\
+# Written by bench/run.py: one route so the benchmark body's model "mock-model" resolves.
+routes:
+  - name: mock-model
+    strategy: ordered
+    deployments: ["openai/mock-model"]
+"""
+
+# Suffix of the targets served by the --baseline checkout: shim@baseline, grpc@baseline.
+BASELINE = "@baseline"
