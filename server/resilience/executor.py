@@ -134,6 +134,7 @@ class Executor:
         rounds = 0
         while True:
             skipped: list[Deployment] = []
+            calls = t.calls
             for d in plan.candidates:
                 if t.errors:
                     self._fallback(plan, run)
@@ -149,6 +150,7 @@ class Executor:
                         if lease is None:
                             skipped.append(d)
                             break
+                        t.calls += 1
                         try:
                             result = await self._try(once, lease)
                         except GatewayError as exc:
@@ -161,11 +163,15 @@ class Executor:
                 finally:
                     if not handed_out:
                         slot.inflight -= 1
-            rounds += 1
-            wait = self._round_wait(t, skipped, rounds)
+            if t.calls > calls:
+                # Passes that only skipped (every candidate cooling or open) do not use up a
+                # round: they are bounded by the time they wait instead.
+                rounds += 1
+            wait = self._round_wait(t, plan, skipped, rounds, called=t.calls > calls)
             if wait is None:
                 raise t.exhausted()
             run.retries += 1
+            t.waited += wait
             await asyncio.sleep(wait)
 
     async def _try(self, once: AttemptFn[T], lease: _Lease) -> T:
@@ -445,25 +451,36 @@ class Executor:
             await asyncio.sleep(delay)
         return True
 
-    def _round_wait(self, t: _Tries, skipped: list[Deployment], rounds: int) -> float | None:
+    def _round_wait(
+        self, t: _Tries, plan: Plan, skipped: list[Deployment], rounds: int, *, called: bool
+    ) -> float | None:
         """Seconds to wait before another pass over the candidates, or None to give up.
 
-        Another pass happens only when some candidate was skipped without a call (cooling keys,
-        open circuit, at capacity) and becomes usable soon enough: every failure so far was
-        retryable, the wait is within ``retry.max_retry_after`` and the deadline leaves room."""
-        if not skipped or rounds >= self.policy.max_rounds:
+        Another pass happens when the candidates are unavailable rather than broken: some were
+        skipped (cooling keys, open circuit, at capacity) or are cooling down after their own
+        429s, every failure so far was retryable, and the first of them is usable again within
+        ``retry.max_retry_after`` and the deadline. Passes that made calls are limited to
+        ``retry.max_rounds``; passes that only skipped are limited by waiting at most
+        ``retry.max_retry_after`` in all, so that a burst of rate limits that blocks every
+        candidate at once costs a short wait, not the request."""
+        if called and rounds >= self.policy.max_rounds:
             return None
         if not all(x.retryable for x in t.errors):
             return None
         health = self.health
-        wait = min(
+        waits = [
             max(health.retry_in(d.id), min(health.retry_in(k) for k in d.key_names))
-            for d in skipped
-        )
+            for d in plan.candidates
+        ]
+        blocked = [w for d, w in zip(plan.candidates, waits, strict=True) if w > 0 or d in skipped]
+        if not blocked:
+            return None
+        wait = min(blocked)
         if wait <= 0.0:
             # At capacity (no known end): a short backoff instead of spinning.
-            wait = self.policy.backoff(rounds)
-        if wait > self.policy.max_retry_after:
+            wait = self.policy.backoff(rounds + 1)
+        limit = self.policy.max_retry_after
+        if wait > limit or (not called and t.waited + wait > limit):
             return None
         if time.monotonic() + wait + MIN_ATTEMPT_TIME >= t.deadline:
             return None
@@ -479,12 +496,15 @@ class Executor:
 class _Tries:
     """One request's way through the attempt loop: what it recorded and what failed so far."""
 
-    __slots__ = ("deadline", "errors", "run")
+    __slots__ = ("calls", "deadline", "errors", "run", "waited")
 
     def __init__(self, run: Execution, deadline: float) -> None:
         self.run = run
         self.deadline = deadline
         self.errors: list[GatewayError] = []
+        # Upstream calls made, and seconds spent waiting between passes.
+        self.calls = 0
+        self.waited = 0.0
 
     def deadline_error(self) -> GatewayError:
         errors = self.errors
