@@ -166,7 +166,7 @@ async def one(
             attempts = int(response.headers.get("x-switchboard-attempts", "0") or 0)
             provider = response.headers.get("x-switchboard-provider", "")
             if response.status != 200:
-                problem = f"HTTP {response.status}: {raw[:200]!r}"
+                problem = f"HTTP {response.status}: {raw[:2000]!r}"
                 return Result(False, seconds, stream, attempts, provider, problem)
             text = _stream_text(raw) if stream else _chat_text(raw)
             if text != expected_text(i):

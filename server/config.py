@@ -103,9 +103,10 @@ class RetryConfig(_Strict):
     max_retry_after: float = Field(default=10.0, ge=0)
     # How long a key that got a 429 without a Retry-After sits out.
     rate_limit_cooldown: float = Field(default=1.0, ge=0)
-    # Passes over a route's candidates. A later pass happens only when a candidate was skipped
-    # without a call (keys cooling down, circuit open) and is usable again within
-    # `max_retry_after` and the deadline; otherwise the request fails at once.
+    # A later pass over a route's candidates happens only when some were skipped without a
+    # call (keys cooling down, circuit open, at capacity) and the first is usable again within
+    # `max_retry_after` (which also bounds the waiting between passes in all) and the deadline.
+    # A request makes at most max_rounds * max_attempts_per_deployment * (its candidates) calls.
     max_rounds: int = Field(default=2, ge=1, le=5)
 
 

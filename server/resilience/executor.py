@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 MAX_KEY_COOLDOWN = 300.0
 # A retry is not worth starting with less time than this left before the deadline.
 MIN_ATTEMPT_TIME = 0.01
+# Shortest wait between passes over the candidates (so passes cannot spin).
+MIN_ROUND_WAIT = 0.005
 _DEADLINE_SLACK = 0.002
 # How often in-flight attempts are checked for timeouts (their precision).
 WATCHDOG_TICK = 0.02
@@ -134,7 +136,6 @@ class Executor:
         rounds = 0
         while True:
             skipped: list[Deployment] = []
-            calls = t.calls
             for d in plan.candidates:
                 if t.errors:
                     self._fallback(plan, run)
@@ -163,11 +164,8 @@ class Executor:
                 finally:
                     if not handed_out:
                         slot.inflight -= 1
-            if t.calls > calls:
-                # Passes that only skipped (every candidate cooling or open) do not use up a
-                # round: they are bounded by the time they wait instead.
-                rounds += 1
-            wait = self._round_wait(t, plan, skipped, rounds, called=t.calls > calls)
+            rounds += 1
+            wait = self._round_wait(t, plan, skipped, rounds)
             if wait is None:
                 raise t.exhausted()
             run.retries += 1
@@ -452,35 +450,33 @@ class Executor:
         return True
 
     def _round_wait(
-        self, t: _Tries, plan: Plan, skipped: list[Deployment], rounds: int, *, called: bool
+        self, t: _Tries, plan: Plan, skipped: list[Deployment], rounds: int
     ) -> float | None:
         """Seconds to wait before another pass over the candidates, or None to give up.
 
-        Another pass happens when the candidates are unavailable rather than broken: some were
-        skipped (cooling keys, open circuit, at capacity) or are cooling down after their own
-        429s, every failure so far was retryable, and the first of them is usable again within
-        ``retry.max_retry_after`` and the deadline. Passes that made calls are limited to
-        ``retry.max_rounds``; passes that only skipped are limited by waiting at most
-        ``retry.max_retry_after`` in all, so that a burst of rate limits that blocks every
-        candidate at once costs a short wait, not the request."""
-        if called and rounds >= self.policy.max_rounds:
+        Another pass happens when some candidates were skipped without a call (cooling keys,
+        open circuit, at capacity), every failure so far was retryable, and the first of them
+        is usable again soon enough: within ``retry.max_retry_after``, which also bounds the
+        waiting between passes in all, and before the deadline. The calls a request makes are
+        bounded too: ``retry.max_rounds`` times the full retry budget of every candidate. So
+        a burst of rate limits that blocks every candidate at once costs a short wait, not
+        the request."""
+        if not skipped or not all(x.retryable for x in t.errors):
             return None
-        if not all(x.retryable for x in t.errors):
+        budget = self.policy.max_rounds * self.policy.max_attempts * len(plan.candidates)
+        if t.calls >= budget:
             return None
         health = self.health
-        waits = [
+        wait = min(
             max(health.retry_in(d.id), min(health.retry_in(k) for k in d.key_names))
-            for d in plan.candidates
-        ]
-        blocked = [w for d, w in zip(plan.candidates, waits, strict=True) if w > 0 or d in skipped]
-        if not blocked:
-            return None
-        wait = min(blocked)
+            for d in skipped
+        )
         if wait <= 0.0:
             # At capacity (no known end): a short backoff instead of spinning.
-            wait = self.policy.backoff(rounds + 1)
+            wait = self.policy.backoff(rounds)
+        wait = max(wait, MIN_ROUND_WAIT)
         limit = self.policy.max_retry_after
-        if wait > limit or (not called and t.waited + wait > limit):
+        if t.waited + wait > limit:
             return None
         if time.monotonic() + wait + MIN_ATTEMPT_TIME >= t.deadline:
             return None

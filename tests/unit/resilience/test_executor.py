@@ -429,14 +429,16 @@ async def test_when_every_candidate_is_briefly_blocked_it_waits_for_the_first_on
     b = ScriptedProvider("b", Step(error=rate_limited(0.15)))
     cfg = config("a", "b", retry=RetryConfig(max_attempts_per_deployment=1, max_retry_after=1.0))
     router, executor, _ = setup(a, b, cfg=cfg)
+    with pytest.raises(e.AllAttemptsFailedError):
+        await run_chat(router, executor)  # both answer 429 once: nothing was skipped yet
     started = time.monotonic()
     _, run = await run_chat(router, executor)
-    # Both answer 429 and cool down: wait for `b` (the sooner), skip `a`, then call `b`.
+    # Both keys are cooling: skip both, wait for `b` (the sooner), then call it.
     assert 0.1 <= time.monotonic() - started < 0.3
     assert outcomes(run) == [
         ("a/m", OUT.ATTEMPT_OUTCOME_RATE_LIMITED),
         ("b/m", OUT.ATTEMPT_OUTCOME_RATE_LIMITED),
-        ("a/m", OUT.ATTEMPT_OUTCOME_RATE_LIMITED),  # second pass: `a` still cooling, skipped
+        ("a/m", OUT.ATTEMPT_OUTCOME_RATE_LIMITED),  # second pass: `a` still cooling
         ("b/m", OUT.ATTEMPT_OUTCOME_SUCCESS),
     ]
     assert run.attempts[0].error_reason == "UPSTREAM_RATE_LIMITED"
@@ -444,8 +446,13 @@ async def test_when_every_candidate_is_briefly_blocked_it_waits_for_the_first_on
 
 
 async def test_skip_only_passes_wait_at_most_max_retry_after_in_all() -> None:
-    # Other requests keep every key cooling: this one waits, but no longer than the bound.
-    cfg = config("a", "b", retry=RetryConfig(max_attempts_per_deployment=1, max_retry_after=0.3))
+    # Other requests keep every key cooling: this one waits, but no longer than the bound, and
+    # passes that only skipped do not use up retry.max_rounds (1 here).
+    cfg = config(
+        "a",
+        "b",
+        retry=RetryConfig(max_attempts_per_deployment=1, max_retry_after=0.3, max_rounds=1),
+    )
     a, b = ScriptedProvider("a"), ScriptedProvider("b")
     router, executor, health = setup(a, b, cfg=cfg)
     health.cool("a/m#0", 5.0)
@@ -453,6 +460,7 @@ async def test_skip_only_passes_wait_at_most_max_retry_after_in_all() -> None:
     started = time.monotonic()
     _, run = await run_chat(router, executor)
     assert 0.15 <= time.monotonic() - started < 0.35 and a.calls == [] and len(b.calls) == 1
+    assert outcomes(run)[-1] == ("b/m", OUT.ATTEMPT_OUTCOME_SUCCESS)
     health.cool("a/m#0", 5.0)
     health.cool("b/m#0", 5.0)
     started = time.monotonic()
