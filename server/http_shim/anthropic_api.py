@@ -27,21 +27,15 @@ import orjson
 from switchboard.v1 import chat_pb2
 
 from server.core.context import CallContext
-from server.core.errors import (
-    GatewayError,
-    InvalidRequestError,
-    UnauthenticatedError,
-    UpstreamStreamError,
-)
+from server.core.errors import GatewayError, UnauthenticatedError, UpstreamStreamError
 from server.core.service import Gateway, bearer_token
 from server.http_shim.anthropic_convert import (
-    StreamEncoder,
     decode_request,
     encode_error,
     encode_response,
     error_json,
-    stream_error_event,
 )
+from server.http_shim.anthropic_stream import StreamEncoder, stream_error_event
 from server.http_shim.asgi import ClientDisconnected, DisconnectWatch, Headers, HttpRequest
 from server.http_shim.edge import apply_switchboard_headers, route_headers, usd_header
 from server.http_shim.errors import error_headers
@@ -77,14 +71,7 @@ class AnthropicApi:
             if not token:
                 raise UnauthenticatedError(_MISSING_KEY)
             principal = self.gateway.authenticate(token)
-            raw = await req.body(MAX_BODY_BYTES)
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise InvalidRequestError(
-                    "The request body is not valid JSON.", param="body"
-                ) from None
-            request, stream = decode_request(data)
+            request, stream = decode_request(await req.body(MAX_BODY_BYTES))
             timeout = apply_switchboard_headers(req, request)
             ctx = self.gateway.new_context(
                 principal, transport="http", request_id=req.request_id, timeout=timeout
