@@ -1,6 +1,6 @@
 """``switchboard.v1`` stream frames → Anthropic Messages SSE events (``/v1/messages``, streamed).
 
-Mirrors Anthropic's own event sequence (docs.claude.com/en/docs/build-with-claude/streaming):
+Mirrors the event sequence of Anthropic's own streams ("Streaming Messages"):
 ``message_start``, then per content block ``content_block_start`` → ``content_block_delta``s →
 ``content_block_stop``, then ``message_delta`` (stop reason, final usage) and ``message_stop``;
 an error after the 200 has gone out is one ``event: error`` and the stream ends. Usage, stop
