@@ -15,12 +15,12 @@ an ``event: error`` and the stream ends.
 
 from __future__ import annotations
 
-import orjson
 from switchboard.v1 import chat_pb2
 
-from server.core.errors import GatewayError, InvalidRequestError
+from server.core.errors import GatewayError
 from server.core.service import bearer_token
 from server.http_shim import anthropic_convert as convert
+from server.http_shim.anthropic_stream import StreamEncoder, stream_error_event
 from server.http_shim.asgi import Headers, HttpRequest
 from server.http_shim.endpoint import Parsed
 
@@ -38,11 +38,7 @@ class AnthropicDialect:
 
     def parse(self, body: bytes) -> Parsed:
         """The Messages API body as a contract request and its ``stream`` flag."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidRequestError("The request body is not valid JSON.", param="body") from None
-        request, stream = convert.decode_request(data)
+        request, stream = convert.decode_request(body)
         return Parsed(request, stream)
 
     def encode(self, response: chat_pb2.ChatResponse) -> bytes:
@@ -59,7 +55,7 @@ class AnthropicDialect:
 
     def stream_encoder(self, parsed: Parsed, start: chat_pb2.StreamStart) -> _EventStream:
         """Anthropic's SSE event sequence with exact content block indexes."""
-        return _EventStream(convert.StreamEncoder(parsed.request.model), start)
+        return _EventStream(StreamEncoder(parsed.request.model), start)
 
 
 class _EventStream:
@@ -67,7 +63,7 @@ class _EventStream:
 
     __slots__ = ("_encoder", "_start")
 
-    def __init__(self, encoder: convert.StreamEncoder, start: chat_pb2.StreamStart) -> None:
+    def __init__(self, encoder: StreamEncoder, start: chat_pb2.StreamStart) -> None:
         self._encoder = encoder
         self._start = start
 
@@ -81,4 +77,4 @@ class _EventStream:
         return self._encoder.end(end)
 
     def error(self, exc: GatewayError) -> bytes:
-        return convert.stream_error_event(exc.http_status, exc.message)
+        return stream_error_event(exc.http_status, exc.message)

@@ -1,56 +1,34 @@
 """OpenAI Chat Completions JSON ↔ ``switchboard.v1`` messages, at the shim's edge.
 
-Request side mirrors ``CreateChatCompletionRequest``; response side builds ``chat.completion``
-exactly as OpenAI frames it (openai-openapi ``CreateChatCompletionResponse``). The streamed
-``chat.completion.chunk`` framing lives in ``sse.py``. Switchboard-only facts (route, attempts,
-cost) travel in ``x-switchboard-*`` response headers, plus ``usage.cost_usd``.
+Request side mirrors ``CreateChatCompletionRequest`` (validated by ``openai_schema``); response
+side builds ``chat.completion`` exactly as OpenAI frames it (openai-openapi
+``CreateChatCompletionResponse``). The streamed ``chat.completion.chunk`` framing lives in
+``sse.py``. Usage, finish reasons, tool-call JSON and the wire enumerations come from the
+openai_compat adapter's ``codec``, so each mapping lives once. Switchboard-only facts (route,
+attempts, cost) travel in ``x-switchboard-*`` response headers, plus ``usage.cost_usd``.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import orjson
-from google.protobuf import struct_pb2
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.core.errors import FieldViolation, InvalidRequestError
 from server.http_shim import openai_schema as wire
+from server.http_shim.schema import field_error, fill_passthrough, schema_struct
+from server.providers.openai_compat.codec import (
+    IMAGE_DETAILS,
+    RESPONSE_FORMAT_TYPES,
+    ROLES,
+    TOOL_CHOICE_MODES,
+    completion_id,
+    finish_reason_json,
+    tool_call_json,
+    usage_json,
+)
 
 Json = dict[str, Any]
 
-_ROLE = {
-    "system": types_pb2.ROLE_SYSTEM,
-    "developer": types_pb2.ROLE_DEVELOPER,
-    "user": types_pb2.ROLE_USER,
-    "assistant": types_pb2.ROLE_ASSISTANT,
-    "tool": types_pb2.ROLE_TOOL,
-}
-_DETAIL = {
-    None: types_pb2.IMAGE_DETAIL_UNSPECIFIED,
-    "auto": types_pb2.IMAGE_DETAIL_AUTO,
-    "low": types_pb2.IMAGE_DETAIL_LOW,
-    "high": types_pb2.IMAGE_DETAIL_HIGH,
-}
-_TOOL_MODE = {
-    "auto": types_pb2.TOOL_CHOICE_MODE_AUTO,
-    "none": types_pb2.TOOL_CHOICE_MODE_NONE,
-    "required": types_pb2.TOOL_CHOICE_MODE_REQUIRED,
-}
-_FORMAT = {
-    "text": types_pb2.RESPONSE_FORMAT_TYPE_TEXT,
-    "json_object": types_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
-    "json_schema": types_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-}
-FINISH_REASON = {
-    types_pb2.FINISH_REASON_UNSPECIFIED: "stop",
-    types_pb2.FINISH_REASON_STOP: "stop",
-    types_pb2.FINISH_REASON_LENGTH: "length",
-    types_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls",
-    types_pb2.FINISH_REASON_CONTENT_FILTER: "content_filter",
-}
-_TOO_DEEP = "JSON nested too deeply"
 # Scalars copied one-to-one when the caller set them (None means unset: OpenAI accepts null).
 _SCALARS = (
     "temperature",
@@ -90,19 +68,13 @@ def to_chat_request(body: wire.ChatCompletionRequest) -> chat_pb2.ChatRequest:
             _tool(request.tools.add(), tool.function, index)
     choice = body.tool_choice
     if isinstance(choice, str):
-        request.tool_choice.mode = _TOOL_MODE[choice]
+        request.tool_choice.mode = TOOL_CHOICE_MODES[choice]
     elif choice is not None:
         request.tool_choice.function_name = choice.function.name
     if body.response_format is not None:
         _response_format(request.response_format, body.response_format)
-    extra = body.model_extra
-    if extra:
-        passthrough = request.passthrough
-        for key, value in extra.items():
-            try:
-                passthrough[key] = value
-            except RecursionError:
-                raise _bad(key, _TOO_DEEP) from None
+    if body.model_extra:
+        fill_passthrough(request.passthrough, body.model_extra)
     return request
 
 
@@ -110,13 +82,15 @@ def _message(
     out: types_pb2.Message, m: wire.Message, index: int, tool_names: dict[str, str]
 ) -> None:
     role = m.role
-    out.role = _ROLE[role]
+    out.role = ROLES[role]
     if m.name:
         out.name = m.name
     parts = out.content
     if role == "tool":
         if not m.tool_call_id:
-            raise _bad(f"messages[{index}].tool_call_id", "a tool message needs tool_call_id")
+            raise field_error(
+                f"messages[{index}].tool_call_id", "a tool message needs tool_call_id"
+            )
         result = parts.add().tool_result
         result.tool_call_id = m.tool_call_id
         result.content = _text_only(m.content, index)
@@ -132,11 +106,13 @@ def _message(
             elif isinstance(part, wire.ImagePart) and role == "user":
                 image = parts.add().image
                 image.url = part.image_url.url
-                image.detail = _DETAIL[part.image_url.detail]
+                detail = part.image_url.detail
+                if detail is not None:
+                    image.detail = IMAGE_DETAILS[detail]
             elif isinstance(part, wire.RefusalPart) and role == "assistant":
                 out.refusal += part.refusal
             else:
-                raise _bad(
+                raise field_error(
                     f"messages[{index}].content[{number}].type",
                     f"a {role} message cannot contain '{part.type}' content parts",
                 )
@@ -151,15 +127,9 @@ def _message(
             tool_call.name = fn.name
             tool_call.arguments = fn.arguments
     elif m.tool_calls:
-        raise _bad(f"messages[{index}].tool_calls", "only assistant messages can carry tool_calls")
-
-
-def _bad(param: str, description: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"Invalid request: '{param}': {description}",
-        param=param,
-        field_violations=[FieldViolation(param, description)],
-    )
+        raise field_error(
+            f"messages[{index}].tool_calls", "only assistant messages can carry tool_calls"
+        )
 
 
 def _text_only(content: str | list[Any] | None, index: int) -> str:
@@ -168,7 +138,7 @@ def _text_only(content: str | list[Any] | None, index: int) -> str:
     texts = []
     for number, part in enumerate(content):
         if not isinstance(part, wire.TextPart):
-            raise _bad(
+            raise field_error(
                 f"messages[{index}].content[{number}].type",
                 f"a tool message cannot contain '{part.type}' content parts",
             )
@@ -181,57 +151,28 @@ def _tool(tool: types_pb2.Tool, fn: wire.FunctionDef, index: int) -> None:
     if fn.description:
         tool.description = fn.description
     if fn.parameters is not None:
-        tool.parameters.CopyFrom(_schema(fn.parameters, f"tools[{index}].function.parameters"))
+        tool.parameters.CopyFrom(
+            schema_struct(fn.parameters, f"tools[{index}].function.parameters")
+        )
     if fn.strict is not None:
         tool.strict = fn.strict
 
 
-def _schema(schema: dict[str, Any], param: str) -> struct_pb2.Struct:
-    try:
-        return _schema_struct(orjson.dumps(schema))
-    except (orjson.JSONEncodeError, RecursionError):
-        raise _bad(param, _TOO_DEEP) from None
-
-
-@functools.lru_cache(maxsize=256)
-def _schema_struct(schema_json: bytes) -> struct_pb2.Struct:
-    # Agents send the same tool schemas with every request, and Struct.update is pure Python
-    # (~15 µs for a small schema); a copy of a cached Struct is done in C. Read-only: callers
-    # CopyFrom it.
-    struct = struct_pb2.Struct()
-    struct.update(orjson.loads(schema_json))
-    return struct
-
-
 def _response_format(out: types_pb2.ResponseFormat, rf: Any) -> None:
-    out.type = _FORMAT[rf.type]
+    out.type = RESPONSE_FORMAT_TYPES[rf.type]
     if isinstance(rf, wire.JsonSchemaFormat):
         spec = rf.json_schema
         out.json_schema.name = spec.name
         out.json_schema.description = spec.description or ""
         if spec.schema_ is not None:
             out.json_schema.schema.CopyFrom(
-                _schema(spec.schema_, "response_format.json_schema.schema")
+                schema_struct(spec.schema_, "response_format.json_schema.schema")
             )
         if spec.strict is not None:
             out.json_schema.strict = spec.strict
 
 
 # --- response: ChatResponse → chat.completion ------------------------------------------------
-
-
-def usage_json(usage: types_pb2.Usage, cost: types_pb2.Cost | None = None) -> Json:
-    """OpenAI ``usage`` (``CompletionUsage``), plus Switchboard's ``cost_usd`` when known."""
-    out: Json = {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-    if cost is not None:
-        out["cost_usd"] = cost.total_usd
-    return out
 
 
 def message_json(message: types_pb2.Message) -> Json:
@@ -245,13 +186,7 @@ def message_json(message: types_pb2.Message) -> Json:
             texts.append(part.text)
         elif kind == "tool_call":
             call = part.tool_call
-            calls.append(
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-            )
+            calls.append(tool_call_json(call.id, call.name, call.arguments))
         elif kind == "reasoning" and part.reasoning.text:
             reasoning.append(part.reasoning.text)
     # OpenAI sends content null (not "") when the turn is only tool calls or a refusal.
@@ -272,7 +207,7 @@ def message_json(message: types_pb2.Message) -> Json:
 def completion_json(response: chat_pb2.ChatResponse) -> Json:
     """A ``chat.completion`` object; the id is ``chatcmpl-<request id>``."""
     return {
-        "id": f"chatcmpl-{response.id}",
+        "id": completion_id(response.id),
         "object": "chat.completion",
         "created": response.created,
         "model": response.model,
@@ -281,7 +216,7 @@ def completion_json(response: chat_pb2.ChatResponse) -> Json:
                 "index": 0,
                 "message": message_json(response.message),
                 "logprobs": None,
-                "finish_reason": FINISH_REASON.get(response.finish_reason, "stop"),
+                "finish_reason": finish_reason_json(response.finish_reason),
             }
         ],
         "usage": usage_json(response.usage, response.cost),

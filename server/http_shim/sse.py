@@ -16,7 +16,12 @@ from typing import Any
 import orjson
 from switchboard.v1 import chat_pb2
 
-from server.http_shim.openai_convert import FINISH_REASON, usage_json
+from server.providers.openai_compat.codec import (
+    completion_id,
+    finish_reason_json,
+    tool_call_json,
+    usage_json,
+)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -34,7 +39,7 @@ class ChunkEncoder:
     def __init__(self, start: chat_pb2.StreamStart, *, include_usage: bool) -> None:
         common = orjson.dumps(
             {
-                "id": f"chatcmpl-{start.id}",
+                "id": completion_id(start.id),
                 "object": "chat.completion.chunk",
                 "created": start.created,
                 "model": start.model,
@@ -75,16 +80,11 @@ class ChunkEncoder:
         if delta.index in self._seen_tools:
             return {"index": delta.index, "function": {"arguments": delta.arguments}}
         self._seen_tools.add(delta.index)
-        return {
-            "index": delta.index,
-            "id": delta.id,
-            "type": "function",
-            "function": {"name": delta.name, "arguments": delta.arguments},
-        }
+        return {"index": delta.index, **tool_call_json(delta.id, delta.name, delta.arguments)}
 
     def end(self, end: chat_pb2.StreamEnd) -> bytes:
         """The finish chunk, the usage chunk when asked for, and ``[DONE]``."""
-        reason = FINISH_REASON.get(end.finish_reason, "stop")
+        reason = finish_reason_json(end.finish_reason)
         out = self._chunk(b"{}", b'"' + reason.encode() + b'"')
         if self._include_usage:
             out += self._usage_head + orjson.dumps(usage_json(end.usage, end.cost)) + b"}\n\n"

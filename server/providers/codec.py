@@ -1,9 +1,10 @@
 """Contract ↔ JSON helpers more than one adapter's encoder or decoder needs.
 
-Protobuf ``Struct`` values as plain JSON, system messages as the texts of a separate system
-prompt, tool-call arguments as a JSON object, image parts as base64 or a URL, and ids for tool
-calls an upstream sent without one. Vendor wire shapes stay in
-each adapter; only these wire-neutral conversions live here.
+Protobuf ``Struct`` values as plain JSON, a bound on JSON nesting, system messages as the texts
+of a separate system prompt, tool-call arguments as a JSON object, image parts as base64 or a
+URL, and ids for tool calls an upstream sent without one. Vendor wire shapes stay in each
+vendor's package (``<vendor>/codec.py`` holds what its adapter and its dialect share); only
+these wire-neutral conversions live here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ from switchboard.v1 import types_pb2
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
 
 Json = dict[str, Any]
+
+# JSON that becomes a Struct or part of an upstream body nests at most this deep. Struct
+# conversion recurses in Python (about three frames a level) and orjson writes at most 254
+# levels, so deeper values would fail far from the caller's field; real JSON schemas and tool
+# inputs nest a few levels.
+MAX_JSON_DEPTH = 64
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> Json:
@@ -48,6 +55,22 @@ def _value(value: struct_pb2.Value) -> Any:
     return None
 
 
+def too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects nest deeper than ``limit`` in a JSON value (the check
+    ``orjson.dumps`` makes at 254), without recursion so that any input can be measured."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
 def system_texts(message: types_pb2.Message, i: int, vendor: str, noun: str) -> list[str] | None:
     """For APIs with a separate system prompt and no participant names (Anthropic, Gemini): the
     non-empty texts of a system or developer message, None for any other role. Refuses a
@@ -70,18 +93,29 @@ def system_texts(message: types_pb2.Message, i: int, vendor: str, noun: str) -> 
     return texts
 
 
-def tool_arguments(arguments: str, param: str, vendor: str) -> Json:
-    """A tool call's JSON-text arguments as the object APIs that take them parsed want
-    (Anthropic ``input``, Gemini ``args``); empty text is ``{}``."""
+def arguments_object(arguments: str) -> Json | None:
+    """A tool call's JSON-text arguments as an object (``{}`` for empty text); None when the
+    text is not a JSON object of bounded depth (models emit invalid JSON)."""
     if not arguments.strip():
         return {}
     try:
         value = orjson.loads(arguments)
     except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
+        return None
+    if not isinstance(value, dict) or too_deep(value):
+        return None
+    return value
+
+
+def tool_arguments(arguments: str, param: str, vendor: str) -> Json:
+    """A tool call's JSON-text arguments as the object APIs that take them parsed want
+    (Anthropic ``input``, Gemini ``args``); empty text is ``{}``."""
+    value = arguments_object(arguments)
+    if value is None:
         raise InvalidRequestError(
-            f"tool call arguments must be a JSON object to send them to {vendor}", param=param
+            f"tool call arguments must be a JSON object (nested at most {MAX_JSON_DEPTH} "
+            f"levels) to send them to {vendor}",
+            param=param,
         )
     return value
 

@@ -20,6 +20,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from switchboard.v1 import chat_pb2
 
 from server.http_shim import anthropic_convert as ac
+from server.http_shim.anthropic_stream import StreamEncoder
 from tests.fixtures_dir import shared_fixtures_dir
 
 pytestmark = pytest.mark.replay
@@ -66,7 +67,7 @@ def recorded_streams() -> list[tuple[str, list[dict[str, Any]]]]:
 def reencode(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Recorded events → adapter decoder → contract frames → our encoder → parsed events."""
     decoder = stream_mod.StreamDecoder("anthropic")
-    encoder = ac.StreamEncoder("anthropic/claude")
+    encoder = StreamEncoder("anthropic/claude")
     start = chat_pb2.StreamChatResponse()
     start.start.id = "req1"
     start.start.model = "anthropic/claude"
@@ -195,7 +196,7 @@ def test_recorded_requests_reach_anthropic_unchanged() -> None:
     requests = recorded_requests()
     assert len(requests) >= 4
     for name, body in requests:
-        request, stream = ac.decode_request(body)
+        request, stream = ac.decode_request(orjson.dumps(body))
         assert stream is bool(body.get("stream")), name
         encoded = encode_mod.encode_request(request, body["model"], stream=stream).body
         expected = _normalize(body)

@@ -29,8 +29,9 @@ from typing import Any
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
+from server.providers.anthropic.codec import image_json, tool_use_json
 from server.providers.anthropic.models import model_info
-from server.providers.codec import image_source, struct_to_dict, system_texts, tool_arguments
+from server.providers.codec import struct_to_dict, system_texts, tool_arguments
 
 # Passthrough keys this adapter sends on knowingly (the API's own names and shapes).
 PASSTHROUGH_FIELDS = frozenset({"top_k", "thinking", "cache_control", "output_config"})
@@ -168,7 +169,7 @@ def _user_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]]:
             if part.text:
                 blocks.append({"type": "text", "text": part.text})
         elif kind == "image":
-            blocks.append(_image_block(part.image, f"messages[{i}].content[{j}].image"))
+            blocks.append(image_json(part.image, f"messages[{i}].content[{j}].image"))
         elif kind == "tool_result":
             result = part.tool_result
             block: dict[str, Any] = {
@@ -197,18 +198,10 @@ def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]
                 blocks.append({"type": "text", "text": part.text})
         elif kind == "tool_call":
             call = part.tool_call
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": call.id,
-                    "name": call.name,
-                    "input": tool_arguments(
-                        call.arguments,
-                        f"messages[{i}].content[{j}].tool_call.arguments",
-                        "Anthropic",
-                    ),
-                }
+            arguments = tool_arguments(
+                call.arguments, f"messages[{i}].content[{j}].tool_call.arguments", "Anthropic"
             )
+            blocks.append(tool_use_json(call.id, call.name, arguments))
         elif kind == "reasoning":
             r = part.reasoning
             if r.redacted_data:
@@ -225,16 +218,6 @@ def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]
     if message.refusal and not blocks:
         blocks.append({"type": "text", "text": message.refusal})
     return blocks
-
-
-def _image_block(image: types_pb2.ImagePart, param: str) -> dict[str, Any]:
-    source = image_source(image, param)
-    if source.url:
-        return {"type": "image", "source": {"type": "url", "url": source.url}}
-    return {
-        "type": "image",
-        "source": {"type": "base64", "media_type": source.media_type, "data": source.data},
-    }
 
 
 # --- tools and output format ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import UpstreamError, UpstreamStreamError
-from server.providers.anthropic.decode import fill_usage, finish_reason
+from server.providers.anthropic.codec import fill_usage, finish_reason
 from server.providers.anthropic.errors import error_for_type
 
 Frame = chat_pb2.StreamChatResponse

@@ -3,81 +3,16 @@
 Mirrors ``CreateChatCompletionResponse`` (openai-openapi) plus the fields OpenAI-compatible
 upstreams add: ``reasoning_content`` (DeepSeek, vLLM), ``reasoning`` (OpenRouter, Groq),
 ``prompt_cache_hit_tokens`` (DeepSeek), ``prompt_tokens_details.cache_write_tokens`` (OpenAI
-explicit prompt caching) and Mistral's list-shaped ``content`` with ``thinking`` parts.
+explicit prompt caching) and Mistral's list-shaped ``content`` with ``thinking`` parts. Usage,
+finish reasons and tool-call arguments are read with ``codec`` (shared with the dialect).
 """
 
 from __future__ import annotations
 
-import orjson
 from switchboard.v1 import types_pb2
 
 from server.providers.codec import Json, new_call_id
-
-FINISH_REASONS = {
-    "stop": types_pb2.FINISH_REASON_STOP,
-    "length": types_pb2.FINISH_REASON_LENGTH,
-    "tool_calls": types_pb2.FINISH_REASON_TOOL_CALLS,
-    # The deprecated functions API names the same thing function_call.
-    "function_call": types_pb2.FINISH_REASON_TOOL_CALLS,
-    "content_filter": types_pb2.FINISH_REASON_CONTENT_FILTER,
-    # Spellings some OpenAI-compatible servers pass through from their native APIs.
-    "end_turn": types_pb2.FINISH_REASON_STOP,
-    "stop_sequence": types_pb2.FINISH_REASON_STOP,
-    "eos": types_pb2.FINISH_REASON_STOP,
-    "max_tokens": types_pb2.FINISH_REASON_LENGTH,
-    "model_length": types_pb2.FINISH_REASON_LENGTH,
-    "tool_use": types_pb2.FINISH_REASON_TOOL_CALLS,
-}
-
-
-def finish_reason(raw: object, has_tool_calls: bool) -> types_pb2.FinishReason:
-    """The contract finish reason for an upstream one.
-
-    A reply that carries tool calls is reported as TOOL_CALLS even when the upstream said
-    ``stop`` (Gemini's and some vLLM OpenAI-compatible endpoints do): clients drive their tool
-    loop from this value.
-    """
-    mapped = (
-        FINISH_REASONS.get(raw, types_pb2.FINISH_REASON_STOP)
-        if isinstance(raw, str)
-        else (types_pb2.FINISH_REASON_STOP)
-    )
-    if has_tool_calls and mapped == types_pb2.FINISH_REASON_STOP:
-        return types_pb2.FINISH_REASON_TOOL_CALLS
-    return mapped
-
-
-def decode_usage(usage: object) -> types_pb2.Usage:
-    """OpenAI ``CompletionUsage`` → contract Usage (input includes the cached tokens)."""
-    if not isinstance(usage, dict):
-        return types_pb2.Usage()
-    prompt_details = usage.get("prompt_tokens_details")
-    if not isinstance(prompt_details, dict):
-        prompt_details = {}
-    completion_details = usage.get("completion_tokens_details")
-    if not isinstance(completion_details, dict):
-        completion_details = {}
-    cached = _int(prompt_details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
-    return types_pb2.Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cached_input_tokens=cached,
-        cache_write_input_tokens=_int(prompt_details.get("cache_write_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
-    )
-
-
-def _int(value: object) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def arguments_text(arguments: object) -> str:
-    """Tool-call arguments as JSON text; a few servers send an object instead of a string."""
-    if isinstance(arguments, str):
-        return arguments
-    if arguments is None:
-        return ""
-    return orjson.dumps(arguments).decode()
+from server.providers.openai_compat.codec import arguments_text, decode_usage, finish_reason
 
 
 def reasoning_text(source: Json) -> str:

@@ -7,41 +7,22 @@ provider serialises with orjson.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
 from server.providers.codec import Json, struct_to_dict
+from server.providers.openai_compat.codec import (
+    WIRE_ROLES,
+    WIRE_TOOL_CHOICE_MODES,
+    image_url_json,
+    tool_call_json,
+)
 
-_ROLES = {
-    types_pb2.ROLE_SYSTEM: "system",
-    types_pb2.ROLE_DEVELOPER: "developer",
-    types_pb2.ROLE_USER: "user",
-    types_pb2.ROLE_ASSISTANT: "assistant",
-    types_pb2.ROLE_TOOL: "tool",
-}
-_DETAIL = {
-    types_pb2.IMAGE_DETAIL_AUTO: "auto",
-    types_pb2.IMAGE_DETAIL_LOW: "low",
-    types_pb2.IMAGE_DETAIL_HIGH: "high",
-}
-_TOOL_CHOICE = {
-    types_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
-    types_pb2.TOOL_CHOICE_MODE_NONE: "none",
-    types_pb2.TOOL_CHOICE_MODE_REQUIRED: "required",
-}
 # Fields the adapter owns: a passthrough that set them would bypass routing, billing or the
 # stream decoder, so it is refused rather than merged.
 RESERVED_PASSTHROUGH = frozenset({"model", "messages", "stream", "stream_options"})
-# Image magic numbers, for raw bytes that arrive without a media type.
-_MAGIC = (
-    (b"\x89PNG", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"RIFF", "image/webp"),
-)
 
 
 def encode_request(
@@ -64,8 +45,8 @@ def encode_request(
         if request.HasField("parallel_tool_calls"):
             body["parallel_tool_calls"] = request.parallel_tool_calls
     choice = request.tool_choice.WhichOneof("choice")
-    if choice == "mode" and request.tool_choice.mode in _TOOL_CHOICE:
-        body["tool_choice"] = _TOOL_CHOICE[request.tool_choice.mode]
+    if choice == "mode" and request.tool_choice.mode in WIRE_TOOL_CHOICE_MODES:
+        body["tool_choice"] = WIRE_TOOL_CHOICE_MODES[request.tool_choice.mode]
     elif choice == "function_name":
         body["tool_choice"] = {
             "type": "function",
@@ -117,7 +98,7 @@ def encode_messages(
     """Contract messages → OpenAI messages; one tool result becomes one ``tool`` message."""
     out: list[Json] = []
     for index, message in enumerate(messages):
-        role = _ROLES.get(message.role)
+        role = WIRE_ROLES.get(message.role)
         if role is None:
             raise InvalidRequestError("message role is required", param=f"messages[{index}].role")
         if role == "assistant":
@@ -158,37 +139,13 @@ def _content(parts: list[types_pb2.ContentPart], role: str, index: int) -> str |
         if kind == "text":
             items.append({"type": "text", "text": part.text})
         elif kind == "image" and role == "user":
-            items.append(_image(part.image, f"messages[{index}].content[{number}]"))
+            items.append(image_url_json(part.image, f"messages[{index}].content[{number}]"))
         else:
             raise UnsupportedFeatureError(
                 f"a {role} message cannot carry {kind or 'empty'} content here",
                 param=f"messages[{index}].content[{number}]",
             )
     return items
-
-
-def _image(image: types_pb2.ImagePart, param: str) -> Json:
-    source = image.WhichOneof("source")
-    if source == "url":
-        url = image.url
-    elif source == "data":
-        media_type = image.media_type or _sniff(image.data)
-        if not media_type:
-            raise InvalidRequestError("image bytes need a media_type", param=f"{param}.media_type")
-        url = f"data:{media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
-    else:
-        raise InvalidRequestError("image needs a url or data", param=param)
-    image_url: Json = {"url": url}
-    if image.detail in _DETAIL:
-        image_url["detail"] = _DETAIL[image.detail]
-    return {"type": "image_url", "image_url": image_url}
-
-
-def _sniff(data: bytes) -> str:
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    return ""
 
 
 def _assistant(message: types_pb2.Message, index: int, send_reasoning: bool) -> Json:
@@ -201,13 +158,7 @@ def _assistant(message: types_pb2.Message, index: int, send_reasoning: bool) -> 
             texts.append(part.text)
         elif kind == "tool_call":
             call = part.tool_call
-            calls.append(
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments or "{}"},
-                }
-            )
+            calls.append(tool_call_json(call.id, call.name, call.arguments or "{}"))
         elif kind == "reasoning":
             # Chat Completions has no reasoning input; only DeepSeek-style upstreams take it.
             reasoning.append(part.reasoning.text)

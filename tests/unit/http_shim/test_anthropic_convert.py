@@ -8,6 +8,7 @@ right final message from our events" is what is asserted, not a hand-written exp
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ from server.core.errors import (
     UnsupportedFeatureError,
 )
 from server.http_shim import anthropic_convert as ac
+from server.http_shim.anthropic_stream import StreamEncoder, stream_error_event
+from server.providers.anthropic.codec import RAW_ARGUMENTS_KEY, stop_reason
 
 R = types_pb2
 Frame = chat_pb2.StreamChatResponse
@@ -35,6 +38,11 @@ def body(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def decode(data: object) -> tuple[chat_pb2.ChatRequest, bool]:
+    """``decode_request`` on the JSON of ``data`` (it takes the raw body)."""
+    return ac.decode_request(orjson.dumps(data))
 
 
 def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -68,7 +76,7 @@ def accumulate(events: list[tuple[str, dict[str, Any]]]) -> Any:
 
 
 def test_minimal_request() -> None:
-    request, stream = ac.decode_request(body())
+    request, stream = decode(body())
     assert stream is False
     assert request.model == "demo/echo"
     assert request.max_tokens == 64
@@ -79,14 +87,14 @@ def test_minimal_request() -> None:
 
 
 def test_system_string_and_blocks() -> None:
-    request, _ = ac.decode_request(body(system="be brief"))
+    request, _ = decode(body(system="be brief"))
     assert request.messages[0].role == R.ROLE_SYSTEM
     assert request.messages[0].content[0].text == "be brief"
     blocks = [
         {"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}},
         {"type": "text", "text": "two"},
     ]
-    request, _ = ac.decode_request(body(system=blocks))
+    request, _ = decode(body(system=blocks))
     assert request.messages[0].content[0].text == "one\n\ntwo"
     assert request.messages[1].role == R.ROLE_USER
 
@@ -96,7 +104,7 @@ def test_required_fields(missing: str) -> None:
     data = body()
     del data[missing]
     with pytest.raises(InvalidRequestError) as info:
-        ac.decode_request(data)
+        decode(data)
     assert info.value.param == missing
     assert info.value.http_status == 400
     assert missing in info.value.message
@@ -125,17 +133,87 @@ def test_required_fields(missing: str) -> None:
 )
 def test_invalid_values(field: str, value: Any, param: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        ac.decode_request(body(**{field: value}))
+        decode(body(**{field: value}))
     assert info.value.param == param
 
 
 def test_not_an_object() -> None:
     with pytest.raises(InvalidRequestError):
-        ac.decode_request([1, 2])
+        decode([1, 2])
+
+
+@pytest.mark.parametrize("raw", [b"", b"{not json", b'{"model": "m",}', b"\xff", b"NaN"])
+def test_invalid_json(raw: bytes) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        ac.decode_request(raw)
+    assert (info.value.message, info.value.param) == ("The request body is not valid JSON.", "body")
+
+
+def _deep(depth: int) -> str:
+    """A placeholder for arrays nested ``depth`` deep: too deep for ``orjson.dumps`` to write."""
+    return f"<deep {depth}>"
+
+
+def raw_json(data: Any) -> bytes:
+    """The JSON of ``data`` with every ``_deep`` placeholder written out."""
+    return re.sub(
+        rb'"<deep (\d+)>"',
+        lambda m: b"[" * int(m[1]) + b"]" * int(m[1]),
+        orjson.dumps(data),
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "param"),
+    [
+        # `type` is looked up in a table; a list there used to be a TypeError (a 500).
+        ({"tool_choice": {"type": ["auto"]}}, "tool_choice.type"),
+        ({"tool_choice": {"type": {"a": 1}}}, "tool_choice.type"),
+        ({"tool_choice": {"type": "tool"}}, "tool_choice.name"),
+        # Struct conversion recursed past Python's limit (RecursionError, a 500).
+        ({"x_unknown": {"a": _deep(500)}}, "x_unknown"),
+        ({"output_config": {"effort": _deep(500)}}, "output_config"),
+        (
+            {"tools": [{"name": "t", "input_schema": {"a": _deep(500)}}]},
+            "tools[0].input_schema",
+        ),
+        (
+            {"output_config": {"format": {"type": "json_schema", "schema": {"a": _deep(300)}}}},
+            "output_config.format.schema",
+        ),
+        # orjson writes at most 254 levels (JSONEncodeError, a 500).
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "tool_use", "id": "t", "name": "n", "input": {"a": _deep(600)}}
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].input",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": "x"}]}]},
+            "messages[0].content[0].source",
+        ),
+        ({"system": [{"type": "image"}]}, "system[0]"),
+        ({"messages": [{"role": "user", "content": [7]}]}, "messages[0].content[0]"),
+    ],
+)
+def test_malformed_bodies_are_a_400_naming_the_field(overrides: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        ac.decode_request(raw_json(body(**overrides)))
+    assert info.value.http_status == 400
+    assert info.value.param == param
+    assert info.value.field_violations[0].field == param
+    assert param in info.value.message
 
 
 def test_sampling_stop_metadata_stream() -> None:
-    request, stream = ac.decode_request(
+    request, stream = decode(
         body(
             temperature=0.5,
             top_p=0.9,
@@ -155,7 +233,7 @@ def test_sampling_stop_metadata_stream() -> None:
 
 def test_unknown_fields_pass_through() -> None:
     thinking = {"type": "enabled", "budget_tokens": 1024}
-    request, _ = ac.decode_request(body(thinking=thinking, service_tier="auto"))
+    request, _ = decode(body(thinking=thinking, service_tier="auto"))
     from google.protobuf.json_format import MessageToDict
 
     assert MessageToDict(request.passthrough) == {"thinking": thinking, "service_tier": "auto"}
@@ -163,7 +241,7 @@ def test_unknown_fields_pass_through() -> None:
 
 def test_output_config_format_becomes_response_format() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
-    request, _ = ac.decode_request(
+    request, _ = decode(
         body(output_config={"format": {"type": "json_schema", "schema": schema}, "effort": "low"})
     )
     rf = request.response_format
@@ -171,6 +249,18 @@ def test_output_config_format_becomes_response_format() -> None:
     assert rf.json_schema.name
     assert rf.json_schema.schema["properties"]["a"]["type"] == "string"
     assert request.passthrough["output_config"]["effort"] == "low"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [None, "fast", [1], {"effort": "low"}, {"format": None}, {"format": {"type": "xml"}}],
+)
+def test_other_output_configs_pass_through_unchanged(config: Any) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    request, _ = decode(body(output_config=config))
+    assert MessageToDict(request.passthrough) == {"output_config": config}
+    assert request.response_format.type == R.RESPONSE_FORMAT_TYPE_UNSPECIFIED
 
 
 def test_images_base64_and_url() -> None:
@@ -187,7 +277,7 @@ def test_images_base64_and_url() -> None:
         },
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
     ]
-    request, _ = ac.decode_request(body(messages=[{"role": "user", "content": content}]))
+    request, _ = decode(body(messages=[{"role": "user", "content": content}]))
     parts = request.messages[0].content
     assert parts[0].text == "what is this?"
     assert parts[1].image.data == png
@@ -198,21 +288,21 @@ def test_images_base64_and_url() -> None:
 def test_bad_images() -> None:
     bad = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "%%"}}
     with pytest.raises(InvalidRequestError) as info:
-        ac.decode_request(body(messages=[{"role": "user", "content": [bad]}]))
+        decode(body(messages=[{"role": "user", "content": [bad]}]))
     assert info.value.param == "messages[0].content[0].source.data"
     file_src = {"type": "image", "source": {"type": "file", "file_id": "file_1"}}
     with pytest.raises(UnsupportedFeatureError):
-        ac.decode_request(body(messages=[{"role": "user", "content": [file_src]}]))
+        decode(body(messages=[{"role": "user", "content": [file_src]}]))
 
 
 def test_unsupported_blocks_are_refused() -> None:
     doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
     with pytest.raises(UnsupportedFeatureError) as info:
-        ac.decode_request(body(messages=[{"role": "user", "content": [doc]}]))
+        decode(body(messages=[{"role": "user", "content": [doc]}]))
     assert "document" in info.value.message
     server_tool = {"type": "web_search_20250305", "name": "web_search"}
     with pytest.raises(UnsupportedFeatureError):
-        ac.decode_request(body(tools=[server_tool]))
+        decode(body(tools=[server_tool]))
 
 
 def test_tool_round_trip_conversation() -> None:
@@ -259,7 +349,7 @@ def test_tool_round_trip_conversation() -> None:
             "cache_control": {"type": "ephemeral"},
         }
     ]
-    request, _ = ac.decode_request(
+    request, _ = decode(
         body(
             messages=messages,
             tools=tools,
@@ -305,7 +395,7 @@ def test_tool_round_trip_conversation() -> None:
     ],
 )
 def test_tool_choice(choice: dict[str, Any], expected: tuple[str, Any]) -> None:
-    request, _ = ac.decode_request(body(tool_choice=choice))
+    request, _ = decode(body(tool_choice=choice))
     kind = request.tool_choice.WhichOneof("choice")
     assert (kind, getattr(request.tool_choice, kind)) == expected
     assert not request.HasField("parallel_tool_calls")
@@ -375,10 +465,10 @@ def test_response_tools_thinking_and_invalid_arguments() -> None:
         "name": "weather",
         "input": {"city": "Paris"},
     }
-    assert blocks[4]["input"] == {ac.RAW_ARGUMENTS_KEY: '{"ci'}
+    assert blocks[4]["input"] == {RAW_ARGUMENTS_KEY: '{"ci'}
     assert blocks[4]["id"].startswith("toolu_") and len(blocks[4]["id"]) > 10
     assert blocks[5]["input"] == {}
-    assert blocks[6]["input"] == {ac.RAW_ARGUMENTS_KEY: "[1]"}
+    assert blocks[6]["input"] == {RAW_ARGUMENTS_KEY: "[1]"}
     assert out["stop_reason"] == "tool_use"
     from anthropic.types import Message
 
@@ -399,7 +489,7 @@ def test_response_tools_thinking_and_invalid_arguments() -> None:
     ],
 )
 def test_stop_reasons(finish: int, has_tools: bool, expected: str) -> None:
-    assert ac.stop_reason(finish, has_tools) == expected
+    assert stop_reason(finish, has_tools) == expected
 
 
 def test_refusal_becomes_text() -> None:
@@ -442,7 +532,7 @@ def test_error_body_shape() -> None:
         "error": {"type": "rate_limit_error", "message": "slow down"},
         "request_id": "req1",
     }
-    events = parse_sse(ac.stream_error_event(504, "too slow"))
+    events = parse_sse(stream_error_event(504, "too slow"))
     assert events == [
         ("error", {"type": "error", "error": {"type": "timeout_error", "message": "too slow"}})
     ]
@@ -511,7 +601,7 @@ def assert_block_discipline(events: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def run(frames: list[Frame]) -> list[tuple[str, dict[str, Any]]]:
-    encoder = ac.StreamEncoder("demo/echo")
+    encoder = StreamEncoder("demo/echo")
     events = parse_sse(b"".join(encoder.encode(f) for f in frames))
     assert_block_discipline(events)
     return events

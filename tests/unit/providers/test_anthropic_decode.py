@@ -13,7 +13,8 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamStreamError,
 )
-from server.providers.anthropic.decode import decode_response, finish_reason
+from server.providers.anthropic.codec import finish_reason
+from server.providers.anthropic.decode import decode_response
 from server.providers.anthropic.errors import error_for_response
 from server.providers.anthropic.stream import StreamDecoder
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from switchboard.v1 import types_pb2
 
-from server.providers.openai_compat.decode import decode_response, decode_usage
+from server.providers.openai_compat.codec import decode_usage
+from server.providers.openai_compat.decode import decode_response
 from server.providers.openai_compat.errors import error_fields
 
 
