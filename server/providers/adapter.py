@@ -10,7 +10,7 @@ with the adapter's own error mapping.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import orjson
 
@@ -21,6 +21,15 @@ from server.providers.http import UpstreamClient
 from server.providers.transport import ErrorMapper, open_stream, post_json, sse_events
 
 
+class AdapterOptions(TypedDict, total=False):
+    """The keyword options every HTTP adapter takes (``HttpAdapter.__init__``)."""
+
+    default_headers: Mapping[str, str] | None
+    default_timeout: float
+    stream_idle_timeout: float
+    http_client: UpstreamClient | None
+
+
 class HttpAdapter:
     """Base of the HTTP adapters (each implements ``server.providers.base.Provider``)."""
 
@@ -29,21 +38,23 @@ class HttpAdapter:
     # The header each call's key travels in, and what precedes the key there.
     key_header: ClassVar[str]
     key_prefix: ClassVar[str] = ""
+    # Headers every call of this wire sends, and how its error answers are mapped.
+    wire_headers: ClassVar[Mapping[str, str]]
+    error_mapper: ClassVar[ErrorMapper]
 
     def __init__(
         self,
         name: str,
-        headers: Mapping[str, str],
-        configured: Mapping[str, str] | None,
         *,
-        on_error: ErrorMapper,
-        default_timeout: float,
-        stream_idle_timeout: float,
+        default_headers: Mapping[str, str] | None = None,
+        default_timeout: float = 600.0,
+        stream_idle_timeout: float = 300.0,
         http_client: UpstreamClient | None = None,
     ) -> None:
         self.name = name
-        self._headers = {**headers, **{k.lower(): v for k, v in (configured or {}).items()}}
-        self._on_error = on_error
+        configured = {k.lower(): v for k, v in (default_headers or {}).items()}
+        self._headers = {**self.wire_headers, **configured}
+        self._on_error = self.error_mapper
         # Used when UpstreamCall.timeout is None; a stream may then pause this long per chunk.
         self.default_timeout = default_timeout
         self.stream_idle_timeout = stream_idle_timeout

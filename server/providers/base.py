@@ -35,6 +35,11 @@ class Capability(StrEnum):
     PASSTHROUGH = "passthrough"
 
 
+# What the native-API adapters (Anthropic, Gemini) can do: everything but sending unknown
+# request fields on as they are; they map a known list of passthrough fields instead.
+NATIVE_CAPABILITIES = frozenset(Capability) - {Capability.PASSTHROUGH}
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
     """Everything one attempt needs besides the request: which model, which key, how long."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import orjson
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 from switchboard.v1 import types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
@@ -69,6 +71,14 @@ def too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1))
     return False
+
+
+def copy_set_fields(message: Message, out: Json, names: Mapping[str, str]) -> None:
+    """Copies each optional scalar of ``message`` that is set into ``out`` under its wire name
+    (``names``: contract field → wire key); unset fields are left out, never sent as 0."""
+    for field, wire in names.items():
+        if message.HasField(field):
+            out[wire] = getattr(message, field)
 
 
 def system_texts(message: types_pb2.Message, i: int, vendor: str, noun: str) -> list[str] | None:

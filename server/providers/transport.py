@@ -27,7 +27,12 @@ from server.core.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from server.providers.http import UpstreamClient, error_for_exception, get_http_client
+from server.providers.http import (
+    UpstreamClient,
+    error_for_exception,
+    error_for_status,
+    get_http_client,
+)
 from server.providers.sse import SSEParser
 
 # Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
@@ -47,6 +52,33 @@ class ErrorMapper(Protocol):
         provider: str,
         secrets: tuple[str, ...],
     ) -> UpstreamError: ...
+
+
+# Where an adapter finds the provider's own (message, short code) in a parsed error body.
+ErrorFields = Callable[[object], tuple[str | None, str | None]]
+
+
+def status_error_mapper(fields: ErrorFields) -> ErrorMapper:
+    """An adapter's ``ErrorMapper`` for a provider whose error body only names a message and a
+    code: the status picks the error class (``http.error_for_status``)."""
+
+    def error_for_response(
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        provider: str,
+        secrets: tuple[str, ...] = (),
+    ) -> UpstreamError:
+        try:
+            parsed = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            parsed = None  # an HTML error page from a proxy: its text is never forwarded
+        message, code = fields(parsed)
+        return error_for_status(
+            status, message, provider=provider, headers=headers, secrets=secrets, code=code
+        )
+
+    return error_for_response
 
 
 async def post_json(

@@ -144,10 +144,10 @@ def _encode_messages(
             continue
         if role == _R.ROLE_ASSISTANT:
             wire_role = "assistant"
-            blocks = _assistant_blocks(message, i)
+            blocks = _blocks(message, i, assistant=True)
         elif role in (_R.ROLE_USER, _R.ROLE_TOOL):
             wire_role = "user"
-            blocks = _user_blocks(message, i)
+            blocks = _blocks(message, i, assistant=False)
         else:
             raise InvalidRequestError("message role is required", param=f"messages[{i}].role")
         if not blocks:
@@ -161,63 +161,62 @@ def _encode_messages(
     return system, out
 
 
-def _user_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]]:
+def _blocks(message: types_pb2.Message, i: int, *, assistant: bool) -> list[dict[str, Any]]:
+    """The content blocks of one turn: text and images or tool results for a user (or tool)
+    turn; text, tool calls and signed reasoning for an assistant turn."""
+    allowed = _ASSISTANT_PARTS if assistant else _USER_PARTS
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(message.content):
         kind = part.WhichOneof("part")
-        if kind == "text":
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
-        elif kind == "image":
-            blocks.append(image_json(part.image, f"messages[{i}].content[{j}].image"))
-        elif kind == "tool_result":
-            result = part.tool_result
-            block: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": result.tool_call_id,
-                "content": result.content,
-            }
-            if result.is_error:
-                block["is_error"] = True
+        param = f"messages[{i}].content[{j}]"
+        if kind not in allowed:
+            who = (
+                "an assistant"
+                if assistant
+                else "a tool"
+                if message.role == _R.ROLE_TOOL
+                else "a user"
+            )
+            raise InvalidRequestError(f"{who} message cannot contain a {kind} part", param=param)
+        block = _block(part, kind, param)
+        if block is not None:
             blocks.append(block)
-        else:
-            raise InvalidRequestError(
-                f"a {'tool' if message.role == _R.ROLE_TOOL else 'user'} message cannot "
-                f"contain a {kind} part",
-                param=f"messages[{i}].content[{j}]",
-            )
-    return blocks
-
-
-def _assistant_blocks(message: types_pb2.Message, i: int) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(message.content):
-        kind = part.WhichOneof("part")
-        if kind == "text":
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
-        elif kind == "tool_call":
-            call = part.tool_call
-            arguments = tool_arguments(
-                call.arguments, f"messages[{i}].content[{j}].tool_call.arguments", "Anthropic"
-            )
-            blocks.append(tool_use_json(call.id, call.name, arguments))
-        elif kind == "reasoning":
-            r = part.reasoning
-            if r.redacted_data:
-                blocks.append({"type": "redacted_thinking", "data": r.redacted_data})
-            elif r.signature and r.text:
-                blocks.append({"type": "thinking", "thinking": r.text, "signature": r.signature})
-            # Reasoning without an Anthropic signature (another provider's, or a bare
-            # signature) cannot be replayed: the API rejects unsigned thinking blocks.
-        else:
-            raise InvalidRequestError(
-                f"an assistant message cannot contain a {kind} part",
-                param=f"messages[{i}].content[{j}]",
-            )
-    if message.refusal and not blocks:
+    if assistant and message.refusal and not blocks:
         blocks.append({"type": "text", "text": message.refusal})
     return blocks
+
+
+_USER_PARTS = frozenset({"text", "image", "tool_result"})
+_ASSISTANT_PARTS = frozenset({"text", "tool_call", "reasoning"})
+
+
+def _block(part: types_pb2.ContentPart, kind: str | None, param: str) -> dict[str, Any] | None:
+    """One part as an Anthropic block; None for what the API has no block for (empty text,
+    reasoning without an Anthropic signature: the API rejects unsigned thinking)."""
+    if kind == "text":
+        return {"type": "text", "text": part.text} if part.text else None
+    if kind == "image":
+        return image_json(part.image, f"{param}.image")
+    if kind == "tool_result":
+        result = part.tool_result
+        block: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": result.tool_call_id,
+            "content": result.content,
+        }
+        if result.is_error:
+            block["is_error"] = True
+        return block
+    if kind == "tool_call":
+        call = part.tool_call
+        arguments = tool_arguments(call.arguments, f"{param}.tool_call.arguments", "Anthropic")
+        return tool_use_json(call.id, call.name, arguments)
+    r = part.reasoning
+    if r.redacted_data:
+        return {"type": "redacted_thinking", "data": r.redacted_data}
+    if r.signature and r.text:
+        return {"type": "thinking", "thinking": r.text, "signature": r.signature}
+    return None
 
 
 # --- tools and output format ------------------------------------------------------------------

@@ -13,9 +13,7 @@ server's side: ``UpstreamStreamError``, retryable before the first chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
-import orjson
+from collections.abc import Iterable
 
 from server.core.errors import (
     UpstreamAuthError,
@@ -26,7 +24,8 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamStreamError,
 )
-from server.providers.http import error_for_status, safe_message
+from server.providers.http import safe_message
+from server.providers.transport import status_error_mapper
 
 # Anthropic error type → (error class, the HTTP status that type comes with).
 _BY_TYPE: dict[str, tuple[type[UpstreamError], int]] = {
@@ -42,30 +41,20 @@ _BY_TYPE: dict[str, tuple[type[UpstreamError], int]] = {
 }
 
 
-def parse_error_body(body: bytes) -> tuple[str, str]:
-    """``(error type, message)`` from an Anthropic error body; empty strings when absent."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return "", ""
+def error_fields(data: object) -> tuple[str | None, str | None]:
+    """``(message, error type)`` from a parsed Anthropic error body (None when absent)."""
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return "", ""
-    return str(error.get("type") or ""), str(error.get("message") or "")
-
-
-def error_for_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    provider: str,
-    secrets: Iterable[str] = (),
-) -> UpstreamError:
-    """The gateway error for a non-2xx Messages API response."""
-    kind, message = parse_error_body(body)
-    return error_for_status(
-        status, message, provider=provider, headers=headers, secrets=secrets, code=kind or None
+        return None, None
+    kind, message = error.get("type"), error.get("message")
+    return (
+        message if isinstance(message, str) and message else None,
+        kind if isinstance(kind, str) and kind else None,
     )
+
+
+# The gateway error for a non-2xx Messages API response.
+error_for_response = status_error_mapper(error_fields)
 
 
 def error_for_type(

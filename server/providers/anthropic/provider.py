@@ -7,16 +7,17 @@ without a trailing ``/v1``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 from switchboard.v1 import chat_pb2
+from typing_extensions import Unpack
 
-from server.providers.adapter import HttpAdapter
+from server.providers.adapter import AdapterOptions, HttpAdapter
 from server.providers.anthropic.decode import decode_response
 from server.providers.anthropic.encode import encode_request
 from server.providers.anthropic.errors import error_for_response
 from server.providers.anthropic.stream import StreamDecoder
-from server.providers.base import Capability, UpstreamCall
+from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -27,43 +28,21 @@ class AnthropicProvider(HttpAdapter):
 
     kind = "anthropic"
     key_header = "x-api-key"
-    capabilities = frozenset(
-        {
-            Capability.TEXT,
-            Capability.STREAM,
-            Capability.TOOLS,
-            Capability.PARALLEL_TOOLS,
-            Capability.STREAM_TOOLS,
-            Capability.JSON_MODE,
-            Capability.JSON_SCHEMA,
-            Capability.IMAGES,
-            Capability.MAX_TOKENS,
-            Capability.CACHED_USAGE,
-            Capability.REASONING,
-        }
-    )
+    capabilities = NATIVE_CAPABILITIES
+    wire_headers = {
+        "anthropic-version": ANTHROPIC_VERSION,
+        "content-type": "application/json",
+        "accept": "application/json",
+    }
+    error_mapper = staticmethod(error_for_response)
 
     def __init__(
         self,
         name: str = "anthropic",
         base_url: str = DEFAULT_BASE_URL,
-        *,
-        default_headers: Mapping[str, str] | None = None,
-        default_timeout: float = 600.0,
-        stream_idle_timeout: float = 300.0,
+        **options: Unpack[AdapterOptions],
     ) -> None:
-        super().__init__(
-            name,
-            {
-                "anthropic-version": ANTHROPIC_VERSION,
-                "content-type": "application/json",
-                "accept": "application/json",
-            },
-            default_headers,
-            on_error=error_for_response,
-            default_timeout=default_timeout,
-            stream_idle_timeout=stream_idle_timeout,
-        )
+        super().__init__(name, **options)
         root = base_url.rstrip("/")
         self.url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
 

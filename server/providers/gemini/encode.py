@@ -31,9 +31,24 @@ from typing import Any
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
-from server.providers.codec import image_source, struct_to_dict, system_texts, tool_arguments
+from server.providers.codec import (
+    copy_set_fields,
+    image_source,
+    struct_to_dict,
+    system_texts,
+    tool_arguments,
+)
 
 _R = types_pb2
+# Contract scalars → their generationConfig names, sent when the caller set them.
+_GENERATION = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "max_tokens": "maxOutputTokens",
+    "seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+}
 
 # Passthrough key (both spellings) → (where it goes, its API name).
 _PASSTHROUGH: dict[str, tuple[str, str]] = {
@@ -72,20 +87,9 @@ def _generation_config(request: chat_pb2.ChatRequest) -> dict[str, Any]:
     if request.HasField("n") and request.n != 1:
         raise UnsupportedFeatureError("Only n=1 is supported.", param="n")
     config: dict[str, Any] = {}
-    if request.HasField("temperature"):
-        config["temperature"] = request.temperature
-    if request.HasField("top_p"):
-        config["topP"] = request.top_p
-    if request.HasField("max_tokens"):
-        config["maxOutputTokens"] = request.max_tokens
+    copy_set_fields(request, config, _GENERATION)
     if request.stop:
         config["stopSequences"] = list(request.stop)
-    if request.HasField("seed"):
-        config["seed"] = request.seed
-    if request.HasField("presence_penalty"):
-        config["presencePenalty"] = request.presence_penalty
-    if request.HasField("frequency_penalty"):
-        config["frequencyPenalty"] = request.frequency_penalty
     rf = request.response_format
     if rf.type == _R.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
         config["responseMimeType"] = "application/json"

@@ -6,13 +6,14 @@ access logs). ``GEMINI_BASE_URL`` style base URLs are accepted with or without `
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from switchboard.v1 import chat_pb2
+from typing_extensions import Unpack
 
-from server.providers.adapter import HttpAdapter
-from server.providers.base import Capability, UpstreamCall
+from server.providers.adapter import AdapterOptions, HttpAdapter
+from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
 from server.providers.gemini.decode import decode_response
 from server.providers.gemini.encode import encode_request
 from server.providers.gemini.errors import error_for_response
@@ -26,39 +27,17 @@ class GeminiProvider(HttpAdapter):
 
     kind = "gemini"
     key_header = "x-goog-api-key"
-    capabilities = frozenset(
-        {
-            Capability.TEXT,
-            Capability.STREAM,
-            Capability.TOOLS,
-            Capability.PARALLEL_TOOLS,
-            Capability.STREAM_TOOLS,
-            Capability.JSON_MODE,
-            Capability.JSON_SCHEMA,
-            Capability.IMAGES,
-            Capability.MAX_TOKENS,
-            Capability.CACHED_USAGE,
-            Capability.REASONING,
-        }
-    )
+    capabilities = NATIVE_CAPABILITIES
+    wire_headers = {"content-type": "application/json"}
+    error_mapper = staticmethod(error_for_response)
 
     def __init__(
         self,
         name: str = "gemini",
         base_url: str = DEFAULT_BASE_URL,
-        *,
-        default_headers: Mapping[str, str] | None = None,
-        default_timeout: float = 600.0,
-        stream_idle_timeout: float = 300.0,
+        **options: Unpack[AdapterOptions],
     ) -> None:
-        super().__init__(
-            name,
-            {"content-type": "application/json"},
-            default_headers,
-            on_error=error_for_response,
-            default_timeout=default_timeout,
-            stream_idle_timeout=stream_idle_timeout,
-        )
+        super().__init__(name, **options)
         root = base_url.rstrip("/")
         if not root.endswith(("/v1beta", "/v1")):
             root += "/v1beta"

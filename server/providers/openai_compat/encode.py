@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
-from server.providers.codec import Json, struct_to_dict
+from server.providers.codec import Json, copy_set_fields, struct_to_dict
 from server.providers.openai_compat.codec import (
     WIRE_ROLES,
     WIRE_TOOL_CHOICE_MODES,
@@ -23,6 +23,10 @@ from server.providers.openai_compat.codec import (
 # Fields the adapter owns: a passthrough that set them would bypass routing, billing or the
 # stream decoder, so it is refused rather than merged.
 RESERVED_PASSTHROUGH = frozenset({"model", "messages", "stream", "stream_options"})
+# Optional scalars sent under the same name when the caller set them.
+_SAMPLING = {
+    name: name for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+}
 
 
 def encode_request(
@@ -56,20 +60,11 @@ def encode_request(
         response_format = _response_format(request.response_format)
         if response_format is not None:
             body["response_format"] = response_format
-    if request.HasField("temperature"):
-        body["temperature"] = request.temperature
-    if request.HasField("top_p"):
-        body["top_p"] = request.top_p
+    copy_set_fields(request, body, _SAMPLING)
     if request.HasField("max_tokens"):
         body[max_tokens_field] = request.max_tokens
     if request.stop:
         body["stop"] = list(request.stop)
-    if request.HasField("seed"):
-        body["seed"] = request.seed
-    if request.HasField("presence_penalty"):
-        body["presence_penalty"] = request.presence_penalty
-    if request.HasField("frequency_penalty"):
-        body["frequency_penalty"] = request.frequency_penalty
     if request.HasField("n"):
         if request.n != 1:
             raise UnsupportedFeatureError("only n=1 is supported", param="n")
@@ -180,14 +175,22 @@ def _assistant(message: types_pb2.Message, index: int, send_reasoning: bool) -> 
 
 
 def _tool(tool: types_pb2.Tool) -> Json:
-    function: Json = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
-    if tool.HasField("parameters"):
-        function["parameters"] = struct_to_dict(tool.parameters)
-    if tool.HasField("strict"):
-        function["strict"] = tool.strict
+    function = _described_schema({"name": tool.name}, tool, "parameters")
     return {"type": "function", "function": function}
+
+
+def _described_schema(
+    out: Json, source: types_pb2.Tool | types_pb2.JsonSchema, schema_field: str
+) -> Json:
+    """A tool's ``function`` or a ``json_schema`` entry: description, schema and strict, each
+    only when set."""
+    if source.description:
+        out["description"] = source.description
+    if source.HasField(schema_field):
+        out[schema_field] = struct_to_dict(getattr(source, schema_field))
+    if source.HasField("strict"):
+        out["strict"] = source.strict
+    return out
 
 
 def _response_format(response_format: types_pb2.ResponseFormat) -> Json | None:
@@ -198,12 +201,6 @@ def _response_format(response_format: types_pb2.ResponseFormat) -> Json | None:
         return {"type": "json_object"}
     if kind == types_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
         spec = response_format.json_schema
-        schema: Json = {"name": spec.name or "response"}
-        if spec.description:
-            schema["description"] = spec.description
-        if spec.HasField("schema"):
-            schema["schema"] = struct_to_dict(spec.schema)
-        if spec.HasField("strict"):
-            schema["strict"] = spec.strict
+        schema = _described_schema({"name": spec.name or "response"}, spec, "schema")
         return {"type": "json_schema", "json_schema": schema}
     return None

@@ -8,12 +8,13 @@ ever read, so no raw upstream text can leak.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import orjson
 
 from server.core.errors import UpstreamError, UpstreamStreamError
 from server.providers.http import error_for_status
+from server.providers.transport import status_error_mapper
 
 
 def error_fields(body: object) -> tuple[str | None, str | None]:
@@ -49,22 +50,8 @@ def error_fields(body: object) -> tuple[str | None, str | None]:
     return None, None
 
 
-def error_for_response(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    provider: str,
-    secrets: Iterable[str] = (),
-) -> UpstreamError:
-    """The gateway error for a non-2xx Chat Completions response."""
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        parsed = None  # an HTML error page from a proxy: its text is never forwarded
-    message, code = error_fields(parsed)
-    return error_for_status(
-        status, message, provider=provider, headers=headers, secrets=secrets, code=code
-    )
+# The gateway error for a non-2xx Chat Completions response.
+error_for_response = status_error_mapper(error_fields)
 
 
 def error_in_body(

@@ -46,6 +46,8 @@ class OpenAICompatProvider(HttpAdapter):
     kind = "openai_compat"
     key_header = "authorization"
     key_prefix = "Bearer "
+    wire_headers = {"content-type": "application/json", "accept": "application/json"}
+    error_mapper = staticmethod(error_for_response)
 
     def __init__(
         self,
@@ -62,9 +64,7 @@ class OpenAICompatProvider(HttpAdapter):
     ) -> None:
         super().__init__(
             name,
-            {"content-type": "application/json", "accept": "application/json"},
-            headers,
-            on_error=error_for_response,
+            default_headers=headers,
             default_timeout=default_timeout,
             stream_idle_timeout=stream_idle_timeout,
             http_client=http_client,
