@@ -34,7 +34,7 @@ from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.policy.admission import UsagePolicy
 from server.policy.keys import MasterKey, load_master_key
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint, build_providers
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog, ProviderEntryLike

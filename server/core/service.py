@@ -19,7 +19,7 @@ from server.core.errors import PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.records import Execution, Plan, RequestRecord, RequestSink
 from server.core.validate import validate_chat_request
-from server.routing.pricing import compute_cost
+from server.routing.cost import compute_cost
 from server.routing.router import Router
 
 ADMIN = Principal(key_id="master", name="master", is_admin=True)

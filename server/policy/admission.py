@@ -7,7 +7,7 @@ estimated tokens against TPM and its estimated cost against the monthly budget, 
 cancel, a stream's end frame): it reconciles the reservations to the actual usage and cost and
 records one ledger row. The state lives behind ``server.core.state``'s protocols.
 
-Estimates: input tokens are the plan's (``server.routing.pricing.estimate_input_tokens``);
+Estimates: input tokens are the plan's (``server.routing.cost.estimate_input_tokens``);
 output tokens are ``max_tokens``, or ``DEFAULT_OUTPUT_ESTIMATE`` (512) when the caller set none;
 cost is those tokens at the most expensive candidate's price.
 
@@ -30,7 +30,7 @@ from server.core.errors import RateLimitedError
 from server.core.money import cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
 from server.core.state import BudgetStore, RateLimiter, UsageRow, UsageSink
-from server.routing.pricing import estimate_cost
+from server.routing.cost import estimate_cost
 
 log = logging.getLogger(__name__)
 

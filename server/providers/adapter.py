@@ -3,7 +3,7 @@
 An adapter subclass adds its ``kind``, ``capabilities``, URLs and ``chat``/``stream``; this
 holds the rest of the ``Provider`` scaffolding: the instance name, the headers built once at
 construction (configured ones lower-cased, so they override the defaults whatever their case),
-the per-call key header, the default timeouts, and calls through ``server.providers.transport``
+the per-call key header, the default timeouts, and calls through ``server.providers.calls``
 with the adapter's own error mapping.
 """
 
@@ -16,9 +16,9 @@ import orjson
 
 from server.core.errors import UpstreamStreamError
 from server.providers.base import Capability, UpstreamCall
+from server.providers.calls import ErrorMapper, open_stream, post_json, sse_events
 from server.providers.codec import Json
-from server.providers.http import UpstreamClient
-from server.providers.transport import ErrorMapper, open_stream, post_json, sse_events
+from server.providers.http_client import UpstreamClient
 
 
 class AdapterOptions(TypedDict, total=False):

@@ -15,8 +15,8 @@ from switchboard.v1 import chat_pb2
 from server.config import Config
 from server.core.errors import ModelNotFoundError
 from server.providers.base import Provider, UpstreamCall
-from server.routing.prices import DEFAULT_PRICES, lookup_price
-from server.routing.pricing import Price
+from server.routing.cost import Price
+from server.routing.price_table import DEFAULT_PRICES, lookup_price
 
 __all__ = ["Catalog", "Deployment", "Price", "ProviderEntryLike", "Route"]
 

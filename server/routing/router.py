@@ -24,7 +24,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.core.records import Plan
 from server.core.state import HealthStore
 from server.routing.catalog import Catalog, Deployment
-from server.routing.pricing import estimate_cost, estimate_input_tokens, output_estimate
+from server.routing.cost import estimate_cost, estimate_input_tokens, output_estimate
 from server.store.embedded.health import LocalHealth
 
 STRATEGY_BY_NAME: dict[str, int] = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 
 HARNESS_MODULES = sorted(path.stem for path in Path(__file__).parent.glob("harness_*.py"))
 

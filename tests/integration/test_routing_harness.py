@@ -27,7 +27,7 @@ from server.core.context import CallContext, Principal
 from server.core.service import Gateway
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from server.providers.openai_compat import OpenAICompatProvider
 from server.providers.registry import ProviderEntry
 from server.resilience.executor import Executor

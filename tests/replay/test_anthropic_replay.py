@@ -24,7 +24,7 @@ from server.core.errors import UnsupportedFeatureError, UpstreamBadRequestError
 from server.providers.anthropic import AnthropicProvider
 from server.providers.anthropic.encode import encode_request
 from server.providers.base import UpstreamCall
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from tests.fakes.anthropic_upstream import FakeAnthropic, Json, Raw
 from tests.fixtures_dir import shared_fixtures_dir
 

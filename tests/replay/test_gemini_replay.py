@@ -33,7 +33,7 @@ from server.core.errors import UpstreamBadRequestError
 from server.providers.base import UpstreamCall
 from server.providers.gemini import GeminiProvider
 from server.providers.gemini.encode import encode_request
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from tests.fakes.gemini_upstream import FakeGemini, Json, Raw
 from tests.fixtures_dir import shared_fixtures_dir
 

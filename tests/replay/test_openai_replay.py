@@ -22,7 +22,7 @@ from server.core.errors import (
     UpstreamStreamError,
 )
 from server.providers.base import UpstreamCall
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from server.providers.openai_compat import OpenAICompatProvider
 from tests.fakes.common import Raw
 from tests.fakes.openai_upstream import FakeOpenAI

@@ -24,8 +24,8 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamStreamError,
 )
-from server.providers.http import safe_message
-from server.providers.transport import status_error_mapper
+from server.providers.calls import status_error_mapper
+from server.providers.upstream_errors import safe_message
 
 # Anthropic error type → (error class, the HTTP status that type comes with).
 _BY_TYPE: dict[str, tuple[type[UpstreamError], int]] = {

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from server.core.errors import UpstreamError, UpstreamStreamError
-from server.providers.http import error_for_status, safe_message
+from server.providers.upstream_errors import error_for_status, safe_message
 
 # Google canonical status → the HTTP status it maps to (google.rpc.Code).
 _STATUS_HTTP: dict[str, int] = {

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import orjson
 
 from server.core.errors import UpstreamError, UpstreamStreamError
-from server.providers.http import error_for_status
-from server.providers.transport import status_error_mapper
+from server.providers.calls import status_error_mapper
+from server.providers.upstream_errors import error_for_status
 
 
 def error_fields(body: object) -> tuple[str | None, str | None]:

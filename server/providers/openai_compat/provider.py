@@ -17,8 +17,9 @@ from switchboard.v1 import chat_pb2
 from server.core.errors import UpstreamStreamError
 from server.providers.adapter import HttpAdapter
 from server.providers.base import Capability, UpstreamCall
+from server.providers.calls import open_stream, sse_events, stalled
 from server.providers.codec import Json
-from server.providers.http import UpstreamClient, error_for_exception
+from server.providers.http_client import UpstreamClient
 from server.providers.openai_compat.decode import decode_response
 from server.providers.openai_compat.encode import encode_request
 from server.providers.openai_compat.errors import (
@@ -27,7 +28,7 @@ from server.providers.openai_compat.errors import (
     error_in_body,
 )
 from server.providers.openai_compat.stream import StreamDecoder
-from server.providers.transport import open_stream, sse_events, stalled
+from server.providers.upstream_errors import error_for_exception
 
 ALL_CAPABILITIES = frozenset(Capability)
 

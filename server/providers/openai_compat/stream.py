@@ -16,10 +16,10 @@ from switchboard.v1 import chat_pb2
 
 from server.core.errors import UpstreamStreamError
 from server.providers.codec import new_call_id
-from server.providers.http import safe_message
 from server.providers.openai_compat.codec import arguments_text, decode_usage, finish_reason
 from server.providers.openai_compat.decode import content_parts, reasoning_text
 from server.providers.openai_compat.errors import error_fields
+from server.providers.upstream_errors import safe_message
 
 DONE = b"[DONE]"
 

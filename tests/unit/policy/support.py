@@ -10,7 +10,7 @@ from server.core.context import CallContext, KeyLimits, Principal
 from server.core.records import Plan
 from server.providers.demo.provider import DemoProvider
 from server.routing.catalog import Deployment, Route
-from server.routing.pricing import Price, estimate_input_tokens, output_estimate
+from server.routing.cost import Price, estimate_input_tokens, output_estimate
 
 
 class Clock:

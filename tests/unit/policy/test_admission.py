@@ -22,7 +22,7 @@ from server.policy.admission import NOTHING, UsagePolicy
 from server.providers.demo.provider import DemoProvider
 from server.resilience.executor import Executor
 from server.routing.catalog import Catalog
-from server.routing.pricing import (
+from server.routing.cost import (
     DEFAULT_OUTPUT_ESTIMATE,
     Price,
     estimate_cost,

@@ -18,7 +18,7 @@ from server.core.errors import (
 )
 from server.providers.anthropic import AnthropicProvider
 from server.providers.base import Provider, UpstreamCall
-from server.providers.http import close_http_client
+from server.providers.http_client import close_http_client
 from tests.fakes.anthropic_upstream import (
     CutStream,
     Delay,

@@ -18,7 +18,7 @@ from server.core.errors import (
     UpstreamTimeoutError,
 )
 from server.providers.base import Provider, UpstreamCall
-from server.providers.http import close_http_client, get_http_client
+from server.providers.http_client import close_http_client, get_http_client
 from server.providers.openai_compat import OpenAICompatProvider
 from tests.fakes.openai_upstream import (
     Delay,

@@ -8,14 +8,14 @@ from switchboard.v1 import types_pb2
 from server.config import Config, DeploymentConfig, PriceConfig, RouteConfig
 from server.routing import catalog as catalog_module
 from server.routing.catalog import Catalog
-from server.routing.prices import DEFAULT_PRICES, PRICES_AS_OF, lookup_price
-from server.routing.pricing import (
+from server.routing.cost import (
     Price,
     compute_cost,
     estimate_cost,
     estimate_input_tokens,
     output_estimate,
 )
+from server.routing.price_table import DEFAULT_PRICES, PRICES_AS_OF, lookup_price
 from tests.unit.resilience.scripted import Entry, ScriptedProvider, request
 
 

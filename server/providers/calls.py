@@ -1,7 +1,7 @@
 """The POST-JSON and SSE-stream plumbing every HTTP adapter shares.
 
-All requests go over the shared pooled client (``server.providers.http.get_http_client``, or
-one an adapter was given) and every transport failure is mapped here (house style 4), so an
+All requests go over the shared pooled client (``http_client.get_http_client``, or one an
+adapter was given) and every transport failure is mapped here (house style 4), so an
 adapter only encodes, decodes and maps its own error bodies (its ``ErrorMapper``).
 
 Timeouts: ``deadline`` bounds a non-streamed call as a whole and a stream until its response
@@ -27,13 +27,9 @@ from server.core.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from server.providers.http import (
-    UpstreamClient,
-    error_for_exception,
-    error_for_status,
-    get_http_client,
-)
+from server.providers.http_client import UpstreamClient, get_http_client
 from server.providers.sse import SSEParser
+from server.providers.upstream_errors import error_for_exception, error_for_status
 
 # Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
 MAX_ERROR_BODY = 64 * 1024

@@ -1,4 +1,4 @@
-"""The shared upstream helpers in server.providers.http (retry delays, redaction, mapping)."""
+"""server.providers.upstream_errors: retry delays, redaction, status and exception mapping."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
-from server.providers.http import (
+from server.providers.upstream_errors import (
     MAX_MESSAGE_CHARS,
     error_for_exception,
     error_for_status,

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from server.routing.pricing import Price
+from server.routing.cost import Price
 
 PRICES_AS_OF = "2026-11-25"
 
