@@ -2,7 +2,7 @@
 
 Mirrors the OpenAI REST API: the body is validated by ``openai_schema`` and converted by
 ``openai_convert``; responses are ``chat.completion`` objects, streams ``chat.completion.chunk``
-events (``sse.ChunkEncoder``), errors OpenAI's ``{"error": {...}}`` (``openai_errors``). The
+events (``openai_stream.ChunkEncoder``), errors OpenAI's ``{"error": {...}}`` (``openai_errors``). The
 response id is ``chatcmpl-<request id>``; a client's safe ``x-request-id`` becomes the request
 id. Switchboard-only facts (route, attempts, cost) travel in ``x-switchboard-*`` headers.
 """
@@ -26,7 +26,7 @@ from server.http_shim.openai_convert import (
 )
 from server.http_shim.openai_errors import error_body, error_object
 from server.http_shim.openai_schema import parse_chat_request
-from server.http_shim.sse import ChunkEncoder, sse_event
+from server.http_shim.openai_stream import ChunkEncoder, sse_event
 
 
 class OpenAIDialect:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.http_shim.sse import ChunkEncoder
+from server.http_shim.openai_stream import ChunkEncoder
 from tests.fixtures_dir import shared_fixtures_dir
 
 pytestmark = pytest.mark.replay
