@@ -3,7 +3,7 @@
 Request side mirrors ``CreateChatCompletionRequest`` (validated by ``openai_schema``); response
 side builds ``chat.completion`` exactly as OpenAI frames it (openai-openapi
 ``CreateChatCompletionResponse``). The streamed ``chat.completion.chunk`` framing lives in
-``sse.py``. Usage, finish reasons, tool-call JSON and the wire enumerations come from the
+``openai_stream.py``. Usage, finish reasons, tool-call JSON and the wire enumerations come from the
 openai_compat adapter's ``codec``, so each mapping lives once. Switchboard-only facts (route,
 attempts, cost) travel in ``x-switchboard-*`` response headers, plus ``usage.cost_usd``.
 """

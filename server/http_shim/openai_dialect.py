@@ -2,7 +2,7 @@
 
 Mirrors the OpenAI REST API: the body is validated by ``openai_schema`` and converted by
 ``openai_convert``; responses are ``chat.completion`` objects, streams ``chat.completion.chunk``
-events (``openai_stream.ChunkEncoder``), errors OpenAI's ``{"error": {...}}`` (``openai_errors``). The
+events (``openai_stream``), errors OpenAI's ``{"error": {...}}`` (``openai_errors``). The
 response id is ``chatcmpl-<request id>``; a client's safe ``x-request-id`` becomes the request
 id. Switchboard-only facts (route, attempts, cost) travel in ``x-switchboard-*`` headers.
 """
