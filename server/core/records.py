@@ -30,10 +30,28 @@ class Plan:
     route: Route
     strategy: int
     candidates: Sequence[Deployment]
-    # The request's input-token estimate (an upper bound, see routing.pricing) and its
-    # output-token budget; filled by the router.
-    input_tokens: int = 0
-    output_tokens: int = 0
+    request: chat_pb2.ChatRequest | None = None
+    # (input, output) tokens, worked out on first use (most requests never need them).
+    _tokens: tuple[int, int] | None = field(default=None, repr=False)
+
+    @property
+    def input_tokens(self) -> int:
+        """The request's input-token estimate (``routing.cost.estimate_input_tokens``), once."""
+        return self._estimate()[0]
+
+    @property
+    def output_tokens(self) -> int:
+        """The request's output-token allowance (``routing.cost.output_estimate``), once."""
+        return self._estimate()[1]
+
+    def _estimate(self) -> tuple[int, int]:
+        tokens = self._tokens
+        if tokens is None:
+            from server.routing.cost import estimate_input_tokens, output_estimate
+
+            request = self.request or chat_pb2.ChatRequest()
+            tokens = self._tokens = (estimate_input_tokens(request), output_estimate(request))
+        return tokens
 
 
 @dataclass(slots=True)

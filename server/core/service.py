@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from switchboard.v1 import chat_pb2, types_pb2
@@ -126,22 +126,9 @@ class Gateway:
             record.reservation = await self.admission.admit(record.ctx, plan)
         return plan
 
-    @contextlib.contextmanager
-    def _recorded(self, record: RequestRecord) -> Iterator[RequestRecord]:
+    def _recorded(self, record: RequestRecord) -> _Recorded:
         """Hands the record to every sink however the request ends (the one try/finally)."""
-        try:
-            yield record
-        except GeneratorExit:
-            # Transports close a stream right after its end frame: that is a success.
-            if record.usage is None:
-                record.error = GeneratorExit()
-            raise
-        except BaseException as exc:
-            record.error = exc
-            raise
-        finally:
-            for sink in self.sinks:
-                sink.finish(record)
+        return _Recorded(record, self.sinks)
 
     async def chat(self, request: chat_pb2.ChatRequest, ctx: CallContext) -> chat_pb2.ChatResponse:
         """One completion, with cost and route info filled in."""
@@ -201,6 +188,31 @@ class Gateway:
     async def get_model(self, ctx: CallContext, model: str) -> chat_pb2.Model:
         """One model or route by name; ModelNotFoundError (404) when nothing serves it."""
         return self.router.catalog.describe(model)
+
+
+class _Recorded:
+    """``with``: the request's record goes to every sink when the block ends, however it ends
+    (a class rather than ``contextlib.contextmanager``: it runs on every request)."""
+
+    __slots__ = ("record", "sinks")
+
+    def __init__(self, record: RequestRecord, sinks: Sequence[RequestSink]) -> None:
+        self.record = record
+        self.sinks = sinks
+
+    def __enter__(self) -> RequestRecord:
+        return self.record
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        record = self.record
+        if exc is not None and not (isinstance(exc, GeneratorExit) and record.usage is not None):
+            # A stream closed right after its end frame (transports stop reading there) is a
+            # success; anything else that ends the block early is the request's outcome.
+            record.error = exc
+        for sink in self.sinks:
+            sink.finish(record)
 
 
 def _fill_route(route: types_pb2.RouteInfo, plan: Plan, run: Execution) -> None:

@@ -4,9 +4,9 @@ One attempt loop (``Executor._run``) serves chat and stream alike, as openai-pyt
 ``_base_client.request()`` serves both: the two differ only in what one attempt does. A chat
 attempt is the adapter's ``chat`` call; a stream attempt is the adapter's ``stream`` read up to
 its first content frame, which commits the request to that deployment. The loop returns the
-attempt's result and a ``_Lease`` on the deployment; a committed stream is then relayed
-(``Executor._relay``) outside the loop, so no fallback after the first chunk follows from the
-structure: there is no loop left to fall back in.
+attempt's result and a ``_Lease`` on the deployment; a committed stream is then relayed after
+the loop has returned, so no fallback after the first chunk follows from the structure: there
+is no loop left to fall back in.
 
 Per candidate: skip it when its circuit is open (or every pool key is cooling down, or it is at
 its concurrency cap); otherwise call it with the remaining deadline. What a failure does comes
@@ -109,14 +109,67 @@ class Executor:
     async def stream(
         self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
     ) -> AsyncGenerator[Frame, None]:
-        """Frames from the first candidate that produces a chunk; no fallback after that."""
+        """Frames from the first candidate that produces a chunk; no fallback after that.
+
+        The loop ends at the first chunk; what follows relays the committed stream under the
+        idle and deadline timer and ends its lease (inline, not a nested generator: a layer per
+        streamed chunk is measurable)."""
         (first, upstream), lease = await self._run(
             plan, ctx, run, lambda d, c: _first_frame(d, c, request)
         )
-        relay = self._relay(first, upstream, lease, run)
-        async with contextlib.aclosing(relay):
-            async for frame in relay:
-                yield frame
+        timer = lease.timer
+        lease.committed(run)
+        timer.rearm(self._idle_timeout)
+        saw_end = first.WhichOneof("frame") == "end"
+        try:
+            timer.waiting = False
+            yield first
+            timer.last = time.monotonic()
+            timer.waiting = True
+            try:
+                # Per chunk: two attribute writes and a clock read; the watchdog does the
+                # timing (idle stall, request deadline) while we wait.
+                async for frame in upstream:
+                    timer.waiting = False
+                    if frame.WhichOneof("frame") == "end":
+                        saw_end = True
+                    yield frame
+                    timer.last = time.monotonic()
+                    timer.waiting = True
+            except asyncio.CancelledError:
+                if not timer.expired():
+                    raise
+                if time.monotonic() >= timer.deadline - _DEADLINE_SLACK:
+                    raise e.DeadlineExceededError(
+                        "The request deadline passed while streaming."
+                    ) from None
+                raise e.UpstreamTimeoutError(
+                    f"{lease.d.id}: the stream stalled for more than {self._idle_timeout:g}s",
+                    provider=lease.d.provider_name,
+                ) from None
+            if not saw_end:
+                raise e.UpstreamStreamError(
+                    f"{lease.d.id}: the stream ended without its final frame",
+                    provider=lease.d.provider_name,
+                )
+        except GatewayError as err:
+            # After the first chunk: the transport ends the stream with this error.
+            lease.failed_after_commit(err)
+            raise
+        except BaseException:
+            if saw_end:
+                # Closed right after the final frame (transports stop reading there): a
+                # complete stream.
+                lease.succeeded(run)
+            else:
+                # The client went away (GeneratorExit / cancelled): not the upstream's fault.
+                lease.abandon()
+            raise
+        else:
+            lease.succeeded(run)
+        finally:
+            timer.stop()
+            await _close(upstream)
 
     def inflight(self, deployment_id: str) -> int:
         """Calls in flight on a deployment (for max_concurrency; tests read it too)."""
@@ -192,64 +245,6 @@ class Executor:
             timer.stop()
             lease.abandon()
             raise
-
-    async def _relay(
-        self, first: Frame, upstream: AsyncIterator[Frame], lease: _Lease, run: Execution
-    ) -> AsyncGenerator[Frame, None]:
-        """A committed stream: its frames under the idle and deadline timer, ending its lease."""
-        timer = lease.timer
-        lease.committed(run)
-        timer.rearm(self._idle_timeout)
-        saw_end = first.WhichOneof("frame") == "end"
-        try:
-            timer.waiting = False
-            yield first
-            timer.last = time.monotonic()
-            timer.waiting = True
-            try:
-                # Per chunk: two attribute writes and a clock read; the watchdog does the
-                # timing (idle stall, request deadline) while we wait.
-                async for frame in upstream:
-                    timer.waiting = False
-                    if frame.WhichOneof("frame") == "end":
-                        saw_end = True
-                    yield frame
-                    timer.last = time.monotonic()
-                    timer.waiting = True
-            except asyncio.CancelledError:
-                if not timer.expired():
-                    raise
-                if time.monotonic() >= timer.deadline - _DEADLINE_SLACK:
-                    raise e.DeadlineExceededError(
-                        "The request deadline passed while streaming."
-                    ) from None
-                raise e.UpstreamTimeoutError(
-                    f"{lease.d.id}: the stream stalled for more than {self._idle_timeout:g}s",
-                    provider=lease.d.provider_name,
-                ) from None
-            if not saw_end:
-                raise e.UpstreamStreamError(
-                    f"{lease.d.id}: the stream ended without its final frame",
-                    provider=lease.d.provider_name,
-                )
-        except GatewayError as err:
-            # After the first chunk: the transport ends the stream with this error.
-            lease.failed_after_commit(err)
-            raise
-        except BaseException:
-            if saw_end:
-                # Closed right after the final frame (transports stop reading there): a
-                # complete stream.
-                lease.succeeded(run)
-            else:
-                # The client went away (GeneratorExit / cancelled): not the upstream's fault.
-                lease.abandon()
-            raise
-        else:
-            lease.succeeded(run)
-        finally:
-            timer.stop()
-            await _close(upstream)
 
     # --- steps ----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.core.records import Plan
 from server.core.state import HealthStore
 from server.routing.catalog import Catalog, Deployment
-from server.routing.cost import estimate_cost, estimate_input_tokens, output_estimate
+from server.routing.cost import estimate_cost
 from server.store.embedded.health import LocalHealth
 
 STRATEGY_BY_NAME: dict[str, int] = {
@@ -62,15 +62,15 @@ class Router:
         route = self.catalog.resolve(request.model)
         strategy = request.routing.strategy or STRATEGY_BY_NAME[route.strategy]
         deployments = route.deployments
-        # The one token estimate of this request: `cheapest` ranks by it, admission reserves it.
-        tokens_in = estimate_input_tokens(request)
-        tokens_out = output_estimate(request)
         if len(deployments) == 1 or strategy == types_pb2.ROUTE_STRATEGY_ORDERED:
             # The hot path: no copy, no sort.
-            return Plan(route, strategy, deployments, tokens_in, tokens_out)
+            return Plan(route, strategy, deployments, request)
         if strategy == types_pb2.ROUTE_STRATEGY_CHEAPEST:
-            ordered = self._cheapest(deployments, tokens_in, tokens_out)
-        elif strategy == types_pb2.ROUTE_STRATEGY_FASTEST:
+            # The plan's one token estimate: `cheapest` ranks by it, admission reserves it.
+            plan = Plan(route, strategy, deployments, request)
+            plan.candidates = self._cheapest(deployments, plan.input_tokens, plan.output_tokens)
+            return plan
+        if strategy == types_pb2.ROUTE_STRATEGY_FASTEST:
             ordered = self._fastest(deployments, stream)
         elif strategy == types_pb2.ROUTE_STRATEGY_AVAILABLE:
             ordered = self._available(deployments)
@@ -78,7 +78,7 @@ class Router:
             ordered = self._weighted(deployments)
         else:
             ordered = list(deployments)
-        return Plan(route, strategy, ordered, tokens_in, tokens_out)
+        return Plan(route, strategy, ordered, request)
 
     def _cheapest(
         self, deployments: Sequence[Deployment], tokens_in: int, tokens_out: int

@@ -10,7 +10,7 @@ from server.core.context import CallContext, KeyLimits, Principal
 from server.core.records import Plan
 from server.providers.demo.provider import DemoProvider
 from server.routing.catalog import Deployment, Route
-from server.routing.cost import Price, estimate_input_tokens, output_estimate
+from server.routing.cost import Price
 
 
 class Clock:
@@ -46,11 +46,7 @@ def plan(*prices: Price | None, req: chat_pb2.ChatRequest | None = None) -> Plan
     ]
     req = req if req is not None else request()
     return Plan(
-        Route("r", "ordered", deployments),
-        types_pb2.ROUTE_STRATEGY_ORDERED,
-        deployments,
-        estimate_input_tokens(req),
-        output_estimate(req),
+        Route("r", "ordered", deployments), types_pb2.ROUTE_STRATEGY_ORDERED, deployments, req
     )
 
 
