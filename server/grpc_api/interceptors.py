@@ -22,7 +22,7 @@ import grpc
 import grpc.aio
 
 from server.core.context import Principal
-from server.core.errors import GatewayError
+from server.core.errors import GatewayError, InvalidRequestError
 from server.core.ids import new_request_id
 from server.core.service import Gateway, bearer_token
 from server.grpc_api.status import REQUEST_ID_KEY, internal_grpc_status, to_grpc_status
@@ -98,9 +98,48 @@ def _behaviour(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
     )
 
 
+class _Malformed:
+    """What a request that is not a valid protobuf message decodes to (instead of raising,
+    which grpcio would answer with UNKNOWN and a logged traceback per request)."""
+
+    __slots__ = ()
+
+
+_MALFORMED = _Malformed()
+_MALFORMED_MESSAGE = "The request is not a valid protobuf message for this method."
+
+
+def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` that returns ``_MALFORMED`` for bytes it cannot decode (bad UTF-8,
+    truncated fields, nesting beyond protobuf's recursion limit, random bytes)."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _MALFORMED
+
+    return deserialize
+
+
+def _malformed() -> InvalidRequestError:
+    log.info("refused a request that is not a valid protobuf message")
+    return InvalidRequestError(_MALFORMED_MESSAGE)
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream whose malformed messages raise INVALID_ARGUMENT where they are read."""
+    async for request in requests:
+        if request is _MALFORMED:
+            raise _malformed()
+        yield request
+
+
 def _replace(handler: grpc.RpcMethodHandler, behaviour: Callable[..., Any]) -> Any:
     kwargs = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _safe(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
@@ -124,6 +163,7 @@ def _edge(
 ) -> Callable[..., Any]:
     inner = _behaviour(handler)
     trailer = ((REQUEST_ID_KEY, request_id),)
+    streaming_requests = bool(handler.request_streaming)
 
     async def fail(context: grpc.aio.ServicerContext, exc: Exception) -> None:
         if isinstance(exc, GatewayError):
@@ -133,11 +173,15 @@ def _edge(
 
     if inspect.isasyncgenfunction(inner):
 
-        async def stream(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             _request_id.set(request_id)
             _principal.set(principal)
             context.set_trailing_metadata(trailer)
             try:
+                if request is _MALFORMED:
+                    raise _malformed()
+                if streaming_requests:
+                    request = _checked(request)
                 async for item in inner(request, context):
                     yield item
             except grpc.aio.AbortError:
@@ -147,11 +191,15 @@ def _edge(
 
         return stream
 
-    async def unary(request: object, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         _request_id.set(request_id)
         _principal.set(principal)
         context.set_trailing_metadata(trailer)
         try:
+            if request is _MALFORMED:
+                raise _malformed()
+            if streaming_requests:
+                request = _checked(request)
             return await inner(request, context)
         except grpc.aio.AbortError:
             raise

@@ -1,0 +1,112 @@
+"""Bytes that are not a valid protobuf message, on every ChatService RPC of a real gateway:
+INVALID_ARGUMENT with a plain message (UNAUTHENTICATED without a key), never UNKNOWN/INTERNAL,
+and no traceback in the server's log."""
+
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+import pytest
+from switchboard.v1 import chat_pb2
+
+from tests.support.server import RunningGateway
+
+METHODS = {
+    "Chat": "unary_unary",
+    "StreamChat": "unary_stream",
+    "Converse": "stream_stream",
+}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def deep_struct_request(depth: int) -> bytes:
+    """A ChatRequest whose passthrough Struct nests ``depth`` levels (past protobuf's limit)."""
+    struct = b""
+    for _ in range(depth):
+        value = _field(5, struct)  # Value.struct_value
+        struct = _field(1, _field(1, b"a") + _field(2, value))  # Struct.fields entry
+    return _field(1, b"demo/echo") + _field(16, struct)
+
+
+def bad_utf8_request() -> bytes:
+    return _field(1, b"demo/\xff\xfe echo")
+
+
+def truncated_request() -> bytes:
+    valid = chat_pb2.ChatRequest(model="demo/echo").SerializeToString()
+    return valid + _varint(2 << 3 | 2) + _varint(50) + b"short"
+
+
+BODIES = {
+    "random": bytes(range(7, 250, 3)),
+    "truncated": truncated_request(),
+    "bad-utf8": bad_utf8_request(),
+    "deep-struct": deep_struct_request(300),
+}
+
+
+def _wrap(method: str, body: bytes) -> bytes:
+    # StreamChat takes the ChatRequest under field 1 (`chat`), Converse under `start`.
+    return body if method == "Chat" else _field(1, body)
+
+
+async def _call(
+    channel: grpc.aio.Channel, method: str, body: bytes, key: str | None
+) -> grpc.aio.AioRpcError:
+    kind = METHODS[method]
+    path = f"/switchboard.v1.ChatService/{method}"
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
+    identity = (lambda b: b), (lambda b: b)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        if kind == "unary_unary":
+            await channel.unary_unary(path, *identity)(body, metadata=metadata, timeout=10)
+        elif kind == "unary_stream":
+            async for _ in channel.unary_stream(path, *identity)(
+                body, metadata=metadata, timeout=10
+            ):
+                pass
+        else:
+            call = channel.stream_stream(path, *identity)(metadata=metadata, timeout=10)
+            await call.write(body)
+            await call.done_writing()
+            async for _ in call:
+                pass
+    return info.value
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("shape", sorted(BODIES))
+async def test_malformed_requests_are_invalid_argument(
+    demo_gateway: RunningGateway, demo_channel: grpc.aio.Channel, method: str, shape: str
+) -> None:
+    key = demo_gateway.master_key
+    err = await _call(demo_channel, method, _wrap(method, BODIES[shape]), key)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+    details = err.details() or ""
+    assert "not a valid protobuf message" in details
+    assert "Error" not in details and "Exception" not in details
+    # Without a key the answer is about the key, whatever the body.
+    unauthenticated = await _call(demo_channel, method, _wrap(method, BODIES[shape]), None)
+    assert unauthenticated.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_no_traceback_is_logged_for_malformed_requests(
+    demo_gateway: RunningGateway, demo_channel: grpc.aio.Channel
+) -> None:
+    for method in METHODS:
+        await _call(demo_channel, method, _wrap(method, BODIES["random"]), demo_gateway.master_key)
+    log = demo_gateway.output()
+    assert "Traceback" not in log and "Exception deserializing" not in log
