@@ -26,6 +26,7 @@ from typing import Any, TextIO
 import orjson
 
 from server.config import Config, ConfigError
+from server.core import secrets
 from server.core.service import Gateway
 from server.core.state import Stores
 from server.grpc_api.server import GrpcServer
@@ -100,11 +101,14 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         providers = build_providers(provider_env, extra)
     except ValueError as exc:
         raise ConfigError(f"providers: {exc}") from None
+    master = load_master_key(data_dir, env)
+    # Whatever an upstream error or a log line might echo is scrubbed of these (core.secrets).
+    secrets.register(master.secret, *(key for e in providers.values() for key in e.api_keys))
+    secrets.register(*_credential_headers(config))
     catalog = Catalog(providers, config)
     stores = open_embedded(data_dir, config.circuit)
     metrics = Metrics()
     metrics.watch_health(stores.health)
-    master = load_master_key(data_dir, env)
     policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
     observer = RequestObserver(metrics, log_requests=config.logging.requests)
     gateway = Gateway(
@@ -117,6 +121,17 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         sinks=(policy, observer),
     )
     return Components(gateway, stores, master, catalog, providers, metrics)
+
+
+def _credential_headers(config: Config) -> list[str]:
+    """Configured header values that carry credentials (``api-key``, ``authorization``...)."""
+    markers = ("key", "token", "auth", "secret")
+    return [
+        value
+        for pc in config.providers
+        for name, value in pc.headers.items()
+        if any(m in name.lower() for m in markers)
+    ]
 
 
 def _provider_inputs(

@@ -21,43 +21,66 @@ from server.core.errors import (
     GatewayError,
     RateLimitedError,
 )
+from server.core.secrets import scrub
 
 REQUEST_ID_KEY = "x-request-id"
+# Bounds on what one error status carries (see to_status_proto).
+MAX_MESSAGE = 1024
+MAX_VALUE = 256
+MAX_METADATA = 16
+MAX_VIOLATIONS = 20
+MAX_STATUS_BYTES = 4096
 INTERNAL_MESSAGE = "Internal error; the request id identifies it in the gateway's logs."
 _RETRY_CODES = (Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE)
 
 
 def to_status_proto(error: GatewayError, request_id: str | None = None) -> status_pb2.Status:
-    """The ``google.rpc.Status`` for a gateway error."""
+    """The ``google.rpc.Status`` for a gateway error: every text scrubbed of secrets, and the
+    whole bounded so that it fits the 8 KiB of trailing metadata clients accept by default
+    (a status over it surfaces as a misleading RESOURCE_EXHAUSTED)."""
     code = error.code
-    status = status_pb2.Status(code=int(code), message=error.message)
+    status = status_pb2.Status(code=int(code), message=_text(error.message, MAX_MESSAGE))
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    info.metadata.update(error.metadata)
+    for key, value in list(error.metadata.items())[:MAX_METADATA]:
+        info.metadata[_text(key, 64)] = _text(value, MAX_VALUE)
     provider = getattr(error, "provider", "")
     if provider:
-        info.metadata["provider"] = provider
+        info.metadata["provider"] = _text(provider, MAX_VALUE)
     if request_id:
         info.metadata["request_id"] = request_id
     _pack(status, info)
     if code in _RETRY_CODES and error.retry_after is not None:
         _pack(status, error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after)))
-    quota = list(error.quota_violations)
+    quota = list(error.quota_violations)[:MAX_VIOLATIONS]
     if quota or isinstance(error, RateLimitedError | BudgetExceededError):
         failure = error_details_pb2.QuotaFailure()
         for v in quota:
-            failure.violations.add(subject=v.subject, description=v.description)
+            failure.violations.add(
+                subject=_text(v.subject, MAX_VALUE), description=_text(v.description, MAX_VALUE)
+            )
         if not quota:
-            failure.violations.add(subject="gateway key", description=error.message)
+            failure.violations.add(subject="gateway key", description=status.message)
         _pack(status, failure)
-    violations = list(error.field_violations)
+    violations = list(error.field_violations)[:MAX_VIOLATIONS]
     if not violations and error.param and code is Code.INVALID_ARGUMENT:
         violations = [FieldViolation(error.param, error.message)]
     if violations:
         bad = error_details_pb2.BadRequest()
         for fv in violations:
-            bad.field_violations.add(field=fv.field, description=fv.description)
+            bad.field_violations.add(
+                field=_text(fv.field, MAX_VALUE), description=_text(fv.description, MAX_VALUE)
+            )
         _pack(status, bad)
+    while status.ByteSize() > MAX_STATUS_BYTES and len(status.details) > 1:
+        # Still too large (many long fields): the last details go first; ErrorInfo stays.
+        del status.details[-1]
     return status
+
+
+def _text(value: str, limit: int) -> str:
+    """A caller-safe text: scrubbed of every secret, at most ``limit`` characters."""
+    value = scrub(value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def to_grpc_status(error: GatewayError, request_id: str | None = None) -> grpc.Status:

@@ -29,6 +29,7 @@ import orjson
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import GatewayError, UnsupportedFeatureError
+from server.core.secrets import scrub
 from server.http_shim import anthropic_schema as wire
 from server.http_shim.schema import (
     INT32,
@@ -333,7 +334,8 @@ def error_type(status: int) -> str:
 
 def error_json(status: int, message: str, request_id: str | None = None) -> Json:
     """Anthropic's error shape: ``{"type": "error", "error": {"type", "message"}}``."""
-    body: Json = {"type": "error", "error": {"type": error_type(status), "message": message}}
+    error = {"type": error_type(status), "message": scrub(message)}
+    body: Json = {"type": "error", "error": error}
     if request_id:
         body["request_id"] = request_id
     return body

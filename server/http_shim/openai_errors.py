@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from server.core.errors import GatewayError
+from server.core.secrets import scrub
 
 # OpenAI's `type` per HTTP status; anything else >= 500 is a `server_error`.
 _TYPE_BY_STATUS = {
@@ -53,7 +54,8 @@ def openai_error(
 def error_object(exc: GatewayError) -> dict[str, Any]:
     """The OpenAI error object for a gateway error."""
     code = _CODE_BY_REASON.get(exc.reason, exc.reason.lower())
-    error = openai_error(exc.http_status, exc.message, code=code, param=exc.param)
+    param = scrub(exc.param) if exc.param else exc.param
+    error = openai_error(exc.http_status, scrub(exc.message), code=code, param=param)
     if code == "insufficient_quota":
         error["type"] = "insufficient_quota"
     return error

@@ -14,6 +14,8 @@ from typing import IO
 
 import orjson
 
+from server.core.secrets import scrub
+
 REQUEST_LOGGER = "switchboard.requests"
 request_logger = logging.getLogger(REQUEST_LOGGER)
 
@@ -48,7 +50,8 @@ class JsonFormatter(logging.Formatter):
             data["msg"] = record.getMessage()
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(data, default=str).decode()
+        # Log lines are read by people and shipped to other systems: no secret in any form.
+        return scrub(orjson.dumps(data, default=str).decode())
 
 
 def configure_logging(

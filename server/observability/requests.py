@@ -9,6 +9,7 @@ from switchboard.v1 import types_pb2
 
 from server.core.errors import GatewayError
 from server.core.records import RequestRecord
+from server.core.secrets import scrub
 from server.observability.logging import log_request
 from server.observability.metrics import Metrics
 from server.routing.router import STRATEGY_NAMES
@@ -107,5 +108,5 @@ class RequestObserver:
             fields["error_reason"] = outcome if outcome != "cancelled" else "CANCELLED"
             if isinstance(error, GatewayError):
                 # Messages are written for the API caller: no keys, no raw upstream bodies.
-                fields["error"] = error.message[:500]
+                fields["error"] = scrub(error.message)[:500]
         log_request(fields)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -28,6 +27,7 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
+from server.core.secrets import scrub
 
 # Upstream error messages are short sentences; anything longer is a body we must not forward.
 MAX_MESSAGE_CHARS = 500
@@ -73,20 +73,11 @@ def _seconds(raw: str | None, *, scale: float) -> float | None:
 
 # --- redaction -----------------------------------------------------------------------------
 
-# Shapes of provider keys and bearer tokens an upstream might echo back in an error message.
-_KEY_SHAPES = re.compile(
-    r"(?i)\bbearer\s+\S+"
-    r"|\b(?:sk|pk|rk|gsk|xai|csk|sb|fw|nvapi|hf|or|r8)[-_][A-Za-z0-9_\-\.\*]{8,}"
-    r"|\bAIza[0-9A-Za-z_\-]{20,}"
-)
-
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like a key replaced by ``[redacted]``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_SHAPES.sub("[redacted]", text)
+    """``text`` with every configured secret (and ``secrets``), in any form an upstream may echo
+    it, and anything shaped like a key replaced by ``[redacted]`` (``core.secrets.scrub``)."""
+    return scrub(text, secrets)
 
 
 def safe_message(message: str | None, secrets: Iterable[str] = ()) -> str:
@@ -142,12 +133,16 @@ def error_for_status(
         provider=provider,
         status=status,
         retry_after=retry_after,
-        metadata={"upstream_code": code} if code and _is_code(code) else None,
+        metadata={"upstream_code": code} if code and _is_code(code, secrets) else None,
     )
 
 
-def _is_code(code: str) -> bool:
-    return len(code) <= 64 and all(c.isalnum() or c in "_-." for c in code)
+def _is_code(code: str, secrets: Iterable[str]) -> bool:
+    # A short machine code is passed on; anything else (or anything holding a secret, as an
+    # upstream that echoes the key in `code` would) is not.
+    if len(code) > 64 or not all(c.isalnum() or c in "_-." for c in code):
+        return False
+    return scrub(code, secrets) == code
 
 
 def error_for_exception(exc: BaseException, *, provider: str) -> UpstreamError:
