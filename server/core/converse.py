@@ -20,7 +20,9 @@ turn by turn:
 Bounds: at most ``MAX_TURNS`` model turns; when turn ``MAX_TURNS`` asks for tools again the
 call ends FAILED_PRECONDITION (``MAX_TURNS_EXCEEDED``): not RESOURCE_EXHAUSTED, because
 retrying the same conversation would only hit the limit again. The client's deadline bounds
-the whole conversation, tool execution included; each turn also gets at most the gateway's
+the whole conversation, tool execution included; each turn after the first checks the key again
+(``reauthenticate``), so a key revoked mid-conversation is refused at its next turn; each turn
+also gets at most the gateway's
 default request timeout. Waiting for tool results is bounded by ``TOOL_RESULTS_TIMEOUT``
 (DEADLINE_EXCEEDED) so that an idle client cannot hold a stream open forever.
 """
@@ -30,12 +32,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.accumulate import StreamAccumulator
-from server.core.context import CallContext
+from server.core.context import CallContext, Principal
 from server.core.errors import (
     DeadlineExceededError,
     FieldViolation,
@@ -69,6 +71,7 @@ async def converse(
     *,
     max_turns: int = MAX_TURNS,
     results_timeout: float = TOOL_RESULTS_TIMEOUT,
+    reauthenticate: Callable[[], Awaitable[Principal]] | None = None,
 ) -> AsyncGenerator[chat_pb2.ConverseResponse, None]:
     """Runs the tool-call loop (module docstring) and yields what goes to the client.
 
@@ -78,6 +81,10 @@ async def converse(
     request = chat_pb2.ChatRequest()
     request.CopyFrom(first)
     for turn in range(1, max_turns + 1):
+        if turn > 1 and reauthenticate is not None:
+            # The key may have been revoked (or its limits changed) while the client ran its
+            # tools: each turn is a request of its own and is authorised as one.
+            ctx.principal = await reauthenticate()
         turn_run = StreamAccumulator()
         try:
             # Closing the turn's stream when the client goes away mid-turn settles the turn and

@@ -13,7 +13,7 @@ from server.core.context import CallContext
 from server.core.converse import converse, start_request
 from server.core.errors import InvalidRequestError
 from server.core.service import Gateway
-from server.grpc_api.interceptors import current_principal, current_request_id
+from server.grpc_api.interceptors import current_principal, current_request_id, current_token
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -64,7 +64,14 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             deadline=None if remaining is None else time.monotonic() + remaining,
             transport="grpc",
         )
-        loop = converse(self._gateway, first, ctx, events)
+        token = current_token()
+        loop = converse(
+            self._gateway,
+            first,
+            ctx,
+            events,
+            reauthenticate=lambda: self._gateway.authenticate(token),
+        )
         async with contextlib.aclosing(loop):
             async for event in loop:
                 yield event

@@ -35,11 +35,18 @@ _MAX_REQUEST_ID = 128
 
 _request_id: ContextVar[str] = ContextVar("switchboard_request_id", default="")
 _principal: ContextVar[Principal | None] = ContextVar("switchboard_principal", default=None)
+# The key the call authenticated with, for RPCs that must check it again (Converse, per turn).
+_token: ContextVar[str] = ContextVar("switchboard_token", default="")
 
 
 def current_request_id() -> str:
     """The request id of the RPC running in this task."""
     return _request_id.get()
+
+
+def current_token() -> str:
+    """The gateway key of the RPC running in this task (never logged)."""
+    return _token.get()
 
 
 def current_principal() -> Principal:
@@ -73,11 +80,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             elif key == REQUEST_ID_KEY:
                 client_request_id = value
         request_id = _usable_request_id(client_request_id) or new_request_id()
+        token = bearer_token(authorization)
         try:
-            principal = await self._gateway.authenticate(bearer_token(authorization))
+            principal = await self._gateway.authenticate(token)
         except GatewayError as exc:
             return _replace(handler, _refuse(to_grpc_status(exc, request_id), request_id))
-        return _replace(handler, _edge(handler, method, request_id, principal))
+        return _replace(handler, _edge(handler, method, request_id, principal, token or ""))
 
 
 async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
@@ -159,7 +167,11 @@ def _refuse(status: grpc.Status, request_id: str) -> Callable[..., Awaitable[Non
 
 
 def _edge(
-    handler: grpc.RpcMethodHandler, method: str, request_id: str, principal: Principal
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    request_id: str,
+    principal: Principal,
+    token: str,
 ) -> Callable[..., Any]:
     inner = _behaviour(handler)
     trailer = ((REQUEST_ID_KEY, request_id),)
@@ -176,6 +188,7 @@ def _edge(
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             _request_id.set(request_id)
             _principal.set(principal)
+            _token.set(token)
             context.set_trailing_metadata(trailer)
             try:
                 if request is _MALFORMED:

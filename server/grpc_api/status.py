@@ -66,14 +66,17 @@ def to_status_proto(error: GatewayError, request_id: str | None = None) -> statu
         violations = [FieldViolation(error.param, error.message)]
     if violations:
         bad = error_details_pb2.BadRequest()
+        room = MAX_STATUS_BYTES - status.ByteSize() - 64
         for fv in violations:
-            bad.field_violations.add(
+            added = bad.field_violations.add(
                 field=_text(fv.field, MAX_VALUE), description=_text(fv.description, MAX_VALUE)
             )
+            if bad.ByteSize() > room and len(bad.field_violations) > 1:
+                # The first violations say what to fix; the rest would not fit a client's
+                # metadata limit.
+                bad.field_violations.remove(added)
+                break
         _pack(status, bad)
-    while status.ByteSize() > MAX_STATUS_BYTES and len(status.details) > 1:
-        # Still too large (many long fields): the last details go first; ErrorInfo stays.
-        del status.details[-1]
     return status
 
 

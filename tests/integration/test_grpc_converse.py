@@ -171,6 +171,41 @@ async def test_demo_model_tool_loop(stub: chat_pb2_grpc.ChatServiceStub, key: st
     assert ends[1].usage.output_tokens == len(_text(second).split())
 
 
+async def test_a_key_revoked_mid_conversation_is_refused_at_the_next_turn(
+    stub: chat_pb2_grpc.ChatServiceStub, gateway: RunningGateway
+) -> None:
+    secret = gateway.create_key("revoked-mid-converse")
+    s = Session(stub, secret)
+    await s.send(_start(DEMO, "Paris", WEATHER))
+    first, required = await s.turn()
+    assert required is not None and _kinds(first)[-1] == "end"
+    (made,) = required.tool_calls
+    key_id = next(
+        k["id"]
+        for k in orjson.loads(gateway.cli("keys", "list", "--json").stdout)
+        if k["name"] == "revoked-mid-converse"
+    )
+    assert gateway.cli("keys", "revoke", key_id).returncode == 0
+    await s.send(_results((made.id, "sunny")))
+    err = await s.error()
+    assert err.code == grpc.StatusCode.UNAUTHENTICATED and err.reason == "INVALID_API_KEY"
+
+
+async def test_a_huge_error_is_bounded_to_fit_the_clients_metadata_limit(
+    stub: chat_pb2_grpc.ChatServiceStub, key: str
+) -> None:
+    s = Session(stub, key)
+    await s.send(_start(DEMO, "Paris", WEATHER))
+    _, required = await s.turn()
+    assert required is not None
+    # Thousands of unknown ids with long names: every one is a BadRequest field violation.
+    await s.send(_results(*((f"call_{'x' * 200}_{i}", "r") for i in range(3000))))
+    err = await s.error()
+    # Not the RESOURCE_EXHAUSTED a client reports when trailers pass its 8 KiB limit.
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert 0 < len(err.field_violations) <= 20
+
+
 async def test_parallel_tool_calls_go_back_upstream_as_history(
     stub: chat_pb2_grpc.ChatServiceStub, upstream: FakeOpenAI, key: str
 ) -> None:
