@@ -29,8 +29,10 @@ from server.config import Config, ConfigError
 from server.core import secrets
 from server.core.service import Gateway
 from server.core.state import Stores
+from server.core.validate import RequestBounds
 from server.grpc_api.server import GrpcServer
 from server.http_shim import create_app
+from server.http_shim.protocol import guarded_protocol
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.policy.admission import UsagePolicy
@@ -106,6 +108,7 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     secrets.register(master.secret, *(key for e in providers.values() for key in e.api_keys))
     secrets.register(*_credential_headers(config))
     catalog = Catalog(providers, config)
+    limits = config.limits
     stores = open_embedded(data_dir, config.circuit)
     metrics = Metrics()
     metrics.watch_health(stores.health)
@@ -119,6 +122,7 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         default_timeout=config.timeouts.request,
         admission=policy,
         sinks=(policy, observer),
+        bounds=RequestBounds(limits.max_messages, limits.max_parts, limits.max_tools),
     )
     return Components(gateway, stores, master, catalog, providers, metrics)
 
@@ -201,7 +205,10 @@ async def serve(
     components = build_components(options.config, env, options.data_dir)
     stop = stop or asyncio.Event()
     grace = options.config.server.shutdown_grace
-    grpc_server = GrpcServer(components.gateway, components.stores.keys)
+    config = options.config
+    grpc_server = GrpcServer(
+        components.gateway, components.stores.keys, config.server, config.limits
+    )
     http_socket: socket.socket | None = None
     # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
     with _signals(stop, enabled=handle_signals):
@@ -214,7 +221,14 @@ async def serve(
                 await grpc_server.server.stop(None)
                 return 1
             http_server = _http_server(
-                create_app(components.gateway, metrics=components.metrics), options, grace
+                create_app(
+                    components.gateway,
+                    metrics=components.metrics,
+                    limits=config.limits,
+                    body_timeout=config.server.body_timeout,
+                ),
+                options,
+                grace,
             )
             await grpc_server.start()
             http_task = asyncio.create_task(http_server.serve(sockets=[http_socket]))
@@ -293,11 +307,12 @@ def _http_server(app: Any, options: ServeOptions, grace: float) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    server = options.config.server
     config = uvicorn.Config(
         app,
         host=options.host,
         port=options.http_port,
-        http="httptools",
+        http=guarded_protocol(server.header_timeout),
         ws="none",
         loop="none",
         lifespan="off",
@@ -308,6 +323,8 @@ def _http_server(app: Any, options: ServeOptions, grace: float) -> Any:
         # No proxy in front by default; its middleware wraps every request (seen in profiles).
         proxy_headers=False,
         timeout_graceful_shutdown=max(int(grace), 1),
+        timeout_keep_alive=max(int(server.idle_timeout), 1),
+        limit_concurrency=server.max_connections,
     )
     return _EmbeddedServer(config)
 

@@ -32,6 +32,15 @@ class ServerConfig(_Strict):
     data_dir: Path | None = None
     # Seconds a SIGTERM waits for in-flight requests before cancelling them.
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # Seconds a connection may take to send a request's headers (HTTP) or to finish its
+    # handshake (gRPC); slower ones are closed (slowloris).
+    header_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a request body may take to arrive in full once its headers are in (HTTP 408).
+    body_timeout: float = Field(default=60.0, gt=0)
+    # Seconds an idle connection is kept open (HTTP keep-alive; gRPC max_connection_idle).
+    idle_timeout: float = Field(default=60.0, gt=0)
+    # Connections at most, per transport; past it HTTP answers 503 and gRPC refuses new ones.
+    max_connections: int = Field(default=10_000, ge=1)
 
 
 class ProviderConfig(_Strict):
@@ -81,6 +90,23 @@ class RouteConfig(_Strict):
     # Deployment ids (`provider/model` or a DeploymentConfig.id).
     deployments: list[str] = Field(min_length=1)
     description: str = ""
+
+
+class LimitsConfig(_Strict):
+    """Bounds on the work one request may cause, checked before it is decoded or routed."""
+
+    # Largest request body (HTTP, each dialect) or message (gRPC), in bytes; `body_bytes`
+    # overrides it per dialect (`openai`, `anthropic`).
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    body_bytes: dict[str, int] = Field(default_factory=dict)
+    max_messages: int = Field(default=4096, ge=1)
+    # Content parts over all messages (texts, images, tool calls and results).
+    max_parts: int = Field(default=16384, ge=1)
+    max_tools: int = Field(default=512, ge=0)
+
+    def body_limit(self, dialect: str) -> int:
+        """The body size limit of one dialect."""
+        return self.body_bytes.get(dialect, self.max_body_bytes)
 
 
 class TimeoutConfig(_Strict):
@@ -138,6 +164,7 @@ class Config(_Strict):
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     timeouts: TimeoutConfig = TimeoutConfig()
+    limits: LimitsConfig = LimitsConfig()
     retry: RetryConfig = RetryConfig()
     circuit: CircuitConfig = CircuitConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -18,6 +18,7 @@ The tree (status, reason; R = retryable, F = fallback; health effect)::
     ├── InvalidRequestError                 400 INVALID_REQUEST
     │   └── UnsupportedFeatureError         400 UNSUPPORTED_FEATURE          F
     ├── RequestTooLargeError                413 REQUEST_TOO_LARGE
+    ├── RequestTimeoutError                 408 REQUEST_TIMEOUT
     ├── UnauthenticatedError                401 INVALID_API_KEY
     ├── PermissionDeniedError               403 PERMISSION_DENIED
     ├── NotFoundError                       404 NOT_FOUND
@@ -213,6 +214,14 @@ class RequestTooLargeError(GatewayError):
     code = Code.INVALID_ARGUMENT
     http_status = 413
     reason = "REQUEST_TOO_LARGE"
+
+
+class RequestTimeoutError(GatewayError):
+    """The request body did not arrive in time (DEADLINE_EXCEEDED / 408)."""
+
+    code = Code.DEADLINE_EXCEEDED
+    http_status = 408
+    reason = "REQUEST_TIMEOUT"
 
 
 class UnauthenticatedError(GatewayError):

@@ -18,7 +18,7 @@ from server.core.context import CallContext, Principal
 from server.core.errors import PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.records import Execution, Plan, RequestRecord, RequestSink
-from server.core.validate import validate_chat_request
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds, validate_chat_request
 from server.routing.cost import compute_cost
 from server.routing.router import Router
 
@@ -73,6 +73,7 @@ class Gateway:
         *,
         admission: Admission | None = None,
         sinks: Sequence[RequestSink] = (),
+        bounds: RequestBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.router = router
         self.executor = executor
@@ -84,6 +85,8 @@ class Gateway:
         # Who learns of every finished request: the usage policy (settle, ledger), the
         # observer (metrics, log line).
         self.sinks = tuple(sinks)
+        # How much one request may carry (checked before routing, on every transport).
+        self.bounds = bounds
 
     # --- edge helpers ---------------------------------------------------------------------
 
@@ -120,7 +123,7 @@ class Gateway:
     async def _admit(self, record: RequestRecord) -> Plan:
         """Validates, routes and admits the request; the plan and reservation go on the record."""
         request = record.request
-        validate_chat_request(request)
+        validate_chat_request(request, self.bounds)
         plan = record.plan = self.router.plan(request, stream=record.stream)
         if self.admission is not None:
             record.reservation = await self.admission.admit(record.ctx, plan)

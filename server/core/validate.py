@@ -1,18 +1,62 @@
-"""Checks every transport's requests get, once, in the core."""
+"""Checks every transport's requests get, once, in the core; and the bounds on their size.
+
+``RequestBounds`` says how many messages, content parts and tools one request may carry. The
+HTTP dialects apply it to the decoded JSON before validating it (``http_shim.schema``), so an
+oversized body is refused before pydantic walks it; the core applies it to every contract
+request (gRPC's included) before routing.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.core.errors import FieldViolation, InvalidRequestError
+from server.core.errors import FieldViolation, InvalidRequestError, RequestTooLargeError
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def validate_chat_request(request: chat_pb2.ChatRequest) -> None:
-    """Raises InvalidRequestError (with BadRequest field violations) for a malformed request."""
+@dataclass(frozen=True, slots=True)
+class RequestBounds:
+    """How much one request may carry (``limits`` in the config file)."""
+
+    messages: int = 4096
+    parts: int = 16384
+    tools: int = 512
+
+    def check(self, messages: int, parts: int, tools: int) -> None:
+        """Raises RequestTooLargeError (413) naming the first count over its bound."""
+        for field, noun, count, bound in (
+            ("messages", "messages", messages, self.messages),
+            ("messages[].content", "content parts", parts, self.parts),
+            ("tools", "tools", tools, self.tools),
+        ):
+            if count > bound:
+                raise RequestTooLargeError(
+                    f"Request too large: {count} {noun}, at most {bound} are accepted.",
+                    param=field,
+                )
+
+    def check_request(self, request: chat_pb2.ChatRequest) -> None:
+        """``check`` over a contract request."""
+        messages = request.messages
+        parts = 0
+        for message in messages:
+            parts += len(message.content)
+        self.check(len(messages), parts, len(request.tools))
+
+
+DEFAULT_BOUNDS = RequestBounds()
+
+
+def validate_chat_request(
+    request: chat_pb2.ChatRequest, bounds: RequestBounds = DEFAULT_BOUNDS
+) -> None:
+    """Raises InvalidRequestError (with BadRequest field violations) for a malformed request,
+    RequestTooLargeError for one past ``bounds``."""
+    bounds.check_request(request)
     violations: list[FieldViolation] = []
     if not request.model:
         violations.append(FieldViolation("model", "model is required"))

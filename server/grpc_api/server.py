@@ -8,6 +8,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
+from server.config import LimitsConfig, ServerConfig
 from server.core.service import Gateway
 from server.core.state import KeyStore
 from server.grpc_api.admin import AdminServicer
@@ -16,26 +17,38 @@ from server.grpc_api.interceptors import AuthInterceptor
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
-# Requests carry whole conversations (and inline images): allow more than gRPC's 4 MiB default.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-SERVER_OPTIONS = (
-    # gRPC enables SO_REUSEPORT by default, which would let a second gateway silently share the
-    # port; a taken port must be an error at startup.
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-)
+
+def server_options(server: ServerConfig, limits: LimitsConfig) -> tuple[tuple[str, int], ...]:
+    """The grpc core options: message size bound, connection cap and timeouts."""
+    return (
+        # gRPC enables SO_REUSEPORT by default, which would let a second gateway silently share
+        # the port; a taken port must be an error at startup.
+        ("grpc.so_reuseport", 0),
+        # Requests carry whole conversations (and inline images): more than gRPC's 4 MiB.
+        ("grpc.max_receive_message_length", limits.max_body_bytes),
+        ("grpc.max_send_message_length", limits.max_body_bytes),
+        ("grpc.max_allowed_incoming_connections", server.max_connections),
+        # A connection that does not finish its handshake in time is closed (slowloris).
+        ("grpc.server_handshake_timeout_ms", round(server.header_timeout * 1000)),
+        # Idle connections are closed with a GOAWAY; clients reconnect when they need to.
+        ("grpc.max_connection_idle_ms", round(server.idle_timeout * 1000)),
+    )
 
 
 class GrpcServer:
     """The gateway's gRPC server and its health servicer (grpc examples/python layout)."""
 
-    def __init__(self, gateway: Gateway, keys: KeyStore) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        keys: KeyStore,
+        server: ServerConfig | None = None,
+        limits: LimitsConfig | None = None,
+    ) -> None:
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server(
-            interceptors=[AuthInterceptor(gateway)], options=SERVER_OPTIONS
-        )
+        options = server_options(server or ServerConfig(), limits or LimitsConfig())
+        self.server = grpc.aio.server(interceptors=[AuthInterceptor(gateway)], options=options)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(gateway), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gateway, keys), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

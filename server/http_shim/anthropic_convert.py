@@ -30,6 +30,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import GatewayError, UnsupportedFeatureError
 from server.core.secrets import scrub
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim import anthropic_schema as wire
 from server.http_shim.schema import (
     INT32,
@@ -79,9 +80,11 @@ ERROR_TYPES: dict[int, str] = {
 # --- request --------------------------------------------------------------------------------
 
 
-def decode_request(body: bytes) -> tuple[chat_pb2.ChatRequest, bool]:
+def decode_request(
+    body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS
+) -> tuple[chat_pb2.ChatRequest, bool]:
     """A ``ChatRequest`` and the ``stream`` flag from a Messages API request body."""
-    request = wire.parse_messages_request(body)
+    request = wire.parse_messages_request(body, bounds)
     return to_chat_request(request), bool(request.stream)
 
 

@@ -19,18 +19,25 @@ from switchboard.v1 import chat_pb2
 
 from server.core.errors import GatewayError
 from server.core.service import bearer_token
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim import anthropic_convert as convert
 from server.http_shim.anthropic_stream import StreamEncoder, stream_error_event
 from server.http_shim.asgi import Headers, HttpRequest
 from server.http_shim.endpoint import Parsed
 
+# Anthropic's own limit for the Messages API (docs.claude.com/en/api/errors, 413).
+MAX_BODY = 32 * 1024 * 1024
+
 
 class AnthropicDialect:
     """``server.http_shim.endpoint.Dialect`` for the Anthropic Messages API."""
 
+    name = "anthropic"
     missing_key = "Missing gateway key: send `x-api-key: <key>` or `Authorization: Bearer <key>`."
-    # Anthropic's own limit for the Messages API (docs.claude.com/en/api/errors, 413).
-    max_body = 32 * 1024 * 1024
+
+    def __init__(self, max_body: int = MAX_BODY, bounds: RequestBounds = DEFAULT_BOUNDS):
+        self.max_body = max_body
+        self.bounds = bounds
 
     def token(self, req: HttpRequest) -> str | None:
         """``x-api-key``, else ``Authorization: Bearer``."""
@@ -38,7 +45,7 @@ class AnthropicDialect:
 
     def parse(self, body: bytes) -> Parsed:
         """The Messages API body as a contract request and its ``stream`` flag."""
-        request, stream = convert.decode_request(body)
+        request, stream = convert.decode_request(body, self.bounds)
         return Parsed(request, stream)
 
     def encode(self, response: chat_pb2.ChatResponse) -> bytes:

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag
 from pydantic_core import PydanticCustomError
 
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim.schema import REQUEST_CONFIG, Wire, kind_tag, parse_body, type_tag
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -294,11 +295,12 @@ class MessagesRequest(BaseModel):
     ] = None
 
 
-def parse_messages_request(body: bytes) -> MessagesRequest:
+def parse_messages_request(body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS) -> MessagesRequest:
     """Parses and validates a request body; InvalidRequestError (400) naming the field."""
     return parse_body(
         body,
         MessagesRequest,
+        bounds=bounds,
         bad_json="The request body is not valid JSON.",
         not_object="The request body must be a JSON object.",
         param="body",

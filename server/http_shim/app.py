@@ -18,9 +18,18 @@ from typing import Protocol
 
 import orjson
 
+from server.config import LimitsConfig
 from server.core.service import Gateway
+from server.http_shim.anthropic_dialect import MAX_BODY as ANTHROPIC_MAX_BODY
 from server.http_shim.anthropic_dialect import AnthropicDialect
-from server.http_shim.asgi import ClientDisconnected, HttpRequest, Receive, Scope, Send
+from server.http_shim.asgi import (
+    BODY_TIMEOUT,
+    ClientDisconnected,
+    HttpRequest,
+    Receive,
+    Scope,
+    Send,
+)
 from server.http_shim.endpoint import INTERNAL_MESSAGE, ChatEndpoint
 from server.http_shim.openai_dialect import ModelsApi, OpenAIDialect
 from server.http_shim.openai_errors import openai_error
@@ -176,12 +185,18 @@ def _metrics_route(metrics: HttpMetrics) -> Route:
     return Route("GET", "/metrics", handler)
 
 
-def api_routes(gateway: Gateway) -> list[Route]:
+def api_routes(
+    gateway: Gateway, limits: LimitsConfig | None = None, body_timeout: float = BODY_TIMEOUT
+) -> list[Route]:
     """Every API surface: the chat dialects and the models endpoints. The OpenAI ones are also
     served without the `/v1` prefix, as some clients send them."""
-    openai = ChatEndpoint(gateway, OpenAIDialect())
+    limits = limits or LimitsConfig()
+    bounds = gateway.bounds
+    openai_dialect = OpenAIDialect(limits.body_limit("openai"), bounds)
+    anthropic = AnthropicDialect(limits.body_bytes.get("anthropic", ANTHROPIC_MAX_BODY), bounds)
+    openai = ChatEndpoint(gateway, openai_dialect, body_timeout)
     models = ModelsApi(gateway)
-    routes = [Route("POST", "/v1/messages", ChatEndpoint(gateway, AnthropicDialect()))]
+    routes = [Route("POST", "/v1/messages", ChatEndpoint(gateway, anthropic, body_timeout))]
     for prefix in ("/v1", ""):
         routes.append(Route("POST", f"{prefix}/chat/completions", openai))
         routes.append(Route("GET", f"{prefix}/models", models.list_models))
@@ -190,11 +205,17 @@ def api_routes(gateway: Gateway) -> list[Route]:
 
 
 def create_app(
-    gateway: Gateway, *, metrics: HttpMetrics | None = None, extra_routes: Iterable[Route] = ()
+    gateway: Gateway,
+    *,
+    metrics: HttpMetrics | None = None,
+    extra_routes: Iterable[Route] = (),
+    limits: LimitsConfig | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> ShimApp:
     """The shim's ASGI app: the API surfaces, ``/healthz``, and ``/metrics`` when a metrics
     hook is given."""
-    routes = [*api_routes(gateway), Route("GET", "/healthz", _health), *extra_routes]
+    api = api_routes(gateway, limits, body_timeout)
+    routes = [*api, Route("GET", "/healthz", _health), *extra_routes]
     if metrics is not None:
         routes.append(_metrics_route(metrics))
     return ShimApp(routes, metrics)

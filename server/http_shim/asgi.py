@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from server.core.errors import RequestTooLargeError
+from server.core.errors import RequestTimeoutError, RequestTooLargeError
 from server.core.ids import new_request_id
 
 Scope = MutableMapping[str, Any]
@@ -27,6 +27,8 @@ _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 JSON_CONTENT = (b"content-type", b"application/json")
+# Seconds a request body may take to arrive once its headers are in (server.body_timeout).
+BODY_TIMEOUT = 60.0
 # Seconds before a request starts listening for the client going away (see DisconnectWatch).
 WATCH_AFTER = 0.1
 
@@ -60,11 +62,22 @@ class HttpRequest:
         value = self.headers.get(name)
         return None if value is None else value.decode("latin-1")
 
-    async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
-        """The whole request body; RequestTooLargeError above ``limit`` bytes."""
+    async def body(self, limit: int = MAX_BODY_BYTES, within: float = BODY_TIMEOUT) -> bytes:
+        """The whole request body; RequestTooLargeError above ``limit`` bytes, and
+        RequestTimeoutError (408) when it has not arrived ``within`` seconds after the headers
+        (a chunked body that never finishes must not hold a connection and a task forever)."""
         length = self.headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestTooLargeError(f"Request body too large: the limit is {limit} bytes.")
+        try:
+            async with asyncio.timeout(within):
+                return await self._read(limit)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"The request body did not arrive within {within:g} s."
+            ) from None
+
+    async def _read(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -24,7 +24,13 @@ from switchboard.v1 import chat_pb2
 from server.core.context import CallContext
 from server.core.errors import GatewayError, UnauthenticatedError, UpstreamStreamError
 from server.core.service import Gateway
-from server.http_shim.asgi import ClientDisconnected, DisconnectWatch, Headers, HttpRequest
+from server.http_shim.asgi import (
+    BODY_TIMEOUT,
+    ClientDisconnected,
+    DisconnectWatch,
+    Headers,
+    HttpRequest,
+)
 from server.http_shim.edge import (
     apply_switchboard_headers,
     error_headers,
@@ -42,6 +48,8 @@ SSE_HEADERS: Headers = [
     (b"x-accel-buffering", b"no"),
 ]
 INTERNAL_MESSAGE = "Internal error in the gateway."
+# Bodies larger than this are parsed off the event loop.
+THREAD_PARSE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,8 @@ class StreamEncoder(Protocol):
 class Dialect(Protocol):
     """What one HTTP API surface says differently (``openai_dialect``, ``anthropic_dialect``)."""
 
+    # Its name in the config file (`limits.body_bytes`).
+    name: str
     # The 401 message when no key was sent (names the header(s) this dialect reads).
     missing_key: str
     # Largest request body read for this dialect, in bytes.
@@ -111,9 +121,10 @@ class Dialect(Protocol):
 class ChatEndpoint:
     """``POST`` handler of one dialect's chat surface, over the core ``Gateway``."""
 
-    def __init__(self, gateway: Gateway, dialect: Dialect) -> None:
+    def __init__(self, gateway: Gateway, dialect: Dialect, body_timeout: float = BODY_TIMEOUT):
         self.gateway = gateway
         self.dialect = dialect
+        self.body_timeout = body_timeout
 
     async def __call__(self, req: HttpRequest) -> int:
         """Serves one request; returns the HTTP status sent (200 for a stream that started)."""
@@ -123,7 +134,13 @@ class ChatEndpoint:
             if not token:
                 raise UnauthenticatedError(dialect.missing_key)
             principal = await self.gateway.authenticate(token)
-            parsed = dialect.parse(await req.body(dialect.max_body))
+            body = await req.body(dialect.max_body, self.body_timeout)
+            if len(body) > THREAD_PARSE_BYTES:
+                # Validating and converting a large body takes milliseconds to seconds of
+                # CPU: in a worker thread the event loop keeps serving everyone else.
+                parsed = await asyncio.to_thread(dialect.parse, body)
+            else:
+                parsed = dialect.parse(body)
             timeout = apply_switchboard_headers(req, parsed.request)
             ctx = self.gateway.new_context(
                 principal, transport="http", request_id=req.request_id, timeout=timeout

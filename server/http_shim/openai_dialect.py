@@ -15,6 +15,7 @@ from switchboard.v1 import chat_pb2
 from server.core.context import CallContext
 from server.core.errors import GatewayError
 from server.core.service import Gateway, bearer_token
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim.asgi import MAX_BODY_BYTES, Headers, HttpRequest
 from server.http_shim.edge import error_headers
 from server.http_shim.endpoint import Parsed
@@ -32,8 +33,12 @@ from server.http_shim.openai_stream import ChunkEncoder, sse_event
 class OpenAIDialect:
     """``server.http_shim.endpoint.Dialect`` for OpenAI Chat Completions."""
 
+    name = "openai"
     missing_key = "Missing gateway key: send `Authorization: Bearer <key>`."
-    max_body = MAX_BODY_BYTES
+
+    def __init__(self, max_body: int = MAX_BODY_BYTES, bounds: RequestBounds = DEFAULT_BOUNDS):
+        self.max_body = max_body
+        self.bounds = bounds
 
     def token(self, req: HttpRequest) -> str | None:
         """``Authorization: Bearer <key>``."""
@@ -41,7 +46,7 @@ class OpenAIDialect:
 
     def parse(self, body: bytes) -> Parsed:
         """Validated with pydantic, then converted; ``stream_options.include_usage`` is kept."""
-        wire = parse_chat_request(body)
+        wire = parse_chat_request(body, self.bounds)
         include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
         return Parsed(to_chat_request(wire), bool(wire.stream), include_usage)
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag
 
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim.schema import (
     REQUEST_CONFIG,
     Int32,
@@ -226,11 +227,14 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
-def parse_chat_request(body: bytes) -> ChatCompletionRequest:
+def parse_chat_request(
+    body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS
+) -> ChatCompletionRequest:
     """Parses and validates a request body; InvalidRequestError (400) naming the field."""
     return parse_body(
         body,
         ChatCompletionRequest,
+        bounds=bounds,
         bad_json=(
             "We could not parse the JSON body of your request: {error}. "
             "The API expects a JSON object (Content-Type: application/json)."

@@ -19,6 +19,7 @@ from google.protobuf import struct_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from server.core.errors import FieldViolation, InvalidRequestError
+from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.providers.codec import MAX_JSON_DEPTH, too_deep
 
 INT32 = 2**31 - 1
@@ -70,13 +71,22 @@ def type_tag(*types: str, other: str | None = None) -> Callable[[Any], str | Non
 
 
 def parse_body(
-    body: bytes, model: type[Model], *, bad_json: str, not_object: str, param: str | None = None
+    body: bytes,
+    model: type[Model],
+    *,
+    bad_json: str,
+    not_object: str,
+    param: str | None = None,
+    bounds: RequestBounds = DEFAULT_BOUNDS,
+    messages_key: str = "messages",
 ) -> Model:
     """A validated request model from raw body bytes (mirrors ``model_validate_json``).
 
     orjson parses strict JSON: no NaN/Infinity, no number that overflows a double, no lone
     surrogate, at most 1024 levels; so every value can go into protobuf and back out as JSON.
-    ``bad_json`` may name the parser's complaint as ``{error}``.
+    ``bad_json`` may name the parser's complaint as ``{error}``. Before the model walks the
+    data, its counts of messages (under ``messages_key``), content parts and tools are held to
+    ``bounds``: those are what make validating and converting a body expensive.
     """
     try:
         data = orjson.loads(body)
@@ -84,10 +94,27 @@ def parse_body(
         raise InvalidRequestError(bad_json.format(error=exc), param=param) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(not_object, param=param)
+    check_counts(data, bounds, messages_key)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_request(exc) from None
+
+
+def check_counts(data: dict[str, Any], bounds: RequestBounds, messages_key: str) -> None:
+    """``bounds`` over a decoded body: its message list, their content lists, its tools."""
+    messages = data.get(messages_key)
+    count = parts = 0
+    if isinstance(messages, list):
+        count = len(messages)
+        if count > bounds.messages:
+            bounds.check(count, 0, 0)
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                parts += len(content)
+    tools = data.get("tools")
+    bounds.check(count, parts, len(tools) if isinstance(tools, list) else 0)
 
 
 def invalid_request(exc: ValidationError) -> InvalidRequestError:

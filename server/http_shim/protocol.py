@@ -1,0 +1,56 @@
+"""uvicorn's httptools protocol with a deadline on request headers (slowloris).
+
+uvicorn times out idle keep-alive connections between requests (``timeout_keep_alive``) but
+neither a new connection that never sends anything nor one that sends its headers a byte at a
+time: each holds a socket and a parser forever. ``guarded_protocol`` closes a connection whose
+request headers are not complete ``header_timeout`` seconds after it opened or after the request
+began; the body's own deadline is ``HttpRequest.body``'s, the connection cap uvicorn's
+``limit_concurrency``. The timer is one ``call_later`` per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class _GuardedProtocol(HttpToolsProtocol):
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_protocol(header_timeout: float) -> Any:
+    """The protocol class for ``uvicorn.Config(http=...)`` with this header deadline."""
+    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {"header_timeout": header_timeout})
