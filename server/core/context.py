@@ -34,6 +34,8 @@ class CallContext:
     # Absolute deadline on the ``time.monotonic()`` clock; None means the configured default.
     deadline: float | None = None
     transport: str = "http"
+    # Set once the key's request rate has counted this call (``Gateway.admit_call``).
+    admitted: bool = False
 
     def remaining(self) -> float | None:
         """Seconds left until the deadline, or None when there is none."""

@@ -15,7 +15,7 @@ from typing import Protocol
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, Principal
-from server.core.errors import PermissionDeniedError, UnauthenticatedError
+from server.core.errors import GatewayError, PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.records import Execution, Plan, RequestRecord, RequestSink
 from server.core.validate import DEFAULT_BOUNDS, RequestBounds, validate_chat_request
@@ -33,9 +33,15 @@ class KeyLookup(Protocol):
 
 class Admission(Protocol):
     """Takes a request's share of its key's limits before any upstream call
-    (``server.policy.admission.UsagePolicy``); returns what it took, for the record."""
+    (``server.policy.admission.UsagePolicy``)."""
 
-    async def admit(self, ctx: CallContext, plan: Plan) -> object: ...
+    async def admit_call(self, ctx: CallContext) -> None:
+        """Counts the call against the key's request rate (and refuses a spent budget)."""
+        ...
+
+    async def admit(self, ctx: CallContext, plan: Plan) -> object:
+        """Reserves its tokens and cost; returns what it took, for the record."""
+        ...
 
 
 class Runner(Protocol):
@@ -120,9 +126,26 @@ class Gateway:
 
     # --- chat -----------------------------------------------------------------------------
 
+    async def admit_call(self, ctx: CallContext) -> None:
+        """Counts a call against its key's request rate before its body is decoded (the HTTP
+        edge calls this; for gRPC, whose messages arrive decoded, ``chat`` does)."""
+        if self.admission is not None and not ctx.admitted:
+            await self.admission.admit_call(ctx)
+        ctx.admitted = True
+
+    def refused(
+        self, ctx: CallContext, error: GatewayError, request: chat_pb2.ChatRequest | None = None
+    ) -> None:
+        """Records a request refused at the edge after its key was known (a body too large or
+        malformed, its rate limit): one record like any other request's."""
+        record = RequestRecord(ctx, request or chat_pb2.ChatRequest(), stream=False, error=error)
+        for sink in self.sinks:
+            sink.finish(record)
+
     async def _admit(self, record: RequestRecord) -> Plan:
         """Validates, routes and admits the request; the plan and reservation go on the record."""
         request = record.request
+        await self.admit_call(record.ctx)
         validate_chat_request(request, self.bounds)
         plan = record.plan = self.router.plan(request, stream=record.stream)
         if self.admission is not None:

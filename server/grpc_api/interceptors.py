@@ -85,7 +85,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             principal = await self._gateway.authenticate(token)
         except GatewayError as exc:
             return _replace(handler, _refuse(to_grpc_status(exc, request_id), request_id))
-        return _replace(handler, _edge(handler, method, request_id, principal, token or ""))
+        edge = _edge(self._gateway, handler, method, request_id, principal, token or "")
+        return _replace(handler, edge)
 
 
 async def abort(context: grpc.aio.ServicerContext, status: grpc.Status) -> None:
@@ -137,6 +138,13 @@ def _malformed() -> InvalidRequestError:
     return InvalidRequestError(_MALFORMED_MESSAGE)
 
 
+def _refuse_malformed(gateway: Gateway, principal: Principal, request_id: str) -> None:
+    """Records a malformed request of a known key, then raises its INVALID_ARGUMENT."""
+    error = _malformed()
+    gateway.refused(gateway.new_context(principal, transport="grpc", request_id=request_id), error)
+    raise error
+
+
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """A client stream whose malformed messages raise INVALID_ARGUMENT where they are read."""
     async for request in requests:
@@ -167,6 +175,7 @@ def _refuse(status: grpc.Status, request_id: str) -> Callable[..., Awaitable[Non
 
 
 def _edge(
+    gateway: Gateway,
     handler: grpc.RpcMethodHandler,
     method: str,
     request_id: str,
@@ -192,7 +201,7 @@ def _edge(
             context.set_trailing_metadata(trailer)
             try:
                 if request is _MALFORMED:
-                    raise _malformed()
+                    _refuse_malformed(gateway, principal, request_id)
                 if streaming_requests:
                     request = _checked(request)
                 async for item in inner(request, context):
@@ -210,7 +219,7 @@ def _edge(
         context.set_trailing_metadata(trailer)
         try:
             if request is _MALFORMED:
-                raise _malformed()
+                _refuse_malformed(gateway, principal, request_id)
             if streaming_requests:
                 request = _checked(request)
             return await inner(request, context)

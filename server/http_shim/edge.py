@@ -22,8 +22,8 @@ _STRATEGY = {
 }
 
 
-def apply_switchboard_headers(req: HttpRequest, request: chat_pb2.ChatRequest) -> float | None:
-    """Applies ``x-switchboard-route``; returns the ``x-switchboard-timeout`` in seconds."""
+def apply_route_header(req: HttpRequest, request: chat_pb2.ChatRequest) -> None:
+    """Applies ``x-switchboard-route`` (a strategy override) to the parsed request."""
     strategy = req.header(b"x-switchboard-route")
     if strategy is not None:
         value = _STRATEGY.get(strategy.strip().lower())
@@ -33,6 +33,10 @@ def apply_switchboard_headers(req: HttpRequest, request: chat_pb2.ChatRequest) -
                 param="x-switchboard-route",
             )
         request.routing.strategy = value  # type: ignore[assignment]
+
+
+def timeout_header(req: HttpRequest) -> float | None:
+    """``x-switchboard-timeout`` in seconds, or None."""
     raw = req.header(b"x-switchboard-timeout")
     if raw is None:
         return None

@@ -32,9 +32,10 @@ from server.http_shim.asgi import (
     HttpRequest,
 )
 from server.http_shim.edge import (
-    apply_switchboard_headers,
+    apply_route_header,
     error_headers,
     route_headers,
+    timeout_header,
     usd_header,
 )
 
@@ -129,11 +130,19 @@ class ChatEndpoint:
     async def __call__(self, req: HttpRequest) -> int:
         """Serves one request; returns the HTTP status sent (200 for a stream that started)."""
         dialect = self.dialect
+        gateway = self.gateway
+        ctx: CallContext | None = None
         try:
             token = dialect.token(req)
             if not token:
                 raise UnauthenticatedError(dialect.missing_key)
-            principal = await self.gateway.authenticate(token)
+            principal = await gateway.authenticate(token)
+            ctx = gateway.new_context(
+                principal, transport="http", request_id=req.request_id, timeout=timeout_header(req)
+            )
+            # The key's request rate is checked before the body is read and decoded, the
+            # expensive part of a large request.
+            await gateway.admit_call(ctx)
             body = await req.body(dialect.max_body, self.body_timeout)
             if len(body) > THREAD_PARSE_BYTES:
                 # Validating and converting a large body takes milliseconds to seconds of
@@ -141,10 +150,15 @@ class ChatEndpoint:
                 parsed = await asyncio.to_thread(dialect.parse, body)
             else:
                 parsed = dialect.parse(body)
-            timeout = apply_switchboard_headers(req, parsed.request)
-            ctx = self.gateway.new_context(
-                principal, transport="http", request_id=req.request_id, timeout=timeout
-            )
+            apply_route_header(req, parsed.request)
+        except GatewayError as exc:
+            if ctx is not None:
+                # Refused at the edge, after the key was known: still one request of the key's.
+                gateway.refused(ctx, exc)
+            return await self._error(req, exc)
+        except ClientDisconnected:
+            raise
+        try:
             if parsed.stream:
                 return await self._stream(req, parsed, ctx)
             return await self._complete(req, parsed.request, ctx)

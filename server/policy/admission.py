@@ -66,18 +66,29 @@ class UsagePolicy:
         self.budgets = budgets
         self.ledger = ledger
 
+    async def admit_call(self, ctx: CallContext) -> None:
+        """Counts one request against the key's RPM, and refuses a key whose monthly budget
+        is spent, before its body is decoded (429; nothing taken when refused)."""
+        principal = ctx.principal
+        if principal.is_admin:
+            return
+        limits = principal.limits
+        if limits.monthly_budget_usd is not None:
+            # A zero reservation refuses exactly when the month's spend reached the budget.
+            await self.budgets.reserve(principal.key_id, usd_to_nanos(limits.monthly_budget_usd), 0)
+        if limits.requests_per_minute is not None:
+            await self.limiter.acquire(principal.key_id, limits.requests_per_minute, None, 0)
+
     async def admit(self, ctx: CallContext, plan: Plan) -> Reservation:
-        """Takes the request's share of the key's limits, or raises the 429 (nothing taken)."""
+        """Reserves the request's tokens and cost against the key's TPM and budget (its RPM
+        was counted by ``admit_call``), or raises the 429 (nothing taken)."""
         principal = ctx.principal
         if principal.is_admin:
             return NOTHING
         limits = principal.limits
-        rpm = limits.requests_per_minute
         tpm = limits.tokens_per_minute
         budget = limits.monthly_budget_usd
         if tpm is None and budget is None:
-            if rpm is not None:
-                await self.limiter.acquire(principal.key_id, rpm, None, 0)
             return NOTHING
         key_id = principal.key_id
         tokens_in = plan.input_tokens
@@ -90,11 +101,13 @@ class UsagePolicy:
                 if usd is not None and usd > worst:
                     worst = usd
             cost = await self.budgets.reserve(key_id, usd_to_nanos(budget), usd_to_nanos(worst))
-        try:
-            tokens = await self.limiter.acquire(key_id, rpm, tpm, tokens_in + tokens_out)
-        except RateLimitedError:
-            self.budgets.settle(key_id, cost, 0)
-            raise
+        tokens = 0
+        if tpm is not None:
+            try:
+                tokens = await self.limiter.acquire(key_id, None, tpm, tokens_in + tokens_out)
+            except RateLimitedError:
+                self.budgets.settle(key_id, cost, 0)
+                raise
         return Reservation(tokens, cost, tokens_in)
 
     def finish(self, record: RequestRecord) -> None:

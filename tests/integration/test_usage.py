@@ -256,3 +256,43 @@ async def test_sigterm_right_after_requests_loses_no_ledger_row() -> None:
             for i, end in enumerate(done[30:]):
                 assert found[f"stream-{i}"]["output_tokens"] == end.usage.output_tokens
             assert "Traceback" not in gw.output()
+
+
+async def test_requests_refused_at_the_edge_are_rows_of_their_key() -> None:
+    # What the ledger holds of refusals (README "Limits, budgets and usage"): every request of a
+    # known key is one row, refused at the edge or not; a request without a valid key is not.
+    config = {"limits": {"max_messages": 2}, "logging": {"requests": False}}
+    async with running_gateway(config=config) as gw:
+        key = gw.create_key("edge", requests_per_minute=3)
+        headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        ok = {"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient(base_url=gw.http_url, timeout=10) as http:
+            statuses = [
+                (await http.post("/v1/chat/completions", content=b"{not json", headers=headers)),
+                (
+                    await http.post(
+                        "/v1/messages",
+                        json={**ok, "messages": ok["messages"] * 3, "max_tokens": 5},
+                        headers=headers,
+                    )
+                ),
+                (await http.post("/v1/chat/completions", json=ok, headers=headers)),
+                (await http.post("/v1/chat/completions", json=ok, headers=headers)),
+                (
+                    await http.post(
+                        "/v1/chat/completions",
+                        json=ok,
+                        headers={**headers, "authorization": "Bearer sb-wrong"},
+                    )
+                ),
+            ]
+        assert [r.status_code for r in statuses] == [400, 413, 200, 429, 401]
+        found = sorted(
+            (r["outcome"], r["status"]) for r in (await wait_rows(gw.data_dir, 4)).values()
+        )
+    assert found == [
+        ("INVALID_REQUEST", 400),
+        ("RATE_LIMITED", 429),
+        ("REQUEST_TOO_LARGE", 413),
+        ("success", 200),
+    ]

@@ -58,8 +58,10 @@ async def test_master_key_and_unlimited_keys_reserve_nothing() -> None:
         assert await p.admit(master, plan(Price(1000.0, 1000.0), req=big)) is NOTHING
     assert await p.admit(ctx(), plan(req=big)) is NOTHING
     assert p.limiter.available("key_a", "rpm") is None
-    # An RPM-only key is counted but reserves no tokens.
-    assert await p.admit(ctx("rpm_only", rpm=2), plan(req=big)) is NOTHING
+    # An RPM-only key is counted (when the call is admitted) but reserves no tokens.
+    rpm_only = ctx("rpm_only", rpm=2)
+    await p.admit_call(rpm_only)
+    assert await p.admit(rpm_only, plan(req=big)) is NOTHING
     assert p.limiter.available("rpm_only", "rpm") == pytest.approx(1.0)
 
 
@@ -89,14 +91,26 @@ async def test_the_budget_reserves_the_most_expensive_candidates_estimate() -> N
     assert p.budgets.reserved("key_a") == 0
 
 
-async def test_a_rate_limit_refusal_gives_back_the_budget_reservation() -> None:
+async def test_a_tpm_refusal_gives_back_the_budget_reservation() -> None:
     p = policy(Clock())
-    c = ctx(rpm=1, budget=5.0)
-    priced = plan(Price(3.0, 15.0), req=request(max_tokens=10))
+    c = ctx(tpm=100, budget=5.0)
+    priced = plan(Price(3.0, 15.0), req=request(max_tokens=60))
     first = await p.admit(c, priced)
     with pytest.raises(RateLimitedError):
         await p.admit(c, priced)
     assert p.budgets.reserved("key_a") == first.cost
+
+
+async def test_the_request_rate_and_a_spent_budget_are_checked_before_anything_else() -> None:
+    p = policy(Clock())
+    await p.admit_call(ctx(rpm=1))
+    with pytest.raises(RateLimitedError):
+        await p.admit_call(ctx(rpm=1))
+    spent = ctx("broke", budget=1.0)
+    p.budgets.settle("broke", 0, 10**9)
+    with pytest.raises(BudgetExceededError):
+        await p.admit_call(spent)
+    assert p.budgets.reserved("broke") == 0
 
 
 async def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> None:
@@ -203,14 +217,16 @@ async def test_chat_reconciles_tokens_and_spend_and_writes_an_exact_row(rig: Rig
 async def test_refusals_and_failures_are_recorded_and_release_their_reservations(
     rig: Rig,
 ) -> None:
-    c = ctx(rpm=1, tpm=1000, budget=10.0)
+    def c() -> CallContext:
+        return ctx(rpm=1, tpm=1000, budget=10.0)
+
     with pytest.raises(UpstreamNotFoundError):
-        await rig.gateway.chat(request("hi", max_tokens=20, model="demo/nope"), c)
+        await rig.gateway.chat(request("hi", max_tokens=20, model="demo/nope"), c())
     # The failed call used nothing: its tokens and dollars are back.
     assert rig.policy.limiter.available("key_a") == pytest.approx(1000)
     assert rig.policy.budgets.reserved("key_a") == 0
     with pytest.raises(RateLimitedError) as info:
-        await rig.gateway.chat(request("hi", max_tokens=20), c)
+        await rig.gateway.chat(request("hi", max_tokens=20), c())
     assert info.value.retry_after == pytest.approx(60.0)
     await rig.ledger.flush()
     rows = rig.rows()
