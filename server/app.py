@@ -110,7 +110,9 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     catalog = Catalog(providers, config)
     limits = config.limits
     stores = open_embedded(data_dir, config.circuit)
-    metrics = Metrics()
+    # Label values: what the catalog lists (configured routes and deployments, priced and
+    # declared models); a name a caller made up is `other`.
+    metrics = Metrics(known=(m.id for m in catalog.list_models()))
     metrics.watch_health(stores.health)
     policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
     observer = RequestObserver(metrics, log_requests=config.logging.requests)

@@ -1,14 +1,16 @@
 """Prometheus metrics for the gateway, rendered by the HTTP shim at `/metrics`.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` (tests and several gateways in one process
-do not collide). Label values are bounded: routes and deployments come from the catalog (whose
-direct `provider/model` names are capped), outcomes and reasons from the error tree. Labelled
-children are cached so recording a request is a few dict lookups and counter increments.
+do not collide). Label values come only from bounded sets (house style 11): a route or
+deployment label is a name the operator configured or the catalog knows (``known``), anything a
+caller made up is ``other``; outcomes and reasons come from the error tree. Without ``known``
+at most ``MAX_NAMES`` distinct names are kept before the rest become ``other``. Labelled children
+are cached so recording a request is a few dict lookups and counter increments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -38,11 +40,26 @@ _LATENCY_BUCKETS = (
 )
 
 
+# The label every route or deployment name outside the bounded set records under.
+OTHER = "other"
+# Distinct names kept when no known set is given.
+MAX_NAMES = 256
+
+
 class Metrics:
     """Counters and histograms the executor and the Gateway record into."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, prefix: str = "switchboard"):
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        prefix: str = "switchboard",
+        known: Iterable[str] | None = None,
+    ):
         self.registry = registry if registry is not None else CollectorRegistry()
+        # Names that may be label values (routes, deployments); None: the first MAX_NAMES.
+        self._known: set[str] | None = None if known is None else set(known)
+        self._seen: set[str] = set()
         p = prefix
         r = self.registry
         self._requests = Counter(
@@ -123,6 +140,24 @@ class Metrics:
 
     # --- recording ------------------------------------------------------------------------
 
+    def know(self, names: Iterable[str]) -> None:
+        """Adds names (configured routes and deployments) that may be label values."""
+        if self._known is None:
+            self._known = set()
+        self._known.update(names)
+
+    def label(self, name: str) -> str:
+        """``name`` when it is in the bounded set, else ``other``."""
+        known = self._known
+        if known is not None:
+            return name if name in known or not name else OTHER
+        if name in self._seen:
+            return name
+        if len(self._seen) < MAX_NAMES:
+            self._seen.add(name)
+            return name
+        return OTHER
+
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)
@@ -144,6 +179,8 @@ class Metrics:
         cost_usd: float,
     ) -> None:
         """One finished request (successful, failed or cancelled)."""
+        route = self.label(route)
+        deployment = self.label(deployment)
         key = (route, deployment, stream)
         b = self._bundles.get(key)
         if b is None:
@@ -177,23 +214,29 @@ class Metrics:
 
     def upstream_error(self, deployment: str, reason: str) -> None:
         """A failed (or skipped) attempt."""
-        self._child(self._upstream_errors, deployment, reason).inc()
+        self._child(self._upstream_errors, self.label(deployment), reason).inc()
 
     def fallback(self, route: str) -> None:
         """The executor moved on to the next candidate."""
-        self._child(self._fallbacks, route).inc()
+        self._child(self._fallbacks, self.label(route)).inc()
 
     def retry(self, deployment: str) -> None:
         """The executor tries the same deployment again."""
-        self._child(self._retries, deployment).inc()
+        self._child(self._retries, self.label(deployment)).inc()
 
     def watch_health(self, health: HealthStore) -> None:
         """Exports `<prefix>_circuit_state{name}` (0 closed, 1 half-open, 2 open) at scrape time."""
         if self._health_collector is None:
-            self._health_collector = _CircuitCollector(self._prefix, lambda: health.states())
+            self._health_collector = _CircuitCollector(
+                self._prefix, lambda: health.states(), self._keeps
+            )
             self.registry.register(self._health_collector)
         else:
             self._health_collector.source = lambda: health.states()
+
+    def _keeps(self, name: str) -> bool:
+        # A pool key's circuit is `<deployment>#<index>`: kept when its deployment is.
+        return self.label(name.partition("#")[0]) != OTHER
 
     # --- exposition -----------------------------------------------------------------------
 
@@ -230,9 +273,15 @@ class _Bundle:
 
 
 class _CircuitCollector(Collector):
-    def __init__(self, prefix: str, source: Callable[[], Iterator[tuple[str, Any]]]) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        source: Callable[[], Iterator[tuple[str, Any]]],
+        keeps: Callable[[str], bool],
+    ) -> None:
         self.prefix = prefix
         self.source = source
+        self.keeps = keeps
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -240,8 +289,11 @@ class _CircuitCollector(Collector):
             "Circuit breaker state per deployment or pool key (0 closed, 1 half-open, 2 open).",
             labels=["name"],
         )
+        keeps = self.keeps
         for name, state in self.source():
-            family.add_metric([name], float(int(state)))
+            # Circuits of names callers made up (direct `provider/model`s) are not exported.
+            if keeps(name):
+                family.add_metric([name], float(int(state)))
         yield family
 
     def describe(self) -> Iterator[GaugeMetricFamily]:

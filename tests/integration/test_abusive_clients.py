@@ -146,3 +146,23 @@ async def test_the_connection_cap_answers_503_past_it(gw: RunningGateway) -> Non
             s.close()
     await asyncio.sleep(0.2)
     _healthy(gw)
+
+
+async def test_metrics_stay_small_whatever_model_names_callers_send(gw: RunningGateway) -> None:
+    headers = {"authorization": f"Bearer {gw.master_key}"}
+    async with httpx.AsyncClient(base_url=gw.http_url, timeout=30) as client:
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> int:
+            body = {"model": f"demo/made-up-{i}", "messages": [{"role": "user", "content": "x"}]}
+            async with sem:
+                return (
+                    await client.post("/v1/chat/completions", json=body, headers=headers)
+                ).status_code
+
+        statuses = await asyncio.gather(*(one(i) for i in range(5000)))
+        assert set(statuses) == {404}
+        scrape = await client.get("/metrics")
+    assert scrape.status_code == 200
+    assert "made-up" not in scrape.text
+    assert len(scrape.content) < 64 * 1024, len(scrape.content)
