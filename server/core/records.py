@@ -67,6 +67,10 @@ class Execution:
     # Same-deployment retries and moves to a later candidate.
     retries: int = 0
     fallbacks: int = 0
+    # Streams: characters of text, reasoning and tool calls delivered to the client, and the
+    # usage the upstream reported before the stream ended (for billing a stream cut short).
+    delivered: int = 0
+    meter: types_pb2.Usage | None = None
 
 
 @dataclass(slots=True)

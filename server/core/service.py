@@ -19,7 +19,7 @@ from server.core.errors import GatewayError, PermissionDeniedError, Unauthentica
 from server.core.ids import new_request_id
 from server.core.records import Execution, Plan, RequestRecord, RequestSink
 from server.core.validate import DEFAULT_BOUNDS, RequestBounds, validate_chat_request
-from server.routing.cost import compute_cost
+from server.routing.cost import DELIVERED_CHARS_PER_TOKEN, compute_cost, estimate_input_tokens
 from server.routing.router import Router
 
 ADMIN = Principal(key_id="master", name="master", is_admin=True)
@@ -237,8 +237,29 @@ class _Recorded:
             # A stream closed right after its end frame (transports stop reading there) is a
             # success; anything else that ends the block early is the request's outcome.
             record.error = exc
+        if record.usage is None and record.run.first_chunk_at is not None:
+            bill_delivered(record)
         for sink in self.sinks:
             sink.finish(record)
+
+
+def bill_delivered(record: RequestRecord) -> None:
+    """Usage and cost of a stream that ended before its end frame (the client went away, the
+    upstream broke or stalled): the upstream processed the prompt and produced what was
+    delivered, so that is billed. What the upstream reported before the end counts as reported
+    (its input tokens, its output so far); what it did not is estimated: input from the
+    request (``routing.cost.estimate_input_tokens``), output as one token per four delivered
+    characters."""
+    run = record.run
+    usage = types_pb2.Usage()
+    if run.meter is not None:
+        usage.CopyFrom(run.meter)
+    if not usage.input_tokens:
+        usage.input_tokens = estimate_input_tokens(record.request)
+    usage.output_tokens = max(usage.output_tokens, -(-run.delivered // DELIVERED_CHARS_PER_TOKEN))
+    record.usage = usage
+    price = run.deployment.price if run.deployment is not None else None
+    record.cost = compute_cost(usage, price)
 
 
 def _fill_route(route: types_pb2.RouteInfo, plan: Plan, run: Execution) -> None:

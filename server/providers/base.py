@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from switchboard.v1 import chat_pb2
+from switchboard.v1 import chat_pb2, types_pb2
 
 
 class Capability(StrEnum):
@@ -49,6 +49,10 @@ class UpstreamCall:
     # Seconds this attempt may take until the first byte (non-streamed: the whole response);
     # None means the adapter's configured default.
     timeout: float | None = None
+    # Streams only: where the adapter keeps the usage reported so far (Anthropic's input
+    # tokens at message_start, Gemini's running count, OpenAI's usage chunk), so that a stream
+    # that ends early is billed for what the upstream reported. None: nobody asks.
+    meter: types_pb2.Usage | None = field(default=None, compare=False)
 
 
 @runtime_checkable

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -114,13 +115,14 @@ class Executor:
         The loop ends at the first chunk; what follows relays the committed stream under the
         idle and deadline timer and ends its lease (inline, not a nested generator: a layer per
         streamed chunk is measurable)."""
-        (first, upstream), lease = await self._run(
+        (first, upstream, run.meter), lease = await self._run(
             plan, ctx, run, lambda d, c: _first_frame(d, c, request)
         )
         timer = lease.timer
         lease.committed(run)
         timer.rearm(self._idle_timeout)
         saw_end = first.WhichOneof("frame") == "end"
+        delivered = _chars(first)
         try:
             timer.waiting = False
             yield first
@@ -131,8 +133,13 @@ class Executor:
                 # timing (idle stall, request deadline) while we wait.
                 async for frame in upstream:
                     timer.waiting = False
-                    if frame.WhichOneof("frame") == "end":
+                    kind = frame.WhichOneof("frame")
+                    if kind == "text":
+                        delivered += len(frame.text.text)
+                    elif kind == "end":
                         saw_end = True
+                    else:
+                        delivered += _chars(frame)
                     yield frame
                     timer.last = time.monotonic()
                     timer.waiting = True
@@ -168,6 +175,7 @@ class Executor:
         else:
             lease.succeeded(run)
         finally:
+            run.delivered = delivered
             timer.stop()
             await _close(upstream)
 
@@ -633,15 +641,17 @@ class _Lease:
 
 async def _first_frame(
     d: Deployment, call: UpstreamCall, request: chat_pb2.ChatRequest
-) -> tuple[Frame, AsyncIterator[Frame]]:
+) -> tuple[Frame, AsyncIterator[Frame], types_pb2.Usage]:
     """A stream attempt: opens the upstream stream and reads up to its first content frame
-    (role-only empty deltas do not commit); the open stream goes to the relay."""
-    upstream = d.provider.stream(request, call)
+    (role-only empty deltas do not commit); the open stream and the usage meter the adapter
+    reports into go to the relay."""
+    meter = types_pb2.Usage()
+    upstream = d.provider.stream(request, dataclasses.replace(call, meter=meter))
     try:
         while True:
             frame = await anext(upstream)
             if frame.WhichOneof("frame") != "text" or frame.text.text:
-                return frame, upstream
+                return frame, upstream, meter
     except StopAsyncIteration:
         await _close(upstream)
         raise e.UpstreamStreamError(
@@ -650,6 +660,18 @@ async def _first_frame(
     except BaseException:
         await _close(upstream)
         raise
+
+
+def _chars(frame: Frame) -> int:
+    """Characters a frame delivers (text, reasoning, a tool call's name and arguments)."""
+    kind = frame.WhichOneof("frame")
+    if kind == "text":
+        return len(frame.text.text)
+    if kind == "tool_call":
+        return len(frame.tool_call.name) + len(frame.tool_call.arguments)
+    if kind == "reasoning":
+        return len(frame.reasoning.text)
+    return 0
 
 
 class _Watchdog:

@@ -10,6 +10,8 @@ _PER = 1_000_000.0
 # Output tokens assumed when the caller gives no max_tokens: a typical chat answer. Only the
 # relative order of deployments matters for `cheapest`, so this need not be precise.
 DEFAULT_OUTPUT_ESTIMATE = 512
+# Streamed output billed by estimate (no usage arrived): one token per this many characters.
+DELIVERED_CHARS_PER_TOKEN = 4
 # Per-message framing tokens (role markers) and a flat guess per image.
 _MESSAGE_OVERHEAD = 4
 _IMAGE_TOKENS = 800

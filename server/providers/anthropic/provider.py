@@ -62,7 +62,7 @@ class AnthropicProvider(HttpAdapter):
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
         """The Messages API stream as contract frames, ending with one ``end`` frame."""
         encoded = encode_request(request, call.model, stream=True)
-        decoder = StreamDecoder(self.name, encoded.json_tool)
+        decoder = StreamDecoder(self.name, encoded.json_tool, call.meter)
         headers = self._headers_for(call)
         headers["accept"] = "text/event-stream"
         events = self._stream_json(self.url, encoded.body, call, headers)

@@ -34,14 +34,17 @@ class StreamDecoder:
         "usage",
     )
 
-    def __init__(self, provider: str, json_tool: str | None = None) -> None:
+    def __init__(
+        self, provider: str, json_tool: str | None = None, usage: types_pb2.Usage | None = None
+    ) -> None:
         self._provider = provider
         self._json_tool = json_tool
         # Anthropic block index → ("text"|"tool"|"json"|"thinking"|"other", tool-call index).
         self._blocks: dict[int, tuple[str, int]] = {}
         self._calls = 0
         self._stop_reason: str | None = None
-        self.usage = types_pb2.Usage()
+        # The usage reported so far (the caller's meter when given: see UpstreamCall.meter).
+        self.usage = usage if usage is not None else types_pb2.Usage()
         self.done = False
 
     def feed(self, event: str, data: dict[str, Any]) -> list[Frame]:
@@ -53,9 +56,12 @@ class StreamDecoder:
             return self._start(data)
         if kind == "message_delta":
             delta = data.get("delta") or {}
-            if delta.get("stop_reason"):
-                self._stop_reason = delta["stop_reason"]
             fill_usage(self.usage, data.get("usage") or {})
+            if delta.get("stop_reason"):
+                # The final usage and the stop reason are in: only message_stop follows, and a
+                # stream held open after this is still a complete answer.
+                self._stop_reason = delta["stop_reason"]
+                self.done = True
         elif kind == "message_start":
             fill_usage(self.usage, (data.get("message") or {}).get("usage") or {})
         elif kind == "message_stop":

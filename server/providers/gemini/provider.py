@@ -70,7 +70,7 @@ class GeminiProvider(HttpAdapter):
         self, request: chat_pb2.ChatRequest, call: UpstreamCall
     ) -> AsyncIterator[chat_pb2.StreamChatResponse]:
         """The ``streamGenerateContent`` SSE stream as contract frames, then one ``end``."""
-        decoder = StreamDecoder(self.name)
+        decoder = StreamDecoder(self.name, call.meter)
         url = self.url(call.model, stream=True)
         events = self._stream_json(url, encode_request(request), call, self._headers_for(call))
         try:
@@ -82,6 +82,10 @@ class GeminiProvider(HttpAdapter):
                     continue
                 for frame in decoder.feed(data):
                     yield frame
+                if decoder.done:
+                    # The chunk with the finish reason carries the final usage: the answer is
+                    # complete even if the connection is held open after it.
+                    break
         finally:
             await events.aclose()
         yield decoder.end()

@@ -28,11 +28,12 @@ class StreamDecoder:
 
     __slots__ = ("_calls", "_finish", "_provider", "usage")
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, usage: types_pb2.Usage | None = None) -> None:
         self._provider = provider
         self._calls = 0
         self._finish: int | None = None
-        self.usage = types_pb2.Usage()
+        # The usage reported so far (the caller's meter when given: see UpstreamCall.meter).
+        self.usage = usage if usage is not None else types_pb2.Usage()
 
     @property
     def done(self) -> bool:

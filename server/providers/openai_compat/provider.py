@@ -106,7 +106,7 @@ class OpenAICompatProvider(HttpAdapter):
         content = orjson.dumps(self._encode(request, call, stream=True))
         timeout = call.timeout or self.default_timeout
         secrets = (call.api_key,)
-        decoder = StreamDecoder(self.name, secrets)
+        decoder = StreamDecoder(self.name, secrets, call.meter)
         response: httpx.Response | None = None
         events: AsyncGenerator[tuple[bytes, bytes], None] | None = None
         try:
@@ -136,7 +136,7 @@ class OpenAICompatProvider(HttpAdapter):
                     )
                     async for event, data in events:
                         first = decoder.decode(event, data)
-                        if first or decoder.done:
+                        if first or decoder.finished:
                             break
             except TimeoutError as exc:
                 if response is None:
@@ -144,11 +144,11 @@ class OpenAICompatProvider(HttpAdapter):
                 raise stalled(self.name, timeout) from None
             for frame in first:
                 yield frame
-            if events is not None and not decoder.done:
+            if events is not None and not decoder.finished:
                 async for event, data in events:
                     for frame in decoder.decode(event, data):
                         yield frame
-                    if decoder.done:
+                    if decoder.finished:
                         break
             if not decoder.complete:
                 raise UpstreamStreamError(

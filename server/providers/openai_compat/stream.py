@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from switchboard.v1 import chat_pb2
+from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.errors import UpstreamStreamError
 from server.providers.codec import new_call_id
@@ -34,15 +34,27 @@ class _Call:
 class StreamDecoder:
     """Turns the data of each SSE event into frames and keeps what the ``end`` frame needs."""
 
-    def __init__(self, provider: str, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        provider: str,
+        secrets: tuple[str, ...] = (),
+        meter: types_pb2.Usage | None = None,
+    ) -> None:
         self.provider = provider
         self._secrets = secrets
+        self._meter = meter
         self.done = False  # saw data: [DONE]
         self.finish: object = None
         self.usage: object = None
         self._calls: dict[int, _Call] = {}
         self._last: _Call | None = None
         self._count = 0
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more is to come: ``[DONE]``, or a finish reason and the usage after it (a
+        stream held open after its usage chunk is still a complete answer)."""
+        return self.done or (self.finish is not None and self.usage is not None)
 
     @property
     def complete(self) -> bool:
@@ -72,12 +84,13 @@ class StreamDecoder:
                 status=200,
             )
         usage = chunk.get("usage")
+        if not usage:
+            groq = chunk.get("x_groq")
+            usage = groq.get("usage") if isinstance(groq, dict) else None
         if usage:
             self.usage = usage
-        else:
-            groq = chunk.get("x_groq")
-            if isinstance(groq, dict) and groq.get("usage"):
-                self.usage = groq["usage"]
+            if self._meter is not None:
+                self._meter.CopyFrom(decode_usage(usage))
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list):
             return []

@@ -249,24 +249,32 @@ async def test_a_stream_is_billed_from_its_end_frame(rig: Rig) -> None:
     assert_row_matches(row, end.usage, end.cost, key="key_a", stream=True)
 
 
-async def test_a_cancelled_stream_releases_its_unused_reservation(rig: Rig) -> None:
+async def test_a_cancelled_stream_is_billed_for_what_it_delivered(rig: Rig) -> None:
     c = ctx(tpm=1000, budget=10.0)
     req = request("one two three four five six seven eight", max_tokens=100)
     stream = rig.gateway.stream_chat(req, c)
     assert isinstance(stream, AsyncGenerator)
     assert (await anext(stream)).WhichOneof("frame") == "start"
-    assert (await anext(stream)).WhichOneof("frame") == "text"
+    first = await anext(stream)
+    assert first.WhichOneof("frame") == "text"
     reserved = estimate_input_tokens(req) + 100
     assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - reserved)
     assert rig.policy.budgets.reserved("key_a") > 0
-    # The client goes away mid-stream.
+    # The client goes away mid-stream: the demo reported no usage before its end, so the
+    # prompt is billed at its estimate and the output at one token per 4 delivered characters.
     await stream.aclose()
-    # No usage is known; the prompt was processed upstream, so its estimate stays counted.
-    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - estimate_input_tokens(req))
+    billed_in = estimate_input_tokens(req)
+    billed_out = -(-len(first.text.text) // 4)
+    assert rig.policy.limiter.available("key_a") == pytest.approx(1000 - billed_in - billed_out)
     assert rig.policy.budgets.reserved("key_a") == 0
+    assert await rig.policy.budgets.spent("key_a") == billed_in * NANO // 100 + billed_out * 2 * (
+        NANO // 100
+    )
     await rig.ledger.flush()
     (row,) = rig.rows()
     assert (row["outcome"], row["status"], row["stream"]) == ("cancelled", 499, 1)
+    assert (row["input_tokens"], row["output_tokens"]) == (billed_in, billed_out)
+    assert row["total_nanousd"] > 0
 
 
 async def test_the_master_key_is_never_limited_but_always_recorded(rig: Rig) -> None:
