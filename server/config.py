@@ -76,6 +76,9 @@ class DeploymentConfig(_Strict):
     max_concurrency: int | None = Field(default=None, gt=0)
     # Per-attempt timeout (seconds until the first byte) overriding `timeouts.attempt`.
     timeout: float | None = Field(default=None, gt=0)
+    # Most output tokens one response may hold, for reserving a request without max_tokens
+    # against a key's budget and TPM; default: the shipped table, else 32,768.
+    max_output_tokens: int | None = Field(default=None, gt=0)
 
     @property
     def deployment_id(self) -> str:

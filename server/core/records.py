@@ -36,21 +36,23 @@ class Plan:
 
     @property
     def input_tokens(self) -> int:
-        """The request's input-token estimate (``routing.cost.estimate_input_tokens``), once."""
+        """An upper bound on the request's input tokens (``routing.cost.input_token_bound``):
+        what limits reserve and what `cheapest` ranks by."""
         return self._estimate()[0]
 
     @property
     def output_tokens(self) -> int:
-        """The request's output-token allowance (``routing.cost.output_estimate``), once."""
+        """The request's typical output (``routing.cost.output_estimate``), for ranking; limits
+        reserve each candidate's ``output_token_bound`` instead."""
         return self._estimate()[1]
 
     def _estimate(self) -> tuple[int, int]:
         tokens = self._tokens
         if tokens is None:
-            from server.routing.cost import estimate_input_tokens, output_estimate
+            from server.routing.cost import input_token_bound, output_estimate
 
             request = self.request or chat_pb2.ChatRequest()
-            tokens = self._tokens = (estimate_input_tokens(request), output_estimate(request))
+            tokens = self._tokens = (input_token_bound(request), output_estimate(request))
         return tokens
 
 

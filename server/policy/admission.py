@@ -21,29 +21,29 @@ The master key skips every limit; its requests are still recorded.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
-from switchboard.v1 import types_pb2
+from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext
 from server.core.errors import RateLimitedError
-from server.core.money import cost_nanos, usd_to_nanos
+from server.core.money import NANOS_PER_USD, cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
 from server.core.state import BudgetStore, RateLimiter, UsageRow, UsageSink
-from server.routing.cost import estimate_cost
+from server.routing.cost import estimate_cost, output_token_bound
 
 log = logging.getLogger(__name__)
 
 
 class Reservation:
-    """What ``admit`` took for one request: TPM tokens, nano-USD, and the input estimate."""
+    """What ``admit`` took for one request: TPM tokens and nano-USD."""
 
-    __slots__ = ("cost", "input_estimate", "tokens")
+    __slots__ = ("cost", "tokens")
 
-    def __init__(self, tokens: int = 0, cost: int = 0, input_estimate: int = 0) -> None:
+    def __init__(self, tokens: int = 0, cost: int = 0) -> None:
         self.tokens = tokens
         self.cost = cost
-        self.input_estimate = input_estimate
 
     def __repr__(self) -> str:
         return f"Reservation(tokens={self.tokens}, cost={self.cost})"
@@ -92,15 +92,21 @@ class UsagePolicy:
             return NOTHING
         key_id = principal.key_id
         tokens_in = plan.input_tokens
-        tokens_out = plan.output_tokens
+        request = plan.request or chat_pb2.ChatRequest()
+        worst = 0.0
+        tokens_out = 0
+        for d in plan.candidates:
+            out = output_token_bound(request, d.max_output_tokens)
+            tokens_out = max(tokens_out, out)
+            usd = estimate_cost(d.price, tokens_in, out)
+            if usd is not None and usd > worst:
+                worst = usd
         cost = 0
         if budget is not None:
-            worst = 0.0
-            for d in plan.candidates:
-                usd = estimate_cost(d.price, tokens_in, tokens_out)
-                if usd is not None and usd > worst:
-                    worst = usd
-            cost = await self.budgets.reserve(key_id, usd_to_nanos(budget), usd_to_nanos(worst))
+            # Rounded up: the reservation is a bound, never a nano-dollar short of one.
+            cost = await self.budgets.reserve(
+                key_id, usd_to_nanos(budget), math.ceil(worst * NANOS_PER_USD)
+            )
         tokens = 0
         if tpm is not None:
             try:
@@ -108,7 +114,7 @@ class UsagePolicy:
             except RateLimitedError:
                 self.budgets.settle(key_id, cost, 0)
                 raise
-        return Reservation(tokens, cost, tokens_in)
+        return Reservation(tokens, cost)
 
     def finish(self, record: RequestRecord) -> None:
         """Reconciles the reservation to the actual usage and records the ledger row.
@@ -131,12 +137,7 @@ class UsagePolicy:
         else:
             input_n = output_n = cached_n = write_n = total_n = 0
         if r.tokens:
-            if usage is not None:
-                actual = usage.input_tokens + usage.output_tokens
-            elif record.stream and run.first_chunk_at is not None:
-                actual = r.input_estimate
-            else:
-                actual = 0
+            actual = usage.input_tokens + usage.output_tokens if usage is not None else 0
             self.limiter.reconcile(key_id, r.tokens, actual)
         if not principal.is_admin and (r.cost or total_n):
             self.budgets.settle(key_id, r.cost, total_n)

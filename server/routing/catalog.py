@@ -16,7 +16,12 @@ from server.config import Config
 from server.core.errors import ModelNotFoundError
 from server.providers.base import Provider, UpstreamCall
 from server.routing.cost import Price
-from server.routing.price_table import DEFAULT_PRICES, lookup_price
+from server.routing.price_table import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    DEFAULT_PRICES,
+    lookup_max_output,
+    lookup_price,
+)
 
 __all__ = ["Catalog", "Deployment", "Price", "ProviderEntryLike", "Route"]
 
@@ -47,6 +52,8 @@ class Deployment:
     max_concurrency: int | None = None
     # Per-attempt timeout override (seconds); None uses `timeouts.attempt`.
     timeout: float | None = None
+    # Most output tokens one response may hold (what a request without max_tokens reserves).
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     # Health-store names of the pool's keys (`<id>#<index>`): keys are never used as names.
     key_names: tuple[str, ...] = field(init=False, repr=False)
     # In-process counters: in-flight calls (for max_concurrency) and the key round-robin.
@@ -121,6 +128,8 @@ class Catalog:
                 weight=dc.weight,
                 max_concurrency=dc.max_concurrency,
                 timeout=dc.timeout,
+                max_output_tokens=dc.max_output_tokens
+                or _max_output(entry.provider, dc.model, f"{dc.provider}/{dc.model}"),
             )
             self._single[d.id] = Route(d.id, "ordered", [d])
             self._configured.append(d)
@@ -145,6 +154,7 @@ class Catalog:
             model=model,
             api_keys=tuple(entry.api_keys) or ("",),
             price=lookup_price(self._prices, deployment_id),
+            max_output_tokens=_max_output(entry.provider, model, deployment_id),
         )
         if self._direct < MAX_DIRECT_DEPLOYMENTS:
             self._direct += 1
@@ -211,6 +221,13 @@ class Catalog:
             return chat_pb2.Model(id=route.name, route=True, description=route.description)
         (deployment,) = self.resolve(model).deployments
         return _model_of(deployment)
+
+
+def _max_output(provider: Provider, model: str, deployment_id: str) -> int:
+    """The adapter's own limit for the model (Anthropic's table), else the shipped one."""
+    of_adapter = getattr(provider, "max_output_tokens", None)
+    limit = of_adapter(model) if callable(of_adapter) else None
+    return limit or lookup_max_output(deployment_id) or DEFAULT_MAX_OUTPUT_TOKENS
 
 
 def _model_of(d: Deployment) -> chat_pb2.Model:

@@ -12,9 +12,21 @@ _PER = 1_000_000.0
 DEFAULT_OUTPUT_ESTIMATE = 512
 # Streamed output billed by estimate (no usage arrived): one token per this many characters.
 DELIVERED_CHARS_PER_TOKEN = 4
-# Per-message framing tokens (role markers) and a flat guess per image.
+# Per-message framing tokens (role markers), a typical tool-use prompt and a flat guess per
+# image, for the typical estimate.
 _MESSAGE_OVERHEAD = 4
+_TOOLS_PROMPT = 300
 _IMAGE_TOKENS = 800
+# The same for the upper bound: what a provider may add around the request's own bytes (role
+# markers per message, per tool, Anthropic's tool-use system prompt of ~350-500 tokens) and the
+# most tokens one image is billed at (OpenAI's high-detail tiles and patches stay under 2,500;
+# Anthropic resizes images to ~1,600; Gemini bills 258 per 768-pixel tile, so only an image of
+# more than 24 tiles, about 3,800 pixels square, could pass it).
+MESSAGE_FRAMING_BOUND = 16
+TOOL_FRAMING_BOUND = 32
+TOOLS_PROMPT_BOUND = 1024
+REQUEST_FRAMING_BOUND = 64
+IMAGE_TOKENS_BOUND = 6400
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,28 +71,48 @@ def compute_cost(usage: types_pb2.Usage, price: Price | None) -> types_pb2.Cost:
     )
 
 
-def estimate_input_tokens(request: chat_pb2.ChatRequest) -> int:
-    """A cheap estimate of the prompt size: characters / 4 plus small per-part overheads."""
-    chars = 0
+def _content_size(request: chat_pb2.ChatRequest) -> tuple[int, int]:
+    """The request's encoded size without its images, and how many images it holds."""
+    size = request.ByteSize()
     images = 0
     for message in request.messages:
-        chars += _MESSAGE_OVERHEAD * 4
         for part in message.content:
-            kind = part.WhichOneof("part")
-            if kind == "text":
-                chars += len(part.text)
-            elif kind == "tool_result":
-                chars += len(part.tool_result.content)
-            elif kind == "tool_call":
-                chars += len(part.tool_call.arguments) + len(part.tool_call.name)
-            elif kind == "image":
+            if part.WhichOneof("part") == "image":
                 images += 1
-            elif kind == "reasoning":
-                chars += len(part.reasoning.text)
-    for tool in request.tools:
-        # Schemas are sent as JSON; their serialized size is a fair proxy without encoding it.
-        chars += len(tool.name) + len(tool.description) + 40 * len(tool.parameters.fields)
-    return chars // 4 + images * _IMAGE_TOKENS
+                size -= part.ByteSize()
+    return size, images
+
+
+def estimate_input_tokens(request: chat_pb2.ChatRequest) -> int:
+    """A typical prompt size: a token per four bytes of the encoded request (messages, system
+    prompt, tool definitions, schemas, passthrough fields alike), plus per-message framing and
+    a flat guess per image. For billing what an upstream did not report; for reservations see
+    ``input_token_bound``."""
+    size, images = _content_size(request)
+    framing = len(request.messages) * _MESSAGE_OVERHEAD + (_TOOLS_PROMPT if request.tools else 0)
+    return size // 4 + framing + images * _IMAGE_TOKENS
+
+
+def input_token_bound(request: chat_pb2.ChatRequest) -> int:
+    """An upper bound on the input tokens any provider bills for this request.
+
+    A byte-level tokenizer (every major provider's) makes no token of less than one byte of
+    what it reads, and what a provider reads of a request (messages, system prompt, tool
+    definitions, response schemas, passthrough fields) is no longer, in bytes, than the
+    request's protobuf encoding, which spends at least two bytes of framing on every field.
+    So the encoded size bounds them; on top come what providers add themselves: role markers
+    per message, the tool-use prompt they wrap tool definitions in, and per image at most
+    ``IMAGE_TOKENS_BOUND`` (an image's bytes say nothing of its tokens)."""
+    size, images = _content_size(request)
+    framing = len(request.messages) * MESSAGE_FRAMING_BOUND
+    if request.tools:
+        framing += len(request.tools) * TOOL_FRAMING_BOUND + TOOLS_PROMPT_BOUND
+    return size + framing + images * IMAGE_TOKENS_BOUND + REQUEST_FRAMING_BOUND
+
+
+def output_token_bound(request: chat_pb2.ChatRequest, model_max_output: int) -> int:
+    """At most the caller's max_tokens, else the model's own output limit."""
+    return request.max_tokens if request.HasField("max_tokens") else model_max_output
 
 
 def estimate_cost(price: Price | None, input_tokens: int, output_tokens: int) -> float | None:

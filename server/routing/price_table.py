@@ -94,6 +94,52 @@ _TABLE: dict[str, Price] = {
 
 DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(_TABLE)
 
+# Most output tokens (reasoning included) one response of a model may hold, from the same
+# providers' model pages: what a request without max_tokens is reserved for. Unlisted models use
+# DEFAULT_MAX_OUTPUT_TOKENS unless their deployment sets `max_output_tokens`; Anthropic's come
+# from its adapter's model table.
+DEFAULT_MAX_OUTPUT_TOKENS = 32_768
+_MAX_OUTPUT: dict[str, int] = {
+    "openai/gpt-5.5": 128_000,
+    "openai/gpt-5.4": 128_000,
+    "openai/gpt-5.4-mini": 128_000,
+    "openai/gpt-5.4-nano": 128_000,
+    "openai/gpt-5.2": 128_000,
+    "openai/gpt-5.1": 128_000,
+    "openai/gpt-5": 128_000,
+    "openai/gpt-5-mini": 128_000,
+    "openai/gpt-5-nano": 128_000,
+    "openai/gpt-4.1": 32_768,
+    "openai/gpt-4.1-mini": 32_768,
+    "openai/gpt-4.1-nano": 32_768,
+    "openai/gpt-4o": 16_384,
+    "openai/gpt-4o-mini": 16_384,
+    "openai/o3": 100_000,
+    "openai/o4-mini": 100_000,
+    "gemini/gemini-3.1-pro-preview": 65_536,
+    "gemini/gemini-3-pro-preview": 65_536,
+    "gemini/gemini-3-flash-preview": 65_536,
+    "gemini/gemini-2.5-pro": 65_536,
+    "gemini/gemini-2.5-flash": 65_536,
+    "gemini/gemini-2.5-flash-lite": 65_536,
+    "groq/openai/gpt-oss-120b": 65_536,
+    "groq/openai/gpt-oss-20b": 65_536,
+    "groq/llama-3.3-70b-versatile": 32_768,
+    "groq/llama-3.1-8b-instant": 131_072,
+    "deepseek/deepseek-chat": 8_192,
+    "deepseek/deepseek-reasoner": 65_536,
+}
+MAX_OUTPUT_TOKENS: Mapping[str, int] = MappingProxyType(_MAX_OUTPUT)
+
+
+def lookup_max_output(deployment_id: str) -> int | None:
+    """The listed output limit of `provider/model` (dated snapshots match their model)."""
+    found = MAX_OUTPUT_TOKENS.get(deployment_id)
+    if found is None:
+        found = MAX_OUTPUT_TOKENS.get(_SNAPSHOT.sub("", deployment_id))
+    return found
+
+
 # Dated snapshot suffixes: `-2024-07-18`, `-20250929`, `@20251001`, `-latest` is kept as is.
 _SNAPSHOT = re.compile(r"[-@](\d{4}-\d{2}-\d{2}|\d{8})$")
 

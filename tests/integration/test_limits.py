@@ -5,6 +5,7 @@ body, TPM reservations that reconcile to actual usage, and budgets that survive 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from grpc_status import rpc_status
 from switchboard.v1 import chat_pb2, chat_pb2_grpc, types_pb2
 
 from server.core.context import KeyLimits
+from server.routing.cost import input_token_bound
 from server.store.embedded.keys import SqliteKeyStore
 from tests.fakes.openai_upstream import Delay, FakeOpenAI, Reply, Usage
 from tests.support.server import RunningGateway, running_gateway, start_gateway
@@ -187,7 +189,10 @@ async def test_tpm_reserves_max_tokens_in_flight_and_reconciles_to_usage() -> No
                 stub = chat_pb2_grpc.ChatServiceStub(channel)
                 first = asyncio.ensure_future(stub.Chat(req, metadata=key.metadata))
                 await up.wait_for_requests(1)
-                # ~605 tokens are reserved by the call in flight: another 605 do not fit.
+                # The call in flight reserved its input's upper bound plus max_tokens: the
+                # same again does not fit.
+                reserved = input_token_bound(req) + 600
+                assert 2 * reserved > 1000
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await stub.Chat(req, metadata=key.metadata)
                 held = refusal(info.value)
@@ -195,8 +200,10 @@ async def test_tpm_reserves_max_tokens_in_flight_and_reconciles_to_usage() -> No
                 assert held.reason == "RATE_LIMITED"
                 assert held.violations[0][0] == f"key:{key.id}"
                 assert held.violations[0][1].startswith("tokens_per_minute limit of 1000 reached")
-                # ~210 tokens missing at 1000/60 per second.
-                assert held.retry_after is not None and 5.0 < held.retry_after < 20.0
+                # The missing tokens refill at 1000/60 per second.
+                wait = (2 * reserved - 1000) / (1000 / 60)
+                assert held.retry_after is not None
+                assert held.retry_after == pytest.approx(wait, abs=2.0)
                 assert len(up.requests) == 1
                 response = await first
                 assert response.usage.input_tokens + response.usage.output_tokens == 30
@@ -219,35 +226,44 @@ async def test_tpm_reserves_max_tokens_in_flight_and_reconciles_to_usage() -> No
 
 async def test_monthly_budget_refuses_once_spent_and_after_a_restart(tmp_path: Path) -> None:
     config = {"deployments": [DEMO_PRICED]}
+    first = chat_request("a " * 60, max_tokens=5)
+    # $0.01 a token: the first call reserves its upper bound, which the budget just covers.
+    bound = round((input_token_bound(first) + 5) * 0.01, 2) + 0.01
     async with running_gateway(config=config, data_dir=tmp_path) as gw:
-        spender = new_key(gw, "spender", monthly_budget_usd=0.5)
-        careful = new_key(gw, "careful", monthly_budget_usd=1.0)
+        spender = new_key(gw, "spender", monthly_budget_usd=bound)
+        careful = new_key(gw, "careful", monthly_budget_usd=bound)
         async with grpc.aio.insecure_channel(gw.grpc_target) as channel:
             stub = chat_pb2_grpc.ChatServiceStub(channel)
-            # 60 one-letter words estimate ~33 input tokens (chars / 4) + 5 = $0.38 <= $0.50;
-            # the demo counts 60 input + 5 output = $0.65: the budget is spent.
-            response = await stub.Chat(
-                chat_request("a " * 60, max_tokens=5), metadata=spender.metadata
-            )
+            # The demo counts 60 input + 5 output = $0.65: within the budget, as reserved.
+            response = await stub.Chat(first, metadata=spender.metadata)
             assert response.cost.total_usd == pytest.approx(0.65)
+            # What is left does not cover the next call's bound: refused, no Retry-After
+            # (waiting is not the remedy; a smaller request is).
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Chat(chat_request("a " * 60, max_tokens=5), metadata=spender.metadata)
+            too_big = refusal(info.value)
+            assert too_big.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert too_big.reason == "BUDGET_EXCEEDED" and too_big.retry_after is None
+            assert "lower max_tokens" in too_big.message
+            await stub.Chat(chat_request("hi", max_tokens=10), metadata=careful.metadata)
+
+        # The operator lowers the budget below what was spent: refused until the month ends.
+        conn = sqlite3.connect(gw.data_dir / "keys.db")
+        with conn:
+            conn.execute(
+                "UPDATE gateway_keys SET monthly_budget_usd = 0.5 WHERE id = ?", (spender.id,)
+            )
+        conn.close()
+        async with grpc.aio.insecure_channel(gw.grpc_target) as channel:
+            stub = chat_pb2_grpc.ChatServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Chat(chat_request("hi", max_tokens=1), metadata=spender.metadata)
             spent = refusal(info.value)
-            assert spent.code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert spent.reason == "BUDGET_EXCEEDED"
             assert spent.violations == [
                 (f"key:{spender.id}", "monthly_budget_usd limit of $0.50 reached ($0.65 spent)")
             ]
             assert spent.retry_after == pytest.approx(seconds_to_next_month(), abs=30)
-
-            # An estimate that does not fit what is left is refused without a Retry-After.
-            await stub.Chat(chat_request("hi", max_tokens=10), metadata=careful.metadata)
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await stub.Chat(chat_request("hi", max_tokens=1000), metadata=careful.metadata)
-            too_big = refusal(info.value)
-            assert too_big.reason == "BUDGET_EXCEEDED" and too_big.retry_after is None
-            assert "lower max_tokens" in too_big.message
-
         async with httpx.AsyncClient(base_url=gw.http_url, headers=spender.headers) as http:
             r = await http.post("/v1/chat/completions", json=http_body(max_tokens=1))
             assert r.status_code == 429

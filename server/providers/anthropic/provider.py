@@ -16,6 +16,7 @@ from server.providers.adapter import AdapterOptions, HttpAdapter
 from server.providers.anthropic.decode import decode_response
 from server.providers.anthropic.encode import encode_request
 from server.providers.anthropic.errors import error_for_response
+from server.providers.anthropic.models import model_info
 from server.providers.anthropic.stream import StreamDecoder
 from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
 
@@ -48,6 +49,10 @@ class AnthropicProvider(HttpAdapter):
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(name={self.name!r}, url={self.url!r})"
+
+    def max_output_tokens(self, model: str) -> int:
+        """The max_tokens this adapter sends for ``model`` when the caller set none."""
+        return model_info(model).max_output_tokens
 
     async def chat(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall

@@ -32,6 +32,8 @@ MODELS = {
     ),
 }
 ECHO_PREFIX = "Echo: "
+# What a request without max_tokens reserves for the demo model's answer.
+MAX_OUTPUT_TOKENS = 4096
 _PIECES = re.compile(r"\s*\S+")
 
 
@@ -68,6 +70,10 @@ class DemoProvider:
 
     def __repr__(self) -> str:
         return f"DemoProvider(name={self.name!r})"
+
+    def max_output_tokens(self, model: str) -> int:
+        """The demo answers with at most the last user message, word by word."""
+        return MAX_OUTPUT_TOKENS
 
     async def chat(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall
