@@ -177,11 +177,13 @@ class Gateway:
         self, request: chat_pb2.ChatRequest, ctx: CallContext
     ) -> AsyncGenerator[chat_pb2.StreamChatResponse, None]:
         """start frame (once committed to a deployment), deltas, then one end frame."""
-        with self._recorded(RequestRecord(ctx, request, stream=True)) as record:
+        recorded = self._recorded(RequestRecord(ctx, request, stream=True))
+        with recorded as record:
             plan = await self._admit(record)
             run = record.run
             created = int(time.time())
             started = False
+            end_frame: chat_pb2.StreamChatResponse | None = None
             frames = self.executor.stream(plan, request, ctx, run)
             # Closed here, not left to the garbage collector, so that a client going away
             # frees the upstream stream and the deployment's slot at once.
@@ -205,7 +207,15 @@ class Gateway:
                         _fill_route(end.route, plan, run)
                         record.usage = end.usage
                         record.cost = end.cost
+                        # Held until the upstream stream is closed and booked, below.
+                        end_frame = frame
+                        continue
                     yield frame
+            if end_frame is not None:
+                # The request is recorded (its ledger row journaled) before the client can
+                # see it end, so a complete stream is never missing from the ledger.
+                recorded.finish()
+                yield end_frame
 
     async def list_models(self, ctx: CallContext) -> chat_pb2.ListModelsResponse:
         """Every route and deployment this gateway can serve."""
@@ -220,11 +230,12 @@ class _Recorded:
     """``with``: the request's record goes to every sink when the block ends, however it ends
     (a class rather than ``contextlib.contextmanager``: it runs on every request)."""
 
-    __slots__ = ("record", "sinks")
+    __slots__ = ("_done", "record", "sinks")
 
     def __init__(self, record: RequestRecord, sinks: Sequence[RequestSink]) -> None:
         self.record = record
         self.sinks = sinks
+        self._done = False
 
     def __enter__(self) -> RequestRecord:
         return self.record
@@ -237,6 +248,14 @@ class _Recorded:
             # A stream closed right after its end frame (transports stop reading there) is a
             # success; anything else that ends the block early is the request's outcome.
             record.error = exc
+        self.finish()
+
+    def finish(self) -> None:
+        """Hands the record to the sinks now (once; the end of the block does it otherwise)."""
+        if self._done:
+            return
+        self._done = True
+        record = self.record
         if record.usage is None and record.run.first_chunk_at is not None:
             bill_delivered(record)
         for sink in self.sinks:

@@ -128,6 +128,8 @@ class UsageRow(NamedTuple):
     cache_write_nanousd: int
     total_nanousd: int
     latency_ms: float
+    # Unique per row, so a row written twice (a journal replayed after a crash) counts once.
+    row_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

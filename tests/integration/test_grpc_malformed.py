@@ -79,10 +79,11 @@ async def _call(channel: grpc.aio.Channel, method: str, body: bytes, key: str | 
     identity = (lambda b: b), (lambda b: b)
     if kind == "stream_stream":
         call = channel.stream_stream(path, *identity)(metadata=metadata, timeout=10)
-        # The server may end the call (a refused key) before the write lands; its status is
-        # what counts, not the client's failed write.
+        # Without a key the server refuses the call before reading anything: writing would
+        # only race its refusal (the client may then report its own failed write).
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await call.write(body)
+            if key:
+                await call.write(body)
             await call.done_writing()
         with contextlib.suppress(grpc.aio.AioRpcError):
             async for _ in call:

@@ -18,7 +18,7 @@ from switchboard.v1 import chat_pb2, chat_pb2_grpc, types_pb2
 
 from tests.fakes.openai_upstream import Delay, FakeOpenAI, Reply, Usage
 from tests.integration.test_limits import new_key
-from tests.support.server import running_gateway
+from tests.support.server import running_gateway, start_gateway
 
 NANO = 1_000_000_000
 MODEL = "openai/gpt-4o-mini"
@@ -296,3 +296,46 @@ async def test_requests_refused_at_the_edge_are_rows_of_their_key() -> None:
         ("REQUEST_TOO_LARGE", 413),
         ("success", 200),
     ]
+
+
+async def test_sigkill_loses_no_row_of_a_request_that_finished(tmp_path: Path) -> None:
+    # A gateway killed mid-traffic: every request whose answer reached its client has its row
+    # (the journal), once the next process on the data dir has started.
+    config = {"logging": {"requests": False}}
+    done: set[str] = set()
+    async with running_gateway(config=config, data_dir=tmp_path) as gw:
+        key = gw.create_key("killed")
+        headers = {"authorization": f"Bearer {key}"}
+
+        async def client(n: int) -> None:
+            async with httpx.AsyncClient(base_url=gw.http_url, headers=headers, timeout=5) as http:
+                for i in range(10_000):
+                    rid = f"kill-{n}-{i}"
+                    body = {
+                        "model": "demo/echo",
+                        "messages": [{"role": "user", "content": "hello there"}],
+                        "stream": i % 2 == 0,
+                    }
+                    try:
+                        r = await http.post(
+                            "/v1/chat/completions", json=body, headers={"x-request-id": rid}
+                        )
+                    except httpx.HTTPError:
+                        return
+                    if r.status_code == 200 and (not body["stream"] or "[DONE]" in r.text):
+                        done.add(rid)
+
+        clients = [asyncio.ensure_future(client(n)) for n in range(12)]
+        await asyncio.sleep(1.5)
+        assert gw.process is not None
+        gw.process.kill()
+        await asyncio.gather(*clients)
+    assert len(done) > 100
+    restarted = await asyncio.to_thread(start_gateway, config=config, data_dir=tmp_path)
+    try:
+        recorded = rows(tmp_path)
+    finally:
+        await asyncio.to_thread(restarted.terminate)
+        restarted.close()
+    missing = done - set(recorded)
+    assert not missing, f"{len(missing)} of {len(done)} finished requests have no row"

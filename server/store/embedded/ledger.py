@@ -6,14 +6,18 @@ CLI and the budgets read from (``server.core.state``).
 A file of its own, not ``keys.db``: the key cache reloads whenever ``keys.db``'s
 ``PRAGMA data_version`` moves, which every ledger commit would otherwise cause.
 
-Requests never touch the disk: ``record`` appends the row to an in-memory buffer, and one
-background task writes the buffer in a single transaction, in a worker thread, every
-``flush_interval`` seconds (0.2) or as soon as ``batch_size`` (256) rows wait. A failed write
-keeps its rows and is retried with backoff. ``aclose`` (awaited by the server's graceful stop)
-writes everything still buffered; a row recorded after that is written at once. Rows that still
-cannot be written at close are appended to ``usage-pending.jsonl`` beside the database and
-imported by the next ``UsageLedger`` that opens it, so an accepted request's usage is not lost
-on shutdown (a SIGKILL loses at most the last ``flush_interval`` of rows).
+Requests never wait on the database: ``record`` appends the row to an in-memory buffer and one
+line to this process's journal file (``usage-journal.<pid>.<id>.<n>.jsonl``, a single unbuffered
+append: once it returns the row survives the process being killed, since the kernel holds it),
+and one background task writes the buffer in a single transaction, in a worker thread, every
+``flush_interval`` seconds (0.2) or as soon as ``batch_size`` (256) rows wait. Taking a batch
+starts the next journal file; a committed batch deletes the files it covered. A failed write
+keeps its rows (and their journal) and is retried with backoff. ``aclose`` (awaited by the
+server's graceful stop) writes everything still buffered; a row recorded after that is written
+at once. Whatever is left in the journal of a process that is gone (SIGKILL, a crash, a failed
+write at shutdown) is imported by the next ledger that opens the data dir; a row's ``row_id`` is
+unique, so a row that was committed before its journal was deleted is not imported twice.
+So a SIGKILL loses no row of a request that finished, only the requests still in flight.
 
 Money is integer nano-USD (1e-9 USD): each cost component of the response (a double) rounded to
 the nearest nano-dollar, and ``total_nanousd`` the exact sum of the four components.
@@ -24,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -36,7 +42,7 @@ from server.store.embedded import sqlite as store
 
 log = logging.getLogger(__name__)
 
-PENDING_FILENAME = "usage-pending.jsonl"
+JOURNAL_GLOB = "usage-journal.*.jsonl"
 
 USAGE = store.Schema(
     filename="usage.db",
@@ -72,12 +78,19 @@ USAGE = store.Schema(
         CREATE INDEX usage_time ON usage (time);
         CREATE INDEX usage_key_time ON usage (key_id, time);
         """,
+        # Rows carry a unique id so a journal is imported idempotently.
+        """
+        ALTER TABLE usage ADD COLUMN row_id TEXT;
+        CREATE UNIQUE INDEX usage_row_id ON usage (row_id);
+        """,
     ),
 )
 
 
 COLUMNS = UsageRow._fields
-_INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT = (
+    f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
 
 
 class SqliteLedger:
@@ -104,7 +117,15 @@ class SqliteLedger:
         # Serialises writer threads (the flusher, flush(), close) on the one connection.
         self._io_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = self._connect()
-        self._import_pending()
+        self._import_journals()
+        # This process's journal: the file rows are appended to, and the earlier files whose
+        # rows are buffered or being written (deleted once committed).
+        self._journal_id = f"{os.getpid()}.{secrets.token_hex(4)}"
+        _OPEN_JOURNALS.add(self._journal_id)
+        self._journal_seq = 0
+        self._journal_fd = -1
+        self._journal_path: Path | None = None
+        self._journal_done: list[Path] = []
 
     def __repr__(self) -> str:
         return f"SqliteLedger({str(self.data_dir)!r}, buffered={len(self._rows)})"
@@ -121,11 +142,14 @@ class SqliteLedger:
     # --- the request path ---------------------------------------------------------------------
 
     def record(self, row: UsageRow) -> None:
-        """Buffers one row (no I/O); the flusher writes it within ``flush_interval``."""
+        """Buffers one row and journals it (one append); the flusher writes it within
+        ``flush_interval``."""
         if self._closed:
             # A request that finished after the graceful stop: write it now rather than lose it.
-            self._write_or_spill([row])
+            self._journal(row)
+            self._write_or_keep([row])
             return
+        self._journal(row)
         rows = self._rows
         rows.append(row)
         if self._wake is None:
@@ -163,6 +187,7 @@ class SqliteLedger:
             wake.clear()
             full.clear()
             rows, self._rows = self._rows, []
+            covered = self._rotate()
             if rows:
                 try:
                     await asyncio.to_thread(self._write, rows)
@@ -174,6 +199,7 @@ class SqliteLedger:
                         return
                 else:
                     failures = 0
+                    self._forget(covered)
             if self._rows:
                 wake.set()
             elif self._closing:
@@ -193,22 +219,24 @@ class SqliteLedger:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _write_or_spill(self, rows: list[UsageRow]) -> None:
+    def _write_or_keep(self, rows: list[UsageRow]) -> None:
+        """Writes rows now; when that fails they stay in the journal for the next start."""
         try:
             self._write(rows)
         except sqlite3.Error as exc:
-            path = self.data_dir / PENDING_FILENAME
             log.error(
-                "writing %d usage rows failed at shutdown (%s); kept in %s", len(rows), exc, path
+                "writing %d usage rows failed at shutdown (%s); the journal keeps them for the "
+                "next start",
+                len(rows),
+                exc,
             )
-            try:
-                with open(path, "ab") as fh:
-                    fh.write(b"".join(orjson.dumps(list(r)) + b"\n" for r in rows))
-            except OSError as err:
-                log.critical("%d usage rows are lost: cannot write %s: %s", len(rows), path, err)
+        else:
+            self._forget(self._rotate())
         finally:
             if self._closed:
+                self._close_journal()
                 self._close_conn()
+                _OPEN_JOURNALS.discard(self._journal_id)
 
     def _close_conn(self) -> None:
         with self._io_lock:
@@ -216,26 +244,75 @@ class SqliteLedger:
                 self._conn.close()
                 self._conn = None
 
-    def _import_pending(self) -> None:
-        path = self.data_dir / PENDING_FILENAME
+    # --- the journal -------------------------------------------------------------------------
+
+    def _journal(self, row: UsageRow) -> None:
+        line = orjson.dumps(tuple(row), option=orjson.OPT_APPEND_NEWLINE)
         try:
-            lines = path.read_bytes().splitlines()
-        except FileNotFoundError:
+            if self._journal_fd < 0:
+                self._open_journal()
+            os.write(self._journal_fd, line)
+        except OSError as exc:
+            # The buffer still holds the row; only its protection against a kill is gone.
+            log.error("cannot append to the usage journal: %s", exc)
+
+    def _open_journal(self) -> None:
+        self._journal_seq += 1
+        path = self.data_dir / f"usage-journal.{self._journal_id}.{self._journal_seq}.jsonl"
+        self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._journal_path = path
+
+    def _rotate(self) -> list[Path]:
+        """Starts a new journal file; returns every file whose rows are now taken (buffered
+        rows that failed to write stay covered by theirs until a later batch commits)."""
+        self._close_journal()
+        return list(self._journal_done)
+
+    def _close_journal(self) -> None:
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+            assert self._journal_path is not None
+            self._journal_done.append(self._journal_path)
+            self._journal_path = None
+
+    def _forget(self, paths: list[Path]) -> None:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self._journal_done.remove(path)
+
+    def _import_journals(self) -> None:
+        """Writes the rows journaled by processes that are gone, then deletes their files."""
+        rows: list[UsageRow] = []
+        imported: list[Path] = []
+        for path in sorted(self.data_dir.glob(JOURNAL_GLOB)):
+            _, pid, token = path.name.split(".")[:3]
+            if f"{pid}.{token}" in _OPEN_JOURNALS or (pid.isdigit() and _alive(int(pid))):
+                continue
+            for line in path.read_bytes().splitlines():
+                with contextlib.suppress(orjson.JSONDecodeError, TypeError):
+                    # A line cut short by the kill is the only one that can fail to parse.
+                    rows.append(UsageRow(*orjson.loads(line)))
+            imported.append(path)
+        if not imported:
             return
-        rows = [UsageRow(*orjson.loads(line)) for line in lines if line.strip()]
         self._write(rows)
-        path.unlink()
-        log.info("imported %d usage rows kept from an earlier shutdown", len(rows))
+        for path in imported:
+            path.unlink()
+        log.info("imported %d journaled usage rows of an earlier process", len(rows))
 
     async def flush(self) -> None:
         """Writes every buffered row now (tests, and callers that need the rows on disk)."""
         rows, self._rows = self._rows, []
+        covered = self._rotate()
         if rows:
             try:
                 await asyncio.to_thread(self._write, rows)
             except sqlite3.Error:
                 self._rows[:0] = rows
                 raise
+        self._forget(covered)
 
     async def aclose(self) -> None:
         """Writes everything buffered and closes the file; later rows are written at once."""
@@ -250,9 +327,11 @@ class SqliteLedger:
         self._closed = True
         rows, self._rows = self._rows, []
         if rows:
-            await asyncio.to_thread(self._write_or_spill, rows)
+            await asyncio.to_thread(self._write_or_keep, rows)
         else:
+            self._forget(self._rotate())
             self._close_conn()
+            _OPEN_JOURNALS.discard(self._journal_id)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -271,6 +350,23 @@ class SqliteLedger:
         if self._busy_timeout_ms is not None:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         return conn
+
+
+# Journals of the ledgers open in this process (a closed one's may be imported).
+_OPEN_JOURNALS: set[str] = set()
+
+
+def _alive(pid: int) -> bool:
+    """Whether another process with this id runs (its journal is then still in use)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def month_spend(data_dir: Path, start: float, end: float) -> dict[str, int]:

@@ -15,7 +15,7 @@ from server.core.money import month_bounds
 from server.store.embedded import sqlite as store
 from server.store.embedded.keys import SqliteKeyStore
 from server.store.embedded.ledger import (
-    PENDING_FILENAME,
+    JOURNAL_GLOB,
     USAGE,
     SqliteLedger,
     UsageRow,
@@ -63,6 +63,10 @@ def stored(data_dir: Path) -> list[UsageRow]:
     finally:
         conn.close()
     return [UsageRow._make((*r[:9], bool(r[9]), *r[10:])) for r in rows]
+
+
+def journals(data_dir: Path) -> list[Path]:
+    return sorted(data_dir.glob(JOURNAL_GLOB))
 
 
 async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
@@ -146,13 +150,34 @@ async def test_rows_that_cannot_be_written_at_close_are_kept_and_imported_next_t
     for r in rows:
         ledger.record(r)
     await ledger.aclose()
-    assert (tmp_path / PENDING_FILENAME).exists()
+    assert journals(tmp_path)
     locked.execute("COMMIT")
     assert stored(tmp_path) == []
     reopened = SqliteLedger(tmp_path)
     assert stored(tmp_path) == rows
-    assert not (tmp_path / PENDING_FILENAME).exists()
+    assert not journals(tmp_path)
     await reopened.aclose()
+
+
+async def test_every_recorded_row_is_journaled_until_committed_and_imported_once(
+    tmp_path: Path,
+) -> None:
+    ledger = SqliteLedger(tmp_path, flush_interval=30.0)
+    rows = [row(i)._replace(row_id=f"r{i}") for i in range(5)]
+    for r in rows:
+        ledger.record(r)
+    # Not written yet, but on disk: a killed process leaves them in its journal.
+    journaled = b"".join(p.read_bytes() for p in journals(tmp_path))
+    assert journaled.count(b"\n") == 5 and stored(tmp_path) == []
+    await ledger.flush()
+    assert stored(tmp_path) == rows and not journals(tmp_path)
+    # A journal replayed over rows already committed (killed between commit and unlink)
+    # imports nothing twice.
+    (tmp_path / "usage-journal.999999999.dead.1.jsonl").write_bytes(journaled + b'[1.0, "cut')
+    other = SqliteLedger(tmp_path)
+    assert stored(tmp_path) == rows
+    await other.aclose()
+    await ledger.aclose()
 
 
 async def test_month_spend_and_monthly_totals(tmp_path: Path) -> None:
