@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import email.utils
 import math
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -163,17 +165,31 @@ def error_for_exception(exc: BaseException, *, provider: str) -> UpstreamError:
         return UpstreamConnectionError("upstream URL is not usable", provider=provider)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return UpstreamConnectionError("upstream closed the connection", provider=provider)
-    return UpstreamConnectionError(
-        f"could not reach upstream ({type(exc).__name__})", provider=provider
-    )
+    return UpstreamConnectionError(_unreachable(exc), provider=provider)
+
+
+def _unreachable(exc: BaseException) -> str:
+    """Why a connection could not be made, in words (not the exception's class name)."""
+    if _caused_by(exc, ConnectionRefusedError):
+        return "upstream refused the connection (nothing listens at its address)"
+    if _caused_by(exc, socket.gaierror) or _caused_by(exc, aiohttp.ClientConnectorDNSError):
+        return "upstream host name does not resolve"
+    if _caused_by(exc, ssl.SSLError):
+        return "TLS handshake with the upstream failed"
+    if _caused_by(exc, ConnectionResetError):
+        return "upstream reset the connection"
+    return "could not connect to upstream"
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    current: BaseException | None = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
     for _ in range(8):
         if current is None:
             return False
         if isinstance(current, kind):
+            return True
+        os_error = getattr(current, "os_error", None)  # aiohttp.ClientConnectorError
+        if isinstance(os_error, kind):
             return True
         current = current.__cause__ or current.__context__
     return False

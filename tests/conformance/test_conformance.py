@@ -434,3 +434,7 @@ async def test_connection_refused(harness: Harness, mode: str) -> None:
         else:
             [frame async for frame in provider.stream(request(), call)]
     assert caught.value.retryable
+    # Said in words, not as the transport's exception class (httpx_aiohttp calls a refused
+    # connection `ConnectTimeout`).
+    assert "refused the connection" in caught.value.message
+    assert "Timeout" not in caught.value.message
