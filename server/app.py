@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from server.checks import provider_problems
 from server.config import Config, ConfigError
 from server.core import secrets
 from server.core.service import Gateway
@@ -98,6 +99,11 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     see what the executor records; one ``Metrics`` collects for ``/metrics``; the usage policy
     admits requests and, with the observer, takes every finished one.
     """
+    problems = provider_problems(config, env)
+    if problems.errors:
+        raise ConfigError("\n".join(problems.errors))
+    for warning in problems.warnings:
+        log.warning("%s", warning)
     provider_env, extra = _provider_inputs(config, env)
     try:
         providers = build_providers(provider_env, extra)

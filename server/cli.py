@@ -158,8 +158,17 @@ def _month(value: str) -> tuple[int, int]:
 
 
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from server.checks import provider_problems
+
     path = getattr(args, "config", None) or env.get(CONFIG_ENV)
     config = load_config(path)
+    problems = provider_problems(config, env)
+    for warning in problems.warnings:
+        print(f"warning: {warning}")
+    for error in problems.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if problems.errors:
+        return 1
     if path is None:
         print("No config file given (--config or SWITCHBOARD_CONFIG): the defaults are valid.")
     else:

@@ -91,6 +91,30 @@ def test_check_config_names_the_bad_field(tmp_path: Path) -> None:
     assert served.returncode != 0 and "server.http_port" in served.stderr
 
 
+def test_check_config_refuses_unknown_providers_and_warns_about_disabled_ones(
+    tmp_path: Path,
+) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("routes:\n  - name: smart\n    deployments: [openia/gpt-4o]\n")
+    result = run_cli("check-config", "--config", str(unknown))
+    assert result.returncode == 1
+    assert "routes.0 (smart) deployment 'openia/gpt-4o': unknown provider 'openia'" in result.stderr
+    served = run_cli("serve", "--config", str(unknown), "--data-dir", str(tmp_path / "data"))
+    assert served.returncode == 1 and "unknown provider 'openia'" in served.stderr
+
+    disabled = tmp_path / "disabled.yaml"
+    disabled.write_text(
+        "deployments:\n  - provider: groq\n    model: llama-3.1-8b-instant\n"
+        "routes:\n  - name: fast\n    deployments: [groq/llama-3.1-8b-instant, openai/gpt-4o]\n"
+    )
+    result = run_cli("check-config", "--config", str(disabled))
+    assert result.returncode == 0
+    assert "provider 'groq' is not enabled; set GROQ_API_KEY to serve it" in result.stdout
+    assert "deployment 'openai/gpt-4o': provider 'openai' is not enabled" in result.stdout
+    enabled = run_cli("check-config", "--config", str(disabled), env={"GROQ_API_KEY": "gsk_x"})
+    assert "groq" not in enabled.stdout and "openai" in enabled.stdout
+
+
 def test_taken_ports_are_refused_clearly(demo_gateway: RunningGateway, tmp_path: Path) -> None:
     env = {"SWITCHBOARD_MASTER_KEY": DEFAULT_MASTER_KEY}
     common = ("serve", "--data-dir", str(tmp_path), "--host", "127.0.0.1")
