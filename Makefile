@@ -26,8 +26,8 @@ clean: ## Remove caches (keeps .venv and .data)
 
 ##@ Run
 
-run: install ## Run the gateway on the embedded default (SQLite in .data/, demo provider)
-	$(VENV)/bin/switchboard serve --data-dir .data $(ARGS)
+run: install ## Run the gateway on the embedded default (SQLite in the default data dir, demo provider)
+	$(VENV)/bin/switchboard serve $(ARGS)
 
 ##@ Test (extra pytest flags: PYTEST_ARGS="..."; the tree: tests/README.md)
 

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -26,7 +28,7 @@ from typing import Any, TextIO
 import orjson
 
 from server.checks import provider_problems
-from server.config import Config, ConfigError
+from server.config import Config, ConfigError, default_data_dir
 from server.core import secrets
 from server.core.service import Gateway
 from server.core.state import Stores
@@ -378,6 +380,18 @@ def _connect_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _cli_command() -> str:
+    """`switchboard` when that name runs this very program, else its full path (a venv that
+    is not on PATH, as after `make run`)."""
+    own = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("switchboard")
+    if own is not None and own.name == "switchboard":
+        if found is not None and Path(found).resolve() == own:
+            return "switchboard"
+        return shlex.quote(str(own))
+    return f"{shlex.quote(sys.executable)} -m server"
+
+
 def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptions) -> None:
     """How to call the gateway; prints the master key only the one time it is generated."""
     demo = next((m.id for m in c.catalog.list_models() if m.demo), None)
@@ -402,16 +416,22 @@ def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptio
         lines.append(f"  master key: stored in {c.master_key.path}")
     else:
         lines.append("  master key: from SWITCHBOARD_MASTER_KEY")
+    # Printed to be pasted into another shell as is: the CLI by the path that works there, and
+    # the data dir only when the CLI would not find the same one by itself.
+    cli = _cli_command()
+    same_dir = options.data_dir.resolve() == default_data_dir(os.environ).resolve()
+    data_dir = "" if same_dir else f" --data-dir {shlex.quote(str(options.data_dir))}"
     lines += [
         "",
-        "Create an application key:",
-        f"  switchboard keys create --name my-app --data-dir {options.data_dir}",
-        "Then call it (export SWITCHBOARD_KEY=<the key>):",
+        "Create an application key and keep it in SWITCHBOARD_API_KEY (another shell):",
+        f"  export SWITCHBOARD_API_KEY=$({cli} keys create --name my-app{data_dir} --json \\",
+        """    | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')""",
+        "Then call it:",
     ]
     body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}]})
     lines += [
-        f"  curl {ports.http_url}/v1/chat/completions \\",
-        '    -H "Authorization: Bearer $SWITCHBOARD_KEY" \\',
+        f"  curl -s {ports.http_url}/v1/chat/completions \\",
+        '    -H "Authorization: Bearer $SWITCHBOARD_API_KEY" \\',
         "    -H 'Content-Type: application/json' \\",
         f"    -d '{body.decode()}'",
     ]
@@ -419,7 +439,7 @@ def _announce(out: TextIO, ports: BoundPorts, c: Components, options: ServeOptio
         {"model": model, "messages": [{"role": "ROLE_USER", "content": [{"text": "Hello!"}]}]}
     ).decode()
     lines += [
-        '  grpcurl -plaintext -H "authorization: Bearer $SWITCHBOARD_KEY" \\',
+        '  grpcurl -plaintext -H "authorization: Bearer $SWITCHBOARD_API_KEY" \\',
         f"    -d '{grpc_body}' {ports.grpc_target} switchboard.v1.ChatService/Chat",
     ]
     out.write("\n".join(lines) + "\n")
