@@ -14,6 +14,7 @@ import pytest
 from switchboard.v1 import chat_pb2
 
 from tests.support.server import RunningGateway
+from tests.support.wire import length_delimited, varint
 
 METHODS = {
     "Chat": "unary_unary",
@@ -22,36 +23,24 @@ METHODS = {
 }
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def deep_struct_request(depth: int) -> bytes:
     """A ChatRequest whose passthrough Struct nests ``depth`` levels (past protobuf's limit)."""
     struct = b""
     for _ in range(depth):
-        value = _field(5, struct)  # Value.struct_value
-        struct = _field(1, _field(1, b"a") + _field(2, value))  # Struct.fields entry
-    return _field(1, b"demo/echo") + _field(16, struct)
+        value = length_delimited(5, struct)  # Value.struct_value
+        struct = length_delimited(
+            1, length_delimited(1, b"a") + length_delimited(2, value)
+        )  # Struct.fields entry
+    return length_delimited(1, b"demo/echo") + length_delimited(16, struct)
 
 
 def bad_utf8_request() -> bytes:
-    return _field(1, b"demo/\xff\xfe echo")
+    return length_delimited(1, b"demo/\xff\xfe echo")
 
 
 def truncated_request() -> bytes:
     valid = chat_pb2.ChatRequest(model="demo/echo").SerializeToString()
-    return valid + _varint(2 << 3 | 2) + _varint(50) + b"short"
+    return valid + varint(2 << 3 | 2) + varint(50) + b"short"
 
 
 BODIES = {
@@ -64,7 +53,7 @@ BODIES = {
 
 def _wrap(method: str, body: bytes) -> bytes:
     # StreamChat takes the ChatRequest under field 1 (`chat`), Converse under `start`.
-    return body if method == "Chat" else _field(1, body)
+    return body if method == "Chat" else length_delimited(1, body)
 
 
 class _Status(NamedTuple):
