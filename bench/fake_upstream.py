@@ -177,7 +177,8 @@ class FakeUpstream:
 
     def app(self) -> web.Application:
         """The aiohttp application serving the fake's routes."""
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        # The hardening bench sends requests up to the gateway's 32 MiB body limit.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/chat/completions", self.chat)
         app.router.add_get("/health", self.health)

@@ -40,8 +40,10 @@ class RequestBounds:
                 )
 
     def check_request(self, request: chat_pb2.ChatRequest) -> None:
-        """``check`` over a contract request."""
+        """``check`` over a contract request. The counts come first, so that a request of a
+        million messages is refused without a walk over them."""
         messages = request.messages
+        self.check(len(messages), 0, len(request.tools))
         parts = 0
         for message in messages:
             parts += len(message.content)
