@@ -4,12 +4,16 @@ taken ports, the generated master key. Every command runs as `python -m server .
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import grpc
 import grpc.aio
+import httpx
 import orjson
 import pytest
 from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, types_pb2
@@ -17,7 +21,9 @@ from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc, t
 from tests.fakes.openai_upstream import Delay, FakeOpenAI
 from tests.support.server import (
     DEFAULT_MASTER_KEY,
+    REPO_ROOT,
     RunningGateway,
+    hermetic_env,
     run_cli,
     running_gateway,
     start_gateway,
@@ -189,3 +195,52 @@ def test_generated_master_key_is_stored_privately_and_printed_once(tmp_path: Pat
         assert created.secret not in second.output()
     finally:
         second.close()
+
+
+def test_make_run_and_the_keys_command_agree_on_the_data_dir(tmp_path: Path) -> None:
+    """The server `make run` starts and a `switchboard keys create` typed in another shell,
+    neither given a data dir, use the same one: the new key works at once."""
+    planned = subprocess.run(
+        ["make", "-n", "run", "ARGS=--http-port 0 --grpc-port 0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (serve,) = [line for line in planned.splitlines() if "switchboard serve" in line]
+    env = hermetic_env({"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "xdg")})
+    data_dir = tmp_path / "xdg" / "switchboard"
+    server = subprocess.Popen(
+        shlex.split(serve),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ports = data_dir / "ports.json"
+        deadline = time.monotonic() + 30
+        while not ports.exists() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ports.exists(), "the server did not start in the default data dir"
+        http_port = orjson.loads(ports.read_bytes())["http_port"]
+        cli = REPO_ROOT / shlex.split(serve)[0]  # as make runs it, from the repository
+        created = subprocess.run(
+            [str(cli), "keys", "create", "--name", "other-shell", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = orjson.loads(created.stdout)["key"]
+        reply = httpx.post(
+            f"http://127.0.0.1:{http_port}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
