@@ -112,7 +112,7 @@ class HttpAdapter:
                 yield event, decoded
         finally:
             await events.aclose()
-            await response.aclose()
+            response.release()
 
     async def aclose(self) -> None:
         """Nothing to release: the pooled HTTP client is shared (``close_http_client``)."""

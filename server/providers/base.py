@@ -2,7 +2,7 @@
 
 An adapter turns a ``switchboard.v1.ChatRequest`` into its vendor's wire format, sends it over
 the shared pooled HTTP client and turns the answer back into contract messages. Vendor wire
-types stay private to the adapter's module; httpx exceptions and HTTP error statuses are mapped
+types stay private to the adapter's module; transport exceptions and HTTP error statuses are mapped
 to ``server.core.errors.Upstream*`` inside the adapter (house style 4), so callers only ever see
 gateway errors. Adapters are stateless per call: which key and model to use arrives in
 ``UpstreamCall``, so key pools and routing live in ``server.routing``, not here.

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import orjson
 
 from server.core.errors import (
@@ -27,14 +27,14 @@ from server.core.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from server.providers.http_client import UpstreamClient, get_http_client
+from server.providers.http_client import StreamResponse, UpstreamClient, get_http_client
 from server.providers.sse import SSEParser
 from server.providers.upstream_errors import error_for_exception, error_for_status
 
 # Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
 MAX_ERROR_BODY = 64 * 1024
-# What a request may fail with before an answer (aiohttp's own errors subclass OSError).
-_SEND_ERRORS = (httpx.HTTPError, OSError, TimeoutError)
+# What a request may fail with before an answer (aiohttp's connection errors subclass OSError).
+_SEND_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 class ErrorMapper(Protocol):
@@ -92,9 +92,7 @@ async def post_json(
     client = client or get_http_client()
     try:
         async with asyncio.timeout(deadline):
-            response = await client.post(
-                url, content=content, headers=headers, timeout=httpx.Timeout(deadline)
-            )
+            response = await client.post(url, content=content, headers=headers)
     except _SEND_ERRORS as exc:
         raise error_for_exception(exc, provider=provider) from None
     if response.status_code >= 300:
@@ -122,26 +120,19 @@ async def open_stream(
     on_error: ErrorMapper,
     on_json: Callable[[bytes, str, tuple[str, ...]], UpstreamError] | None = None,
     client: UpstreamClient | None = None,
-) -> httpx.Response:
+) -> StreamResponse:
     """POSTs a stream request and returns the open 2xx response (the caller closes it, usually
     through ``sse_events``); raises ``Upstream*`` for an error status or a failed request.
 
     ``on_json(body, provider, secrets)``, when given, maps a 2xx JSON answer (an error object
     where a stream was asked for) to the error raised instead of streaming it."""
     client = client or get_http_client()
-    request = client.build_request(
-        "POST",
-        url,
-        content=content,
-        headers=headers,
-        timeout=httpx.Timeout(idle, connect=deadline, pool=deadline),
-    )
     try:
         async with asyncio.timeout(deadline):
-            response = await client.send(request)
-            if response.status_code >= 300:
+            response = await client.open(url, content=content, headers=headers)
+            if response.status >= 300:
                 body = await _drain(response)
-                raise on_error(response.status_code, response.headers, body, provider, secrets)
+                raise on_error(response.status, response.headers, body, provider, secrets)
             if on_json is not None and _is_json(response):
                 raise on_json(await _drain(response), provider, secrets)
     except _SEND_ERRORS as exc:
@@ -150,13 +141,13 @@ async def open_stream(
 
 
 async def sse_events(
-    response: httpx.Response, *, first_byte: float, idle: float, provider: str
+    response: StreamResponse, *, first_byte: float, idle: float, provider: str
 ) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """Yields ``(event name, data)`` for each server-sent event of ``response``, closing it at
     the end. Returns normally when the server ends the body (an event left without its blank
     line still counts); callers decide whether the events seen amount to a complete answer."""
     parser = SSEParser()
-    chunks = response.aiter_bytes()
+    chunks = response.content.iter_any()
     wait = first_byte
     try:
         while True:
@@ -167,7 +158,7 @@ async def sse_events(
                 break
             except TimeoutError:
                 raise stalled(provider, wait) from None
-            except (httpx.HTTPError, OSError) as exc:
+            except (aiohttp.ClientError, OSError) as exc:
                 if isinstance(error_for_exception(exc, provider=provider), UpstreamTimeoutError):
                     raise stalled(provider, wait) from None
                 raise UpstreamStreamError(
@@ -179,7 +170,7 @@ async def sse_events(
         for event in parser.flush():
             yield event
     finally:
-        await response.aclose()
+        response.release()
 
 
 def stalled(provider: str, seconds: float) -> UpstreamTimeoutError:
@@ -189,22 +180,22 @@ def stalled(provider: str, seconds: float) -> UpstreamTimeoutError:
     )
 
 
-async def read_limited(response: httpx.Response, limit: int = MAX_ERROR_BODY) -> bytes:
+async def read_limited(response: StreamResponse, limit: int = MAX_ERROR_BODY) -> bytes:
     """A streamed response's body, or ``b""`` when it is longer than ``limit`` bytes."""
     body = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         body += chunk
         if len(body) > limit:
             return b""
     return body
 
 
-async def _drain(response: httpx.Response) -> bytes:
+async def _drain(response: StreamResponse) -> bytes:
     try:
         return await read_limited(response)
     finally:
-        await response.aclose()
+        response.release()
 
 
-def _is_json(response: httpx.Response) -> bool:
+def _is_json(response: StreamResponse) -> bool:
     return response.headers.get("content-type", "").startswith("application/json")

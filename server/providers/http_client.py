@@ -1,17 +1,23 @@
-"""The one pooled upstream HTTP client every adapter sends through.
+"""The one pooled upstream HTTP client every adapter sends through: aiohttp, used directly.
 
-Adapters keep httpx's API (``httpx.Request`` / ``httpx.Response``, its exceptions and timeouts)
-on ``httpx_aiohttp.AiohttpTransport``, as openai-python's ``DefaultAioHttpClient`` does:
-DESIGN.md's speed table shows httpx's default transport collapsing under concurrency (433 req/s
-at c64) where the aiohttp transport holds (4,938 req/s). ``UpstreamClient`` hands requests to
-the transport directly instead of going through ``httpx.AsyncClient``: the client's per-request
-bookkeeping (URL merging and re-parsing, cookie extraction, auth and redirect flows, event hooks)
-measured ~0.4 ms of CPU per request on this machine (httpx client 764 µs vs. transport 377 µs
-vs. bare aiohttp 327 µs per request in one run), and a gateway needs none of it: it never
-follows redirects, keeps no cookies and sets its own auth header. The aiohttp session uses a
-``DummyCookieJar`` so no upstream cookie is ever stored and replayed on another caller's call.
-One client per event loop, created lazily and reused for every request, so connections stay
-alive between calls; an aiohttp session is bound to the loop it was created on, hence the key.
+A gateway sends the same kind of request all day — a POST of bytes it already encoded, to a
+handful of hosts, with headers it sets itself — and needs nothing of a general HTTP client's
+per-request machinery (URL merging and re-parsing, cookies, auth and redirect flows, hooks,
+request and response model objects). DESIGN.md keeps httpx's API on the aiohttp transport
+unless a measured gain justifies a narrower path, and it does: ``bench/upstream_client.py``
+(c16 against ``bench/fake_upstream.py``, median of 3 rounds, 2026-12-02) measured one POST and
+its body read at 109 us of client CPU through this module, 182 us through ``httpx.Request`` +
+``httpx_aiohttp.AiohttpTransport`` (the previous path, which already skipped
+``httpx.AsyncClient``) and 329 us through ``httpx.AsyncClient``: 73 us per request saved, about
+a tenth of the gateway's whole per-request CPU. So this module is the narrow path: ``post``
+(whole body) and ``open`` (a streamed body), on one ``aiohttp.ClientSession`` per event loop.
+
+What httpx gave that is kept here: pooled keep-alive connections (``TCPConnector``), one SSL
+context for the process (loading the CA bundle costs ~70 ms), no cookie ever stored and replayed
+on another caller's call (``DummyCookieJar``), no proxy variables honoured (``trust_env`` off:
+they would silently reroute configured upstreams). Timeouts are the callers' ``asyncio.timeout``
+deadlines (``calls.py``), so aiohttp arms no timer of its own per request; only the socket
+connect is bounded here. Transport exceptions are aiohttp's, mapped in ``upstream_errors``.
 """
 
 from __future__ import annotations
@@ -19,100 +25,107 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 # Gateways multiplex many callers onto few upstream hosts: keep plenty of warm connections.
-POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=60)
-# Per-request timeouts come from UpstreamCall; these only bound what nobody configured.
-DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0, pool=30.0)
+MAX_CONNECTIONS = 1000
+KEEPALIVE_SECONDS = 60.0
+# A connection that cannot be made in this long is not going to be (the request's own deadline
+# usually ends the wait first).
+CONNECT_TIMEOUT = 10.0
 
 _clients: dict[asyncio.AbstractEventLoop, UpstreamClient] = {}
 _MAX_CACHED_URLS = 1024
-# Loading the CA bundle costs ~70 ms: done once per process, shared by every loop's client.
 _ssl_context: ssl.SSLContext | None = None
+# No per-request timer: every wait is under the caller's asyncio.timeout.
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
 
 
 def _ssl() -> ssl.SSLContext:
     global _ssl_context
     if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
+        _ssl_context = ssl.create_default_context()
     return _ssl_context
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """A whole upstream answer: status, headers (case-insensitive) and body."""
+
+    status_code: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+
+# A streamed answer: read it with ``.content.iter_any()``; ``.release()`` when done.
+StreamResponse = aiohttp.ClientResponse
+
+
 class UpstreamClient:
-    """httpx requests sent straight to the pooled aiohttp transport (module docstring)."""
+    """POSTs over one pooled aiohttp session (module docstring)."""
 
     def __init__(self) -> None:
-        self._transport = AiohttpTransport(client=_new_session)
+        self._session: aiohttp.ClientSession | None = None
         self.is_closed = False
         # Parsed upstream URLs: a process talks to a handful, and parsing one per request
         # showed in profiles.
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, URL] = {}
 
-    def build_request(
-        self,
-        method: str,
-        url: httpx.URL | str,
-        *,
-        content: bytes,
-        headers: Mapping[str, str],
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    ) -> httpx.Request:
-        """An ``httpx.Request`` carrying its timeouts the way transports read them."""
-        if isinstance(url, str):
-            parsed = self._urls.get(url)
-            if parsed is None:
-                parsed = httpx.URL(url)
-                if len(self._urls) < _MAX_CACHED_URLS:
-                    self._urls[url] = parsed
-            url = parsed
-        return httpx.Request(
-            method, url, content=content, headers=headers, extensions={"timeout": timeout.as_dict()}
-        )
+    def _url(self, url: str) -> URL:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url)
+            if len(self._urls) < _MAX_CACHED_URLS:
+                self._urls[url] = parsed
+        return parsed
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """Sends ``request``; the response body is not read yet (stream it or ``aread`` it)."""
-        return await self._transport.handle_async_request(request)
+    def _client(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            # Created on first use, inside the running loop it is bound to.
+            connector = aiohttp.TCPConnector(
+                limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl()
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=_NO_TIMEOUT,
+                # The adapters send exactly the headers they mean to send.
+                skip_auto_headers=("User-Agent",),
+                trust_env=False,
+            )
+        return session
 
     async def post(
-        self,
-        url: httpx.URL | str,
-        *,
-        content: bytes,
-        headers: Mapping[str, str],
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - per-phase httpx timeouts
-    ) -> httpx.Response:
+        self, url: str, *, content: bytes, headers: Mapping[str, str]
+    ) -> UpstreamResponse:
         """POSTs and reads the whole response body."""
-        request = self.build_request("POST", url, content=content, headers=headers, timeout=timeout)
-        response = await self.send(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
+        async with self._client().post(
+            self._url(url), data=content, headers=headers, allow_redirects=False
+        ) as response:
+            body = await response.read()
+            return UpstreamResponse(response.status, response.headers, body)
+
+    async def open(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> StreamResponse:
+        """POSTs and returns the response once its headers are in; the caller reads the body
+        and releases it."""
+        return await self._client().post(
+            self._url(url), data=content, headers=headers, allow_redirects=False
+        )
 
     async def aclose(self) -> None:
         """Closes the pooled connections."""
         self.is_closed = True
-        await self._transport.aclose()
-
-
-def _new_session() -> aiohttp.ClientSession:
-    # Called by the transport on first use, inside the running loop.
-    connector = aiohttp.TCPConnector(
-        limit=POOL_LIMITS.max_connections or 0,
-        keepalive_timeout=POOL_LIMITS.keepalive_expiry,
-        ssl=_ssl(),
-    )
-    # trust_env stays off: proxy variables would silently reroute configured upstreams.
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        if self._session is not None:
+            await self._session.close()
 
 
 def get_http_client() -> UpstreamClient:
-    """The shared pooled client for the running event loop (openai ``DefaultAioHttpClient``)."""
+    """The shared pooled client for the running event loop (one aiohttp session per loop)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:

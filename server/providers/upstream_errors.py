@@ -1,10 +1,10 @@
 """Upstream failures as gateway errors: HTTP statuses, transport exceptions, retry delays.
 
-The helpers turn HTTP statuses and httpx exceptions into ``server.core.errors.Upstream*``
-(house style 4, after httpx ``map_exceptions`` and openai-python ``_base_client.py``). Callers
-pass the message they already extracted from the provider's error body; the helpers redact any
-secret they are given, well-known key shapes and bearer tokens, and cap the length, so neither a
-key nor a raw upstream body reaches a caller or a log line.
+The helpers turn HTTP statuses and aiohttp's transport exceptions into
+``server.core.errors.Upstream*`` (house style 4, after httpx ``map_exceptions`` and openai-python
+``_base_client.py``). Callers pass the message they already extracted from the provider's error
+body; the helpers redact any secret they are given, well-known key shapes and bearer tokens, and
+cap the length, so neither a key nor a raw upstream body reaches a caller or a log line.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 import aiohttp
-import httpx
+from multidict import CIMultiDictProxy
 
 from server.core.errors import (
     UpstreamAuthError,
@@ -40,7 +40,7 @@ MAX_MESSAGE_CHARS = 500
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms``, then ``retry-after`` as seconds or an HTTP date
     (openai-python ``_base_client._parse_retry_after_header``). None when absent or unusable."""
-    get = headers.get if isinstance(headers, httpx.Headers) else _ci_getter(headers)
+    get = headers.get if isinstance(headers, CIMultiDictProxy) else _ci_getter(headers)
     delay = _seconds(get("retry-after-ms"), scale=1000.0)
     if delay is not None:
         return delay
@@ -148,22 +148,16 @@ def _is_code(code: str, secrets: Iterable[str]) -> bool:
 
 
 def error_for_exception(exc: BaseException, *, provider: str) -> UpstreamError:
-    """The gateway error for a transport failure (httpx ``map_exceptions``); never uses the
-    exception's text, which can carry URLs and headers."""
+    """The gateway error for a transport failure (httpx ``map_exceptions``, for aiohttp's
+    exceptions); never uses the exception's text, which can carry URLs and headers."""
     if isinstance(exc, UpstreamError):
         return exc
-    # aiohttp's own timeouts subclass TimeoutError. httpx_aiohttp maps every other
-    # aiohttp.ClientConnectionError (refused, reset) to httpx.ConnectTimeout, so only the cause
-    # tells a refused connection from a slow one.
+    # aiohttp's own timeouts (ServerTimeoutError, ConnectionTimeoutError) subclass TimeoutError.
     if isinstance(exc, TimeoutError) or _caused_by(exc, TimeoutError):
         return UpstreamTimeoutError("upstream did not answer in time", provider=provider)
-    if isinstance(exc, httpx.TimeoutException) and not _caused_by(
-        exc, aiohttp.ClientConnectionError
-    ):
-        return UpstreamTimeoutError("upstream did not answer in time", provider=provider)
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return UpstreamConnectionError("upstream URL is not usable", provider=provider)
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return UpstreamConnectionError("upstream closed the connection", provider=provider)
     return UpstreamConnectionError(_unreachable(exc), provider=provider)
 

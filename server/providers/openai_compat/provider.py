@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
-import httpx
 import orjson
 from switchboard.v1 import chat_pb2
 
@@ -19,7 +18,7 @@ from server.providers.adapter import HttpAdapter
 from server.providers.base import Capability, UpstreamCall
 from server.providers.calls import open_stream, sse_events, stalled
 from server.providers.codec import Json
-from server.providers.http_client import UpstreamClient
+from server.providers.http_client import StreamResponse, UpstreamClient
 from server.providers.openai_compat.decode import decode_response
 from server.providers.openai_compat.encode import encode_request
 from server.providers.openai_compat.errors import (
@@ -107,7 +106,7 @@ class OpenAICompatProvider(HttpAdapter):
         timeout = call.timeout or self.default_timeout
         secrets = (call.api_key,)
         decoder = StreamDecoder(self.name, secrets, call.meter)
-        response: httpx.Response | None = None
+        response: StreamResponse | None = None
         events: AsyncGenerator[tuple[bytes, bytes], None] | None = None
         try:
             first: list[chat_pb2.StreamChatResponse] = []
@@ -159,4 +158,4 @@ class OpenAICompatProvider(HttpAdapter):
             if events is not None:
                 await events.aclose()
             if response is not None:
-                await response.aclose()
+                response.release()

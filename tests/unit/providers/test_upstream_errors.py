@@ -5,8 +5,9 @@ from __future__ import annotations
 import email.utils
 import time
 
-import httpx
+import aiohttp
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from server.core.errors import (
     UpstreamAuthError,
@@ -43,7 +44,8 @@ from server.providers.upstream_errors import (
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(headers) == expected
-    assert parse_retry_after(httpx.Headers(headers)) == expected
+    # As aiohttp hands them over: a case-insensitive multidict proxy.
+    assert parse_retry_after(CIMultiDictProxy(CIMultiDict(headers))) == expected
 
 
 def test_parse_retry_after_http_date() -> None:
@@ -116,14 +118,15 @@ def test_error_for_status_defaults_and_unsafe_codes() -> None:
 def test_error_for_exception_maps_transport_failures() -> None:
     assert isinstance(error_for_exception(TimeoutError(), provider="p"), UpstreamTimeoutError)
     assert isinstance(
-        error_for_exception(httpx.ReadTimeout("t"), provider="p"), UpstreamTimeoutError
+        error_for_exception(aiohttp.ServerTimeoutError("t"), provider="p"), UpstreamTimeoutError
     )
+    key = aiohttp.client_reqrep.ConnectionKey("host", 80, False, True, None, None, None)
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
+    mapped = error_for_exception(refused, provider="p")
+    assert isinstance(mapped, UpstreamConnectionError) and "refused" in mapped.message
     assert isinstance(
-        error_for_exception(httpx.ConnectError("refused"), provider="p"), UpstreamConnectionError
-    )
-    assert isinstance(
-        error_for_exception(httpx.RemoteProtocolError("closed"), provider="p"),
+        error_for_exception(aiohttp.ServerDisconnectedError(), provider="p"),
         UpstreamConnectionError,
     )
-    mapped = error_for_exception(httpx.ConnectError("http://user:pw@host failed"), provider="p")
+    mapped = error_for_exception(aiohttp.InvalidURL("http://user:pw@host failed"), provider="p")
     assert "pw@host" not in mapped.message and mapped.provider == "p"

@@ -1,0 +1,132 @@
+"""What one upstream POST costs the gateway's process, per client path, in one run.
+
+Starts ``bench/fake_upstream.py`` and sends the same small chat-completion POST through:
+
+- ``aiohttp``: ``server.providers.http_client.UpstreamClient.post`` (aiohttp, used directly —
+  the gateway's path);
+- ``httpx+aiohttp transport``: an ``httpx.Request`` handed to ``httpx_aiohttp.AiohttpTransport``
+  (the gateway's path before, which skipped ``httpx.AsyncClient``);
+- ``httpx.AsyncClient``: the same transport under httpx's client (openai-python's
+  ``DefaultAioHttpClient`` shape).
+
+Each path runs ``--requests`` requests at ``--concurrency`` after a warm-up, alternating paths for
+``--rounds`` rounds, and prints the client process's CPU per request (``time.process_time``) —
+the figure that matters to a gateway — and wall time per request.
+
+    python bench/upstream_client.py [--requests 5000] [--concurrency 16] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import orjson
+from httpx_aiohttp import AiohttpTransport
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from server.providers.http_client import UpstreamClient  # noqa: E402
+
+BODY = orjson.dumps(
+    {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+)
+HEADERS = {
+    "authorization": "Bearer sk-bench",
+    "content-type": "application/json",
+    "accept": "application/json",
+}
+
+
+async def measure(send: Callable[[], Awaitable[None]], n: int, conc: int) -> tuple[float, float]:
+    sem = asyncio.Semaphore(conc)
+
+    async def one() -> None:
+        async with sem:
+            await send()
+
+    for _ in range(200):
+        await send()
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return (time.process_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6
+
+
+async def main(url: str, args: argparse.Namespace) -> None:
+    direct = UpstreamClient()
+    transport = AiohttpTransport()
+    parsed = httpx.URL(url)
+    client = httpx.AsyncClient(transport=AiohttpTransport())
+
+    async def via_aiohttp() -> None:
+        orjson.loads((await direct.post(url, content=BODY, headers=HEADERS)).content)
+
+    async def via_transport() -> None:
+        request = httpx.Request("POST", parsed, content=BODY, headers=HEADERS)
+        response = await transport.handle_async_request(request)
+        orjson.loads(await response.aread())
+        await response.aclose()
+
+    async def via_client() -> None:
+        orjson.loads((await client.post(url, content=BODY, headers=HEADERS)).content)
+
+    paths = {
+        "aiohttp (gateway now)": via_aiohttp,
+        "httpx+aiohttp transport": via_transport,
+        "httpx.AsyncClient": via_client,
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
+    wall: dict[str, list[float]] = {name: [] for name in paths}
+    for rnd in range(args.rounds):
+        order = list(paths)[rnd % len(paths) :] + list(paths)[: rnd % len(paths)]
+        for name in order:
+            c, w = await measure(paths[name], args.requests, args.concurrency)
+            cpu[name].append(c)
+            wall[name].append(w)
+    await direct.aclose()
+    await transport.aclose()
+    await client.aclose()
+    base = statistics.median(cpu["aiohttp (gateway now)"])
+    print(f"client CPU per POST (median of {args.rounds} rounds, c{args.concurrency}):")
+    for name in paths:
+        c, w = statistics.median(cpu[name]), statistics.median(wall[name])
+        print(f"  {name:<26} {c:7.1f} us CPU  {w:7.1f} us wall  ({c / base:.2f}x)")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    fake = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        port = fake.stdout.readline().split()[1]
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        asyncio.run(main(f"http://127.0.0.1:{port}/v1/chat/completions", args))
+    finally:
+        fake.terminate()
+        fake.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    cli()
