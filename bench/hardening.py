@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,11 @@ import orjson
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (str(ROOT), str(ROOT / "bench")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
+from harness.process import fake_upstream  # noqa: E402
 from switchboard.v1 import chat_pb2, types_pb2  # noqa: E402
 
 from tests.fakes.common import RecordedRequest  # noqa: E402
@@ -473,27 +475,6 @@ PARTS: dict[str, Callable[[Path, str], list[str]]] = {
 }
 
 
-@contextlib.contextmanager
-def fast_upstream() -> Iterator[str]:
-    """bench/fake_upstream.py in its own process, so a huge request costs the probe nothing."""
-    import subprocess
-
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("LISTENING"):
-            raise RuntimeError(f"fake upstream did not start: {line!r}")
-        yield f"http://127.0.0.1:{line.split()[1]}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -506,7 +487,7 @@ def main() -> int:
     repos = [("this checkout", ROOT)] + (
         [("baseline", args.baseline.resolve())] if args.baseline else []
     )
-    with fast_upstream() as upstream_url:
+    with fake_upstream() as upstream_url:
         for part in args.only.split(","):
             for label, repo in repos:
                 print(f"{part} — {label} ({repo})", flush=True)

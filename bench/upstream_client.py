@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -32,8 +31,11 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (str(ROOT), str(ROOT / "bench")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from harness.process import fake_upstream  # noqa: E402
 
 from server.providers.http_client import UpstreamClient  # noqa: E402
 
@@ -108,24 +110,14 @@ def cli() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    fake = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     try:
-        assert fake.stdout is not None
-        port = fake.stdout.readline().split()[1]
-        try:
-            import uvloop
+        import uvloop
 
-            uvloop.install()
-        except ImportError:
-            pass
-        asyncio.run(main(f"http://127.0.0.1:{port}/v1/chat/completions", args))
-    finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        uvloop.install()
+    except ImportError:
+        pass
+    with fake_upstream() as base_url:
+        asyncio.run(main(f"{base_url}/chat/completions", args))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ import os
 import secrets
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,18 @@ def start_listening(
             break
     proc.stop()
     raise RuntimeError(f"{name} did not start:\n{log_tail(log)}")
+
+
+@contextlib.contextmanager
+def fake_upstream() -> Iterator[str]:
+    """``bench/fake_upstream.py`` in a process of its own; yields its OpenAI base URL."""
+    with tempfile.TemporaryDirectory(prefix="bench-upstream-") as tmp:
+        script = str(Path(__file__).resolve().parents[1] / "fake_upstream.py")
+        proc, port = start_listening("upstream", [PY, script, "--port", "0"], Path(tmp), None)
+        try:
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            proc.stop()
 
 
 # ---------------------------------------------------------------------------- gateways
