@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from server.core import deadlines
 from server.core.errors import RequestTimeoutError, RequestTooLargeError
 from server.core.ids import new_request_id
 
@@ -70,7 +72,7 @@ class HttpRequest:
         if length is not None and length.isdigit() and int(length) > limit:
             raise RequestTooLargeError(f"Request body too large: the limit is {limit} bytes.")
         try:
-            async with asyncio.timeout(within):
+            with deadlines.within(within):
                 return await self._read(limit)
         except TimeoutError:
             raise RequestTimeoutError(
@@ -131,7 +133,7 @@ class DisconnectWatch:
     message: after a complete response the server reports a disconnect too.
     """
 
-    __slots__ = ("_handle", "_receive", "_stopped", "_target", "_watcher", "disconnected")
+    __slots__ = ("_dog", "_receive", "_start_at", "_stopped", "_target", "_watcher", "disconnected")
 
     def __init__(self, receive: Receive, delay: float = WATCH_AFTER) -> None:
         target = asyncio.current_task()
@@ -141,9 +143,15 @@ class DisconnectWatch:
         self._stopped = False
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
-        self._handle = asyncio.get_running_loop().call_later(delay, self._start)
+        # Started by the loop's watchdog tick (core.deadlines), not a timer of its own.
+        self._start_at = time.monotonic() + delay
+        self._dog = deadlines.watchdog()
+        self._dog.add(self)
 
-    def _start(self) -> None:
+    def due(self, now: float) -> bool:
+        return now >= self._start_at
+
+    def fire(self) -> None:
         if not self._stopped:
             self._watcher = asyncio.ensure_future(self._watch())
 
@@ -158,7 +166,7 @@ class DisconnectWatch:
         """Stops watching; a disconnect after this no longer cancels the handler."""
         if not self._stopped:
             self._stopped = True
-            self._handle.cancel()
+            self._dog.discard(self)
             if self._watcher is not None:
                 self._watcher.cancel()
 

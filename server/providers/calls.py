@@ -8,19 +8,19 @@ Timeouts: ``deadline`` bounds a non-streamed call as a whole and a stream until 
 headers; the first body chunk must then arrive within ``first_byte`` seconds and each later one
 within ``idle`` seconds, or the stream counts as stalled (``UpstreamTimeoutError``). A stream
 that breaks after its 200 raises ``UpstreamStreamError``. Each wait runs under its own
-``asyncio.timeout`` that never spans a ``yield``: a timeout left armed across a yield would
-cancel whatever the consumer happens to be awaiting.
+``deadlines.within`` (the loop's watchdog, not a timer per wait) that never spans a ``yield``:
+a timeout left armed across a yield would cancel whatever the consumer happens to be awaiting.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
+from server.core.deadlines import within
 from server.core.errors import (
     UpstreamError,
     UpstreamServerError,
@@ -91,7 +91,7 @@ async def post_json(
     """POSTs ``content`` and returns the JSON object answered; raises ``Upstream*`` on failure."""
     client = client or get_http_client()
     try:
-        async with asyncio.timeout(deadline):
+        with within(deadline):
             response = await client.post(url, content=content, headers=headers)
     except _SEND_ERRORS as exc:
         raise error_for_exception(exc, provider=provider) from None
@@ -128,7 +128,7 @@ async def open_stream(
     where a stream was asked for) to the error raised instead of streaming it."""
     client = client or get_http_client()
     try:
-        async with asyncio.timeout(deadline):
+        with within(deadline):
             response = await client.open(url, content=content, headers=headers)
             if response.status >= 300:
                 body = await _drain(response)
@@ -149,10 +149,11 @@ async def sse_events(
     parser = SSEParser()
     chunks = response.content.iter_any()
     wait = first_byte
+    timeout = within(wait)
     try:
         while True:
             try:
-                async with asyncio.timeout(wait):
+                with timeout.restart(wait):
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 break

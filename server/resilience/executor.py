@@ -26,9 +26,9 @@ deadline, a stream ending without its final frame) raises, so the transport ends
 with an error instead of a silent truncation; the committed attempt's record and the health
 store learn it through the same bookkeeping as a failed call.
 
-Timeouts are checked by one ``_Watchdog`` tick per event loop (every ``WATCHDOG_TICK``) over
-the in-flight attempts instead of an ``asyncio.timeout`` per attempt and per streamed chunk,
-which measured ~9 µs per chunk on this machine.
+Timeouts are checked by the event loop's one watchdog tick (``core.deadlines``) over the
+in-flight attempts instead of an ``asyncio.timeout`` per attempt and per streamed chunk, which
+measured ~9 µs per chunk on this machine.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.config import Config
 from server.core import errors as e
 from server.core.context import CallContext
+from server.core.deadlines import Watchdog, watchdog
 from server.core.errors import GatewayError, HealthEffect
 from server.core.records import Execution, Plan
 from server.core.state import CircuitState, HealthStore
@@ -63,8 +64,6 @@ MIN_ATTEMPT_TIME = 0.01
 # Shortest wait between passes over the candidates (so passes cannot spin).
 MIN_ROUND_WAIT = 0.005
 _DEADLINE_SLACK = 0.002
-# How often in-flight attempts are checked for timeouts (their precision).
-WATCHDOG_TICK = 0.02
 # Per-deployment counters kept at most (direct `provider/model` names come from callers).
 MAX_SLOTS = 8192
 
@@ -94,7 +93,6 @@ class Executor:
         self._attempt_timeout = config.timeouts.attempt
         self._idle_timeout = config.timeouts.stream_idle
         self._request_timeout = config.timeouts.request
-        self._wd: _Watchdog | None = None
         self._slots: dict[str, _Slot] = {}
 
     # --- the two kinds of call ------------------------------------------------------------
@@ -256,13 +254,6 @@ class Executor:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _watchdog(self) -> _Watchdog:
-        loop = asyncio.get_running_loop()
-        wd = self._wd
-        if wd is None or wd.loop is not loop:
-            wd = self._wd = _Watchdog(loop)
-        return wd
-
     def _slot(self, d: Deployment) -> _Slot:
         slot = self._slots.get(d.id)
         if slot is None:
@@ -315,7 +306,7 @@ class Executor:
             self._no_key(d, t)
             return None
         call = self._call(d, slot, k, budget, limit)
-        timer = _Timer(self._watchdog(), budget, t.deadline)
+        timer = _Timer(watchdog(), budget, t.deadline)
         return _Lease(self, d, slot, k, call, started, timer)
 
     def _call(
@@ -674,37 +665,6 @@ def _chars(frame: Frame) -> int:
     return 0
 
 
-class _Watchdog:
-    """Checks every in-flight attempt of one event loop each ``WATCHDOG_TICK`` seconds.
-
-    A per-attempt ``call_later`` (or ``asyncio.timeout``) costs several microseconds per call or
-    per streamed chunk; registering in a set costs a fraction of one, and timeouts of seconds
-    do not need better than tick precision. The tick only runs while attempts are in flight.
-    """
-
-    __slots__ = ("_active", "_handle", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._active: set[_Timer] = set()
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, timer: _Timer) -> None:
-        self._active.add(timer)
-        if self._handle is None:
-            self._handle = self.loop.call_later(WATCHDOG_TICK, self._tick)
-
-    def discard(self, timer: _Timer) -> None:
-        self._active.discard(timer)
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        for timer in [t for t in self._active if t.due(now)]:
-            self._active.discard(timer)
-            timer.fire()
-        self._handle = self.loop.call_later(WATCHDOG_TICK, self._tick) if self._active else None
-
-
 class _Timer:
     """One attempt's timeout: cancels the calling task when the upstream stays silent past
     `limit` seconds (since `last`) or the request deadline passes while it waits on it. While
@@ -721,7 +681,7 @@ class _Timer:
         "waiting",
     )
 
-    def __init__(self, watchdog: _Watchdog, limit: float, deadline: float) -> None:
+    def __init__(self, watchdog: Watchdog, limit: float, deadline: float) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
