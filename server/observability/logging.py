@@ -6,6 +6,8 @@ keys or gateway keys (only the key's id). ``configure_logging`` is what the CLI 
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
 import time
@@ -19,11 +21,14 @@ from server.core.secrets import scrub
 REQUEST_LOGGER = "switchboard.requests"
 request_logger = logging.getLogger(REQUEST_LOGGER)
 
-# Where request lines go once ``configure_logging`` ran: written directly (one write per line),
-# because the stdlib record machinery (LogRecord, caller lookup, handler lock) costs ~50 µs a
-# line on this machine. Until then they go through the `switchboard.requests` logger.
+# Where request lines go once ``configure_logging`` ran: written directly, because the stdlib
+# record machinery (LogRecord, caller lookup, handler lock) costs ~50 µs a line on this machine.
+# Until then they go through the `switchboard.requests` logger. Lines finished in one event-loop
+# iteration are written together at its end (one write and flush, not one per request); a kill
+# can lose at most that iteration's lines, never a usage row (the ledger journals its own).
 _sink: Callable[[bytes], object] | None = None
 _sink_enabled = True
+_pending: list[bytes] = []
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -72,16 +77,17 @@ def configure_logging(
     # and costs measurable CPU on the hot path.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
+    flush_lines()
     binary = getattr(target, "buffer", None)
     if binary is not None:
 
-        def write(line: bytes) -> None:
-            binary.write(line)
+        def write(lines: bytes) -> None:
+            binary.write(lines)
             binary.flush()
 
         _sink = write
     else:
-        _sink = lambda line: target.write(line.decode())  # noqa: E731
+        _sink = lambda lines: target.write(lines.decode())  # noqa: E731
     _sink_enabled = requests and root.level <= logging.INFO
 
 
@@ -96,11 +102,26 @@ def log_request(fields: Mapping[str, object]) -> None:
                 "logger": REQUEST_LOGGER,
             }
             record.update(fields)
-            sink(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE))
+            _pending.append(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE))
+            if len(_pending) == 1:
+                try:
+                    asyncio.get_running_loop().call_soon(flush_lines)
+                except RuntimeError:
+                    flush_lines()  # no loop (CLI, tests): at once
         return
     if request_logger.isEnabledFor(logging.INFO):
         request_logger.info("request", extra={"fields": fields})
 
+
+def flush_lines() -> None:
+    """Writes the request lines not written yet (the loop does this each iteration)."""
+    if _pending and _sink is not None:
+        lines = b"".join(_pending)
+        _pending.clear()
+        _sink(lines)
+
+
+atexit.register(flush_lines)
 
 _second = -1
 _second_text = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -211,6 +212,8 @@ async def test_configured_logging_writes_json_lines(monkeypatch: pytest.MonkeyPa
         logging.getLogger("switchboard.test").info("hello %s", "there")
         gw, _ = gateway(ScriptedProvider("a"))
         await gw.chat(request(model="r", text=SECRET_PROMPT), ctx())
+        assert len(buffer.getvalue().splitlines()) == 1  # request lines wait for the iteration
+        await asyncio.sleep(0)  # its end, where they are written together
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
