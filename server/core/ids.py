@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import secrets
 
 # A gateway key looks like `sb-<43 url-safe chars>`; the prefix lets secret scanners find leaks.
 KEY_PREFIX = "sb-"
+_bits = random.getrandbits
 
 
 def new_request_id() -> str:
-    """A 24-hex-character random id; cheap enough for every request."""
-    return os.urandom(12).hex()
+    """A 24-hex-character random id; cheap enough for every request.
+
+    Ids must be unique (ledger rows of several processes share one unique index), not secret:
+    96 bits from ``random``'s Mersenne Twister, seeded from the OS and reseeded in every forked
+    child by the random module itself, at half the cost of an ``os.urandom`` call."""
+    return f"{_bits(96):024x}"
 
 
 def new_gateway_key() -> str:

@@ -13,12 +13,16 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any, ClassVar, TypedDict
 
 import orjson
+from multidict import CIMultiDict
 
 from server.core.errors import UpstreamStreamError
 from server.providers.base import Capability, UpstreamCall
 from server.providers.calls import ErrorMapper, open_stream, post_json, sse_events
 from server.providers.codec import Json
 from server.providers.http_client import UpstreamClient
+
+# Per-key header sets kept per adapter (a key pool is a handful; this only bounds a leak).
+_MAX_KEYS = 256
 
 
 class AdapterOptions(TypedDict, total=False):
@@ -54,17 +58,25 @@ class HttpAdapter:
         self.name = name
         configured = {k.lower(): v for k, v in (default_headers or {}).items()}
         self._headers = {**self.wire_headers, **configured}
+        self._by_key: dict[str, CIMultiDict[str]] = {}
         self._on_error = self.error_mapper
         # Used when UpstreamCall.timeout is None; a stream may then pause this long per chunk.
         self.default_timeout = default_timeout
         self.stream_idle_timeout = stream_idle_timeout
         self._http_client = http_client
 
-    def _headers_for(self, call: UpstreamCall) -> dict[str, str]:
-        """The headers of one call: the prebuilt ones plus the key (none for keyless servers)."""
-        if not call.api_key:
-            return dict(self._headers)
-        return {**self._headers, self.key_header: self.key_prefix + call.api_key}
+    def _headers_for(self, call: UpstreamCall) -> CIMultiDict[str]:
+        """The headers of one call: the prebuilt ones plus the key (none for keyless servers),
+        built once per key as the multidict aiohttp would otherwise build per request."""
+        headers = self._by_key.get(call.api_key)
+        if headers is None:
+            headers = CIMultiDict(self._headers)
+            if call.api_key:
+                headers[self.key_header] = self.key_prefix + call.api_key
+            if len(self._by_key) >= _MAX_KEYS:
+                self._by_key.clear()
+            self._by_key[call.api_key] = headers
+        return headers
 
     async def _post(self, url: str, body: Json, call: UpstreamCall) -> Json:
         """``transport.post_json`` with this adapter's headers, timeout and error mapping."""

@@ -68,7 +68,7 @@ class AnthropicProvider(HttpAdapter):
         """The Messages API stream as contract frames, ending with one ``end`` frame."""
         encoded = encode_request(request, call.model, stream=True)
         decoder = StreamDecoder(self.name, encoded.json_tool, call.meter)
-        headers = self._headers_for(call)
+        headers = self._headers_for(call).copy()  # the cached set is shared by every call
         headers["accept"] = "text/event-stream"
         events = self._stream_json(self.url, encoded.body, call, headers)
         try:
