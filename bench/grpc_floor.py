@@ -5,7 +5,11 @@ upstream call, routing or policy. The benchmark's ``--floor`` target measures it
 gRPC client as the gateway, so the report can say how much of the gRPC path's added latency is
 the gRPC hop and how much is the gateway's own work.
 
-    python bench/grpc_floor.py --port 0      # prints "LISTENING <port>" once bound
+    python bench/grpc_floor.py --port 0          # grpc.aio; prints "LISTENING <port>" once bound
+    python bench/grpc_floor.py --port 0 --sync   # grpc.server on a thread pool, the same answers
+
+``--sync`` is grpcio's other server: handlers run on a ``ThreadPoolExecutor`` (``--threads``),
+so the report can put the two servers grpcio offers side by side.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -66,6 +72,35 @@ class FloorChat(chat_pb2_grpc.ChatServiceServicer):
             yield f
 
 
+class SyncFloorChat(chat_pb2_grpc.ChatServiceServicer):
+    """The same canned answers for the thread-pool server."""
+
+    def __init__(self, chunks: int) -> None:
+        self._answers = FloorChat(chunks)
+
+    def Chat(self, request: chat_pb2.ChatRequest, context: Any) -> chat_pb2.ChatResponse:
+        return self._answers.response
+
+    def StreamChat(
+        self, request: chat_pb2.StreamChatRequest, context: Any
+    ) -> Iterator[chat_pb2.StreamChatResponse]:
+        yield from self._answers.frames
+
+
+def serve_sync(port: int, chunks: int, threads: int) -> None:
+    """The thread-pool server until SIGTERM/SIGINT; prints ``LISTENING <port>`` once bound."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(SyncFloorChat(chunks), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print(f"LISTENING {bound}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(0)
+
+
 async def serve(port: int, chunks: int) -> None:
     """Serves until SIGTERM/SIGINT; prints ``LISTENING <port>`` once bound."""
     server = grpc.aio.server()
@@ -87,9 +122,14 @@ def main() -> None:
     )
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--chunks", type=int, default=20)
+    p.add_argument("--sync", action="store_true", help="grpc.server on a thread pool")
+    p.add_argument("--threads", type=int, default=64, help="--sync: handler threads")
     a = p.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(a.port, a.chunks))
+        if a.sync:
+            serve_sync(a.port, a.chunks, a.threads)
+        else:
+            asyncio.run(serve(a.port, a.chunks))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def start_profile(
         str(args.profile_rate),
         "--format",
         "raw",
+        # Only samples where a thread holds the GIL: CPU the event loop spends, not waits.
+        "--gil",
         "--output",
         str(out),
     ]

@@ -24,7 +24,7 @@ PEERS = (
 
 # Table rows in this order, each checkout's gateway next to the other's.
 HTTP_ROWS = ("direct", "shim", "shim" + BASELINE)
-GRPC_ROWS = ("grpc", "grpc" + BASELINE, "floor")
+GRPC_ROWS = ("grpc", "grpc" + BASELINE, "floor", "floor-sync")
 
 
 def meta() -> dict[str, Any]:
@@ -101,6 +101,8 @@ def render(raw: dict[str, Any], s: Summary, http_client: str) -> str:
         lines += [
             "floor = a do-nothing grpc.aio ChatService (bench/grpc_floor.py, no upstream): what",
             "the gRPC hop alone costs with these clients; its 'added' is vs direct HTTP calls.",
+            "floor-sync = the same answers from grpcio's thread-pool server (grpc.server, 64",
+            "threads): grpcio's other server, side by side.",
             "",
         ]
     lines += [

@@ -128,12 +128,14 @@ def start_targets(session: Session, expect: str) -> Targets:
             if gw is not None:
                 raw["baseline"].update(gw.info())
     if args.floor:
-        cmd = [PY, str(BENCH_DIR / "grpc_floor.py"), "--port", "0", "--chunks", str(CHUNKS)]
-        fl, fl_port = start_listening("floor", cmd, session.tmp, session.pin_gw)
-        session.procs.append(fl)
-        targets.grpc.append(
-            Target("floor", "grpc", f"127.0.0.1:{fl_port}", "", {"gateway": fl.pid})
-        )
+        # grpcio's two servers, doing nothing: grpc.aio, and grpc.server on a thread pool.
+        for name, extra in (("floor", []), ("floor-sync", ["--sync"])):
+            cmd = [PY, str(BENCH_DIR / "grpc_floor.py"), "--port", "0", "--chunks", str(CHUNKS)]
+            fl, fl_port = start_listening(name, cmd + extra, session.tmp, session.pin_gw)
+            session.procs.append(fl)
+            targets.grpc.append(
+                Target(name, "grpc", f"127.0.0.1:{fl_port}", "", {"gateway": fl.pid})
+            )
     return targets
 
 
