@@ -99,11 +99,14 @@ drift-node: node-install ## The drift check for the Node code alone (its generat
 buf-lint: node-install ## Lint the contract with buf (STANDARD)
 	cd proto && ../$(BUF) lint
 
-check: lint node-lint types node-types drift buf-lint test ## Everything CI cares about: lint, types, drift, buf lint, tests
+buf-breaking: node-install ## Fail when proto/ breaks compatibility with the previous commit (or the branch's merge-base)
+	BUF=$(BUF) ./scripts/buf-breaking.sh
+
+check: lint node-lint types node-types drift buf-lint buf-breaking test ## Everything CI cares about: lint, types, drift, buf lint/breaking, tests
 
 ##@ Bench
 
 bench: install ## Benchmark direct vs. shim vs. gRPC against a fast fake upstream
 	$(PY) bench/run.py $(ARGS)
 
-.PHONY: help install node-install clean run test test-unit test-e2e test-node test-replay conformance fmt lint node-lint types node-types gen drift drift-node buf-lint check bench
+.PHONY: help install node-install clean run test test-unit test-e2e test-node test-replay conformance fmt lint node-lint types node-types gen drift drift-node buf-lint buf-breaking check bench
