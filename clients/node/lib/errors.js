@@ -97,7 +97,7 @@ export class SwitchboardError extends Error {
         subject,
         description,
       })),
-      status: this.status && toJson(StatusSchema, this.status, { registry: DETAIL_TYPES }),
+      status: this.status && statusJson(this.status),
       requestId: this.requestId,
     };
   }
@@ -121,6 +121,23 @@ export class SwitchboardError extends Error {
     if (Buffer.isBuffer(raw)) applyDetails(out, raw);
     return out;
   }
+}
+
+/**
+ * The Status in proto3 JSON; a detail of a type outside google.rpc (which JSON cannot name
+ * without its descriptor) is shown by its type URL alone.
+ * @param {Status} status
+ */
+function statusJson(status) {
+  const known = status.details.filter((any) => anyUnpack(any, DETAIL_TYPES) !== undefined);
+  const json = /** @type {Record<string, any>} */ (
+    toJson(StatusSchema, { ...status, details: known }, { registry: DETAIL_TYPES })
+  );
+  const unknown = status.details.filter((any) => !known.includes(any));
+  if (unknown.length > 0) {
+    json.details = [...(json.details ?? []), ...unknown.map((any) => ({ '@type': any.typeUrl }))];
+  }
+  return json;
 }
 
 /**

@@ -106,6 +106,24 @@ test('SwitchboardError decodes ErrorInfo and RetryInfo from grpc-status-details-
     ],
     ['UNAVAILABLE', 'R', 'd', { k: 'v' }, 2.5, 'from the status', 'rid-1'],
   );
+  assert.equal(err.toJSON().status?.details.length, 2);
+
+  // A detail of a type the client does not know is kept out of the fields, not fatal.
+  const custom = create(StatusSchema, {
+    code: 9,
+    message: 'custom',
+    details: [{ typeUrl: 'type.googleapis.com/example.Custom', value: new Uint8Array([8, 1]) }],
+  });
+  const withCustom = new Metadata();
+  withCustom.set('grpc-status-details-bin', Buffer.from(toBinary(StatusSchema, custom)));
+  const odd = SwitchboardError.fromServiceError({ code: 9, details: 'x', metadata: withCustom });
+  assert.deepEqual([odd.message, odd.details, odd.reason], ['custom', [], '']);
+  assert.deepEqual(odd.toJSON().status, {
+    code: 9,
+    message: 'custom',
+    details: [{ '@type': 'type.googleapis.com/example.Custom' }],
+  });
+
   const garbled = new Metadata();
   garbled.set('grpc-status-details-bin', Buffer.from([0xff, 0xff, 0xff]));
   const plain = SwitchboardError.fromServiceError({

@@ -67,7 +67,7 @@ export class SwitchboardError extends Error {
             subject: string;
             description: string;
         }[];
-        status: import("@bufbuild/protobuf").JsonValue;
+        status: Record<string, any> | null;
         requestId: string | null;
     };
 }
