@@ -89,7 +89,7 @@ endef
 gen: install node-install ## Regenerate gen/python and clients/node/{gen,types} from proto/ (the only way they change)
 	PYTHON=$(PY) ./scripts/gen.sh
 
-drift: gen ## Fail when regenerating the stubs changes a file
+drift: gen ## Fail when regenerating changes a file (gen/python, clients/node/gen, clients/node/types)
 	$(call no_drift,$(GENERATED))
 
 drift-node: node-install ## The drift check for the Node code alone (its generators are pinned by package-lock.json)
