@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-BUF_VERSION := 1.75.0
-BUF := .tools/node_modules/.bin/buf
+# The Node toolchain (the Node client's dependencies, buf, protoc-gen-es, tsc), pinned by
+# clients/node/package-lock.json and installed with `npm ci`.
+NODE_DIR := clients/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+BUF := $(NODE_DIR)/node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
 
@@ -20,6 +23,12 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install Switchboard with its dev tools
+
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund
+	@touch $@
+
+node-install: $(NODE_STAMP) ## npm ci in clients/node: the Node client, buf, protoc-gen-es, tsc (pinned)
 
 clean: ## Remove caches (keeps .venv and .data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
@@ -37,8 +46,11 @@ test: install ## Run the test suite, with skip reasons
 test-unit: install ## Unit tests only (tests/unit)
 	$(PY) -m pytest -q -rs tests/unit $(PYTEST_ARGS)
 
-test-e2e: install ## Official SDKs and the Node client against a running gateway (tests/e2e)
+test-e2e: install node-install ## Official SDKs and the Node client against a running gateway (tests/e2e)
 	$(PY) -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
+
+test-node: install node-install ## The Node client's `node --test` suite against a real gateway (via pytest)
+	$(PY) -m pytest -q -rs tests/e2e/test_node_client.py $(PYTEST_ARGS)
 
 test-replay: install ## Recorded provider traffic from ../shared/fixtures (tests/replay)
 	$(PY) -m pytest -q -rs tests/replay $(PYTEST_ARGS)
@@ -48,9 +60,10 @@ conformance: install ## The suite every provider adapter passes (tests/conforman
 
 ##@ Code
 
-fmt: install ## Fix what ruff can (ruff check --fix), then ruff format
+fmt: install node-install ## Fix what ruff can (ruff check --fix), then ruff format; prettier for the Node client
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	cd $(NODE_DIR) && node_modules/.bin/prettier --write --log-level warn .
 
 lint: install ## ruff check + format check
 	$(VENV)/bin/ruff check .
@@ -59,25 +72,41 @@ lint: install ## ruff check + format check
 types: install ## mypy
 	$(VENV)/bin/mypy
 
-gen: install ## Regenerate gen/python from proto/ (the only way stubs change)
+node-types: node-install ## Type-check the Node client, its tests and example against the generated .d.ts
+	cd $(NODE_DIR) && node_modules/.bin/tsc -p tsconfig.json
+
+node-lint: node-install ## prettier --check over the Node client's hand-written files (fix: npm run format)
+	cd $(NODE_DIR) && node_modules/.bin/prettier --check .
+
+GENERATED_NODE := $(NODE_DIR)/gen/ $(NODE_DIR)/types/
+GENERATED := gen/ $(GENERATED_NODE)
+# Fails when $(1) differs from what is committed, or holds files git does not know.
+define no_drift
+	@git diff --exit-code --stat -- $(1) || { echo "generated code drifted from proto/: run make gen and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard $(1))" || { echo "untracked generated files: run make gen and commit"; exit 1; }
+endef
+
+gen: install node-install ## Regenerate gen/python and clients/node/{gen,types} from proto/ (the only way they change)
 	PYTHON=$(PY) ./scripts/gen.sh
 
-drift: gen ## Fail when regenerating the stubs changes a file
-	@git diff --exit-code --stat -- gen/ || { echo "gen/ drifted from proto/: run make gen and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard gen/)" || { echo "untracked files in gen/: run make gen and commit"; exit 1; }
+drift: gen ## Fail when regenerating changes a file (gen/python, clients/node/gen, clients/node/types)
+	$(call no_drift,$(GENERATED))
 
-$(BUF):
-	@mkdir -p .tools
-	npm install --silent --prefix .tools @bufbuild/buf@$(BUF_VERSION) >/dev/null
+drift-node: node-install ## The drift check for the Node code alone (its generators are pinned by package-lock.json)
+	./scripts/gen.sh node
+	$(call no_drift,$(GENERATED_NODE))
 
-buf-lint: $(BUF) ## Lint the contract with buf (STANDARD)
+buf-lint: node-install ## Lint the contract with buf (STANDARD)
 	cd proto && ../$(BUF) lint
 
-check: lint types drift buf-lint test ## Everything CI cares about: lint, types, drift, buf lint, tests
+buf-breaking: node-install ## Fail when proto/ breaks compatibility with the previous commit (or the branch's merge-base)
+	BUF=$(BUF) ./scripts/buf-breaking.sh
+
+check: lint node-lint types node-types drift buf-lint buf-breaking test ## Everything CI cares about: lint, types, drift, buf lint/breaking, tests
 
 ##@ Bench
 
 bench: install ## Benchmark direct vs. shim vs. gRPC against a fast fake upstream
 	$(PY) bench/run.py $(ARGS)
 
-.PHONY: help install clean run test test-unit test-e2e test-replay conformance fmt lint types gen drift buf-lint check bench
+.PHONY: help install node-install clean run test test-unit test-e2e test-node test-replay conformance fmt lint node-lint types node-types gen drift drift-node buf-lint buf-breaking check bench

@@ -1,11 +1,20 @@
-'use strict';
-// Chat, stream and list models against a running gateway; prints one JSON object per line.
+// Lists models, chats and streams against a running gateway; prints one JSON object per line
+// (messages in their proto3 JSON form).
 //   SWITCHBOARD_GRPC_TARGET=127.0.0.1:50051 SWITCHBOARD_API_KEY=sb-... node example.js [prompt]
 
-const { SwitchboardClient, SwitchboardError, responseText } = require('./index.js');
+import {
+  ChatResponseSchema,
+  ModelSchema,
+  StreamChatResponseSchema,
+  SwitchboardClient,
+  SwitchboardError,
+  responseText,
+  toJson,
+} from './index.js';
 
 const MODEL = process.env.SWITCHBOARD_MODEL || 'demo/echo';
 
+/** @param {unknown} object */
 function print(object) {
   process.stdout.write(JSON.stringify(object) + '\n');
 }
@@ -17,13 +26,18 @@ async function main() {
   const prompt = process.argv[2] || 'Hello from Node';
   const client = new SwitchboardClient(target, apiKey, { timeoutMs: 30_000 });
   try {
-    print({ kind: 'models', models: await client.listModels() });
+    const models = await client.listModels();
+    print({ kind: 'models', models: models.map((m) => toJson(ModelSchema, m)) });
 
-    const response = await client.chat({ model: MODEL, messages: [prompt], max_tokens: 64 });
-    print({ kind: 'chat', text: responseText(response), response });
+    const response = await client.chat({ model: MODEL, messages: [prompt], maxTokens: 64 });
+    print({
+      kind: 'chat',
+      text: responseText(response),
+      response: toJson(ChatResponseSchema, response),
+    });
 
     for await (const frame of client.streamChat({ model: MODEL, messages: [prompt] })) {
-      print({ kind: 'frame', frame });
+      print({ kind: 'frame', frame: toJson(StreamChatResponseSchema, frame) });
     }
   } finally {
     client.close();
@@ -31,6 +45,6 @@ async function main() {
 }
 
 main().catch((err) => {
-  print({ kind: 'error', error: err instanceof SwitchboardError ? err : String(err) });
+  print({ kind: 'error', error: err instanceof SwitchboardError ? err.toJSON() : String(err) });
   process.exitCode = 1;
 });

@@ -1,0 +1,12 @@
+export { SwitchboardClient } from "./lib/client.js";
+export { SwitchboardError } from "./lib/errors.js";
+export { Transport } from "./lib/rpc.js";
+export { status } from "@grpc/grpc-js";
+export * from "./gen/switchboard/v1/admin_pb.js";
+export * from "./gen/switchboard/v1/chat_pb.js";
+export * from "./gen/switchboard/v1/types_pb.js";
+export * from "./gen/google/rpc/error_details_pb.js";
+export * from "./gen/google/rpc/status_pb.js";
+export { ConverseResult, runTools } from "./lib/converse.js";
+export { message, responseText, system, toolResult, user } from "./lib/messages.js";
+export { create, fromBinary, fromJson, isMessage, toBinary, toJson, toJsonString } from "@bufbuild/protobuf";
