@@ -93,9 +93,10 @@ class HttpAdapter:
 
     async def _stream_json(
         self, url: str, body: Json, call: UpstreamCall, headers: Mapping[str, str]
-    ) -> AsyncGenerator[tuple[bytes, Any], None]:
-        """``(event name, JSON data)`` per server-sent event, for wires whose every event is a
-        JSON document (Anthropic, Gemini)."""
+    ) -> AsyncGenerator[list[tuple[bytes, Any]], None]:
+        """``(event name, JSON data)`` of each server-sent event, one list per network read,
+        for wires whose every event is a JSON document (Anthropic, Gemini); an event that is
+        not JSON ends its list with an ``UpstreamStreamError`` as its data."""
         first_byte = call.timeout or self.default_timeout
         response = await open_stream(
             url,
@@ -108,22 +109,28 @@ class HttpAdapter:
             on_error=self._on_error,
             client=self._http_client,
         )
-        events = sse_events(
+        batches = sse_events(
             response, first_byte=first_byte, idle=self.stream_idle_timeout, provider=self.name
         )
         try:
-            async for event, data in events:
-                try:
-                    decoded = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamStreamError(
-                        "upstream sent a stream event that is not JSON",
-                        provider=self.name,
-                        status=200,
-                    ) from None
-                yield event, decoded
+            async for batch in batches:
+                decoded: list[tuple[bytes, Any]] = []
+                for event, data in batch:
+                    try:
+                        decoded.append((event, orjson.loads(data)))
+                    except orjson.JSONDecodeError:
+                        # In the event's place, for frames.decode_batch to raise after the
+                        # frames decoded before it.
+                        not_json = UpstreamStreamError(
+                            "upstream sent a stream event that is not JSON",
+                            provider=self.name,
+                            status=200,
+                        )
+                        decoded.append((event, not_json))
+                        break
+                yield decoded
         finally:
-            await events.aclose()
+            await batches.aclose()
             response.release()
 
     async def aclose(self) -> None:

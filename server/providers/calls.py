@@ -142,10 +142,12 @@ async def open_stream(
 
 async def sse_events(
     response: StreamResponse, *, first_byte: float, idle: float, provider: str
-) -> AsyncGenerator[tuple[bytes, bytes], None]:
-    """Yields ``(event name, data)`` for each server-sent event of ``response``, closing it at
-    the end. Returns normally when the server ends the body (an event left without its blank
-    line still counts); callers decide whether the events seen amount to a complete answer."""
+) -> AsyncGenerator[list[tuple[bytes, bytes]], None]:
+    """Yields the ``(event name, data)`` pairs of ``response``'s server-sent events, as one list
+    per network read (never empty), closing it at the end: events that arrived together are
+    handled together (``frames.coalesce``). Returns normally when the server ends the body (an
+    event left without its blank line still counts); callers decide whether the events seen
+    amount to a complete answer."""
     parser = SSEParser()
     chunks = response.content.iter_any()
     wait = first_byte
@@ -166,10 +168,12 @@ async def sse_events(
                     "upstream stream broke off", provider=provider, status=200
                 ) from None
             wait = idle
-            for event in parser.feed(chunk):
-                yield event
-        for event in parser.flush():
-            yield event
+            events = parser.feed(chunk)
+            if events:
+                yield events
+        events = parser.flush()
+        if events:
+            yield events
     finally:
         response.release()
 

@@ -265,6 +265,13 @@ RAW_EVENTS = {
 
 @pytest.mark.parametrize("model", MODELS)
 async def test_stream(gw: Stack, model: str) -> None:
+    # Paced like a model's tokens, so the deltas reach the gateway one by one (what arrives
+    # together is merged into one delta).
+    # Two streams below: both paced.
+    if model.startswith("openai/"):
+        gw.openai.script(fo.Reply(chunk_delay=0.01), fo.Reply(chunk_delay=0.01))
+    else:
+        gw.anthropic.script(fa.Reply(chunk_delay=0.01), fa.Reply(chunk_delay=0.01))
     client = gw.client()
     prompt = "stream me some words"
     kwargs: dict[str, Any] = {

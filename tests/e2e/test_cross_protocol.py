@@ -102,6 +102,9 @@ async def test_create(gw: Stack) -> None:
 
 
 async def test_stream(gw: Stack) -> None:
+    # Paced like a model's tokens, so the deltas reach the gateway one by one (what arrives
+    # together is merged into one delta).
+    gw.up.script(fa.Reply(chunk_delay=0.01))
     pieces: list[str] = []
     finish = None
     usage = None

@@ -8,6 +8,7 @@ without a trailing ``/v1``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from switchboard.v1 import chat_pb2
 from typing_extensions import Unpack
@@ -19,6 +20,7 @@ from server.providers.anthropic.errors import error_for_response
 from server.providers.anthropic.models import model_info
 from server.providers.anthropic.stream import StreamDecoder
 from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
+from server.providers.frames import decode_batch
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -70,15 +72,20 @@ class AnthropicProvider(HttpAdapter):
         decoder = StreamDecoder(self.name, encoded.json_tool, call.meter)
         headers = self._headers_for(call).copy()  # the cached set is shared by every call
         headers["accept"] = "text/event-stream"
-        events = self._stream_json(self.url, encoded.body, call, headers)
+        batches = self._stream_json(self.url, encoded.body, call, headers)
+
+        def feed(event: bytes, data: Any) -> list[chat_pb2.StreamChatResponse]:
+            return decoder.feed(event.decode(), data) if isinstance(data, dict) else []
+
         try:
-            async for event, data in events:
-                if not isinstance(data, dict):
-                    continue
-                for frame in decoder.feed(event.decode(), data):
+            async for batch in batches:
+                frames, error = decode_batch(batch, feed, lambda: decoder.done)
+                for frame in frames:
                     yield frame
+                if error is not None:
+                    raise error
                 if decoder.done:
                     break
         finally:
-            await events.aclose()
+            await batches.aclose()
         yield decoder.end()

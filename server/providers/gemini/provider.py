@@ -7,6 +7,7 @@ access logs). ``GEMINI_BASE_URL`` style base URLs are accepted with or without `
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 from switchboard.v1 import chat_pb2
@@ -14,6 +15,7 @@ from typing_extensions import Unpack
 
 from server.providers.adapter import AdapterOptions, HttpAdapter
 from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
+from server.providers.frames import decode_batch
 from server.providers.gemini.decode import decode_response
 from server.providers.gemini.encode import encode_request
 from server.providers.gemini.errors import error_for_response
@@ -72,20 +74,25 @@ class GeminiProvider(HttpAdapter):
         """The ``streamGenerateContent`` SSE stream as contract frames, then one ``end``."""
         decoder = StreamDecoder(self.name, call.meter)
         url = self.url(call.model, stream=True)
-        events = self._stream_json(url, encode_request(request), call, self._headers_for(call))
+        batches = self._stream_json(url, encode_request(request), call, self._headers_for(call))
+
+        def feed(event: bytes, data: Any) -> list[chat_pb2.StreamChatResponse]:
+            if isinstance(data, list):
+                # A Google front end may wrap an error object in a list.
+                data = data[0] if data else {}
+            return decoder.feed(data) if isinstance(data, dict) else []
+
         try:
-            async for _event, data in events:
-                if isinstance(data, list):
-                    # A Google front end may wrap an error object in a list.
-                    data = data[0] if data else {}
-                if not isinstance(data, dict):
-                    continue
-                for frame in decoder.feed(data):
+            async for batch in batches:
+                frames, error = decode_batch(batch, feed, lambda: decoder.done)
+                for frame in frames:
                     yield frame
+                if error is not None:
+                    raise error
                 if decoder.done:
                     # The chunk with the finish reason carries the final usage: the answer is
                     # complete even if the connection is held open after it.
                     break
         finally:
-            await events.aclose()
+            await batches.aclose()
         yield decoder.end()

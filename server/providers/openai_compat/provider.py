@@ -7,17 +7,18 @@ DeepSeek, OpenRouter, vLLM, Ollama, LM Studio...). Mirrors openai-python's
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import orjson
 from switchboard.v1 import chat_pb2
 
-from server.core.errors import UpstreamStreamError
+from server.core.deadlines import within
+from server.core.errors import UpstreamError, UpstreamStreamError
 from server.providers.adapter import HttpAdapter
 from server.providers.base import Capability, UpstreamCall
 from server.providers.calls import open_stream, sse_events, stalled
 from server.providers.codec import Json
+from server.providers.frames import Decoded, decode_batch
 from server.providers.http_client import StreamResponse, UpstreamClient
 from server.providers.openai_compat.decode import decode_response
 from server.providers.openai_compat.encode import encode_request
@@ -107,14 +108,19 @@ class OpenAICompatProvider(HttpAdapter):
         secrets = (call.api_key,)
         decoder = StreamDecoder(self.name, secrets, call.meter)
         response: StreamResponse | None = None
-        events: AsyncGenerator[tuple[bytes, bytes], None] | None = None
+        batches: AsyncGenerator[list[tuple[bytes, bytes]], None] | None = None
+
+        def decode(batch: list[tuple[bytes, bytes]]) -> Decoded:
+            return decode_batch(batch, decoder.decode, lambda: decoder.finished)
+
         try:
             first: list[chat_pb2.StreamChatResponse] = []
+            error: UpstreamError | None = None
             try:
                 # `timeout` bounds the wait for the first frame, not just the first byte:
                 # keep-alive comments and the role chunk arrive long before any content, and
                 # until a frame has gone out the executor can still fall back.
-                async with asyncio.timeout(timeout):
+                with within(timeout):
                     response = await open_stream(
                         self._url,
                         content,
@@ -127,14 +133,16 @@ class OpenAICompatProvider(HttpAdapter):
                         on_json=error_for_json_stream,
                         client=self._http_client,
                     )
-                    events = sse_events(
+                    batches = sse_events(
                         response,
                         first_byte=timeout,
                         idle=self.stream_idle_timeout,
                         provider=self.name,
                     )
-                    async for event, data in events:
-                        first = decoder.decode(event, data)
+                    async for batch in batches:
+                        first, error = decode(batch)
+                        if error is not None and not first:
+                            raise error
                         if first or decoder.finished:
                             break
             except TimeoutError as exc:
@@ -143,10 +151,15 @@ class OpenAICompatProvider(HttpAdapter):
                 raise stalled(self.name, timeout) from None
             for frame in first:
                 yield frame
-            if events is not None and not decoder.finished:
-                async for event, data in events:
-                    for frame in decoder.decode(event, data):
+            if error is not None:
+                raise error
+            if batches is not None and not decoder.finished:
+                async for batch in batches:
+                    frames, error = decode(batch)
+                    for frame in frames:
                         yield frame
+                    if error is not None:
+                        raise error
                     if decoder.finished:
                         break
             if not decoder.complete:
@@ -155,7 +168,7 @@ class OpenAICompatProvider(HttpAdapter):
                 )
             yield decoder.end_frame()
         finally:
-            if events is not None:
-                await events.aclose()
+            if batches is not None:
+                await batches.aclose()
             if response is not None:
                 response.release()

@@ -88,6 +88,7 @@ async def test_stream_text_thoughts_parallel_calls(up: FakeGemini) -> None:
                 ToolCall("weather", {"city": "Rome"}),
             ],
             thought_signature="SIG",
+            chunk_delay=0.01,  # each chunk in a read of its own: nothing to merge
         )
     )
     frames = await collect(provider(up), request())

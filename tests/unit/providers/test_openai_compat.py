@@ -20,6 +20,7 @@ from server.core.errors import (
 from server.providers.base import Provider, UpstreamCall
 from server.providers.http_client import close_http_client, get_http_client
 from server.providers.openai_compat import OpenAICompatProvider
+from tests.fakes.common import pieces
 from tests.fakes.openai_upstream import (
     Delay,
     Disconnect,
@@ -126,7 +127,9 @@ async def test_chat_tool_calls_reasoning_and_refusal(up: FakeOpenAI) -> None:
 
 
 async def test_stream_request_and_frames(up: FakeOpenAI) -> None:
-    up.script(Reply(text="One two three", reasoning="Thinking hard"))
+    # Paced, so each event arrives in a read of its own (events that arrive together are
+    # merged: test_events_of_one_read_become_one_frame_each_kind).
+    up.script(Reply(text="One two three", reasoning="Thinking hard", chunk_delay=0.01))
     got = await frames(provider_for(up), ask())
     assert up.last.json["stream"] is True
     assert up.last.json["stream_options"] == {"include_usage": True}
@@ -204,8 +207,31 @@ async def test_stream_error_after_content_was_sent(up: FakeOpenAI) -> None:
     with pytest.raises(UpstreamStreamError) as caught:
         async for frame in provider_for(up).stream(ask(), call()):
             seen.append(frame)
-    assert [f.WhichOneof("frame") for f in seen] == ["text", "text"]
+    # The two chunks before the error event are delivered (merged when they arrived in the
+    # same read as the error), then the error is raised.
+    assert {f.WhichOneof("frame") for f in seen} == {"text"}
+    sent = "".join(pieces(default_reply_text(up.last.json))[:2])
+    assert "".join(f.text.text for f in seen) == sent
     assert caught.value.message == "Internal upstream failure"
+
+
+async def test_events_of_one_read_become_one_frame_each_kind(up: FakeOpenAI) -> None:
+    chunk = 'data: {{"choices":[{{"index":0,"delta":{delta},"finish_reason":{reason}}}]}}\n\n'
+    body = "".join(
+        [
+            chunk.format(delta='{"reasoning_content":"Let me "}', reason="null"),
+            chunk.format(delta='{"reasoning_content":"think."}', reason="null"),
+            chunk.format(delta='{"content":"One "}', reason="null"),
+            chunk.format(delta='{"content":"two "}', reason="null"),
+            chunk.format(delta='{"content":"three"}', reason="null"),
+            chunk.format(delta="{}", reason='"stop"'),
+            "data: [DONE]\n\n",
+        ]
+    )
+    up.script(Raw(body, 200, "text/event-stream"))  # one write: one read at the gateway
+    got = await frames(provider_for(up), ask())
+    assert [f.WhichOneof("frame") for f in got] == ["reasoning", "text", "end"]
+    assert got[0].reasoning.text == "Let me think." and got[1].text.text == "One two three"
 
 
 async def test_stream_without_done_but_with_finish_is_complete(up: FakeOpenAI) -> None:
