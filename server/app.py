@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from server.checks import provider_problems
+from server.checks import disabled_providers, provider_problems
 from server.config import Config, ConfigError, default_data_dir
 from server.core import secrets
 from server.core.service import Gateway
@@ -115,7 +115,7 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     # Whatever an upstream error or a log line might echo is scrubbed of these (core.secrets).
     secrets.register(master.secret, *(key for e in providers.values() for key in e.api_keys))
     secrets.register(*_credential_headers(config))
-    catalog = Catalog(providers, config)
+    catalog = Catalog(providers, config, disabled=disabled_providers(config, env))
     limits = config.limits
     stores = open_embedded(data_dir, config.circuit)
     # Label values: what the catalog lists (configured routes and deployments, priced and
@@ -133,6 +133,7 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         admission=policy,
         sinks=(policy, observer),
         bounds=RequestBounds(limits.max_messages, limits.max_parts, limits.max_tools),
+        responses=stores.responses,
     )
     return Components(gateway, stores, master, catalog, providers, metrics)
 

@@ -166,6 +166,8 @@ class Config(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
+    # Model-name aliases: a name clients send → a deployment id (`provider/model`) or a route.
+    models: dict[str, str] = Field(default_factory=dict)
     timeouts: TimeoutConfig = TimeoutConfig()
     limits: LimitsConfig = LimitsConfig()
     retry: RetryConfig = RetryConfig()
@@ -180,6 +182,16 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"duplicate route names: {', '.join(dupes)}")
         return routes
+
+    @field_validator("models")
+    @classmethod
+    def _alias_names(cls, models: dict[str, str]) -> dict[str, str]:
+        for name, target in models.items():
+            if not name.strip() or not target.strip():
+                raise ValueError("an alias and its target must be non-empty")
+            if name == target:
+                raise ValueError(f"alias '{name}' names itself")
+        return models
 
 
 class ConfigError(Exception):

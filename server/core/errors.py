@@ -22,7 +22,8 @@ The tree (status, reason; R = retryable, F = fallback; health effect)::
     ├── UnauthenticatedError                401 INVALID_API_KEY
     ├── PermissionDeniedError               403 PERMISSION_DENIED
     ├── NotFoundError                       404 NOT_FOUND
-    │   └── ModelNotFoundError              404 MODEL_NOT_FOUND
+    │   ├── ModelNotFoundError              404 MODEL_NOT_FOUND
+    │   └── ResponseNotFoundError           404 RESPONSE_NOT_FOUND
     ├── RateLimitedError                    429 RATE_LIMITED
     ├── BudgetExceededError                 429 BUDGET_EXCEEDED
     ├── FailedPreconditionError             400 FAILED_PRECONDITION
@@ -252,6 +253,13 @@ class ModelNotFoundError(NotFoundError):
     """No provider, deployment or route answers to this model name."""
 
     reason = "MODEL_NOT_FOUND"
+
+
+class ResponseNotFoundError(NotFoundError):
+    """No stored response of the calling key has this id (unknown, deleted, or another key's:
+    the two are not told apart, so ids of other keys cannot be probed)."""
+
+    reason = "RESPONSE_NOT_FOUND"
 
 
 class RateLimitedError(GatewayError):

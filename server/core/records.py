@@ -30,7 +30,7 @@ class Plan:
     route: Route
     strategy: int
     candidates: Sequence[Deployment]
-    request: chat_pb2.ChatRequest | None = None
+    request: chat_pb2.ChatRequest | chat_pb2.EmbedRequest | None = None
     # (input, output) tokens, worked out on first use (most requests never need them).
     _tokens: tuple[int, int] | None = field(default=None, repr=False)
 
@@ -49,10 +49,13 @@ class Plan:
     def _estimate(self) -> tuple[int, int]:
         tokens = self._tokens
         if tokens is None:
-            from server.routing.cost import input_token_bound, output_estimate
+            from server.routing.cost import embed_token_bound, input_token_bound, output_estimate
 
             request = self.request or chat_pb2.ChatRequest()
-            tokens = self._tokens = (input_token_bound(request), output_estimate(request))
+            if isinstance(request, chat_pb2.EmbedRequest):
+                tokens = self._tokens = (embed_token_bound(request), 0)
+            else:
+                tokens = self._tokens = (input_token_bound(request), output_estimate(request))
         return tokens
 
 
@@ -80,7 +83,9 @@ class RequestRecord:
     """One finished request as every sink sees it (success, error or cancellation)."""
 
     ctx: CallContext
-    request: chat_pb2.ChatRequest
+    # What was sent for the caller: a chat request (with any stored conversation it
+    # continues) or an embedding request.
+    request: chat_pb2.ChatRequest | chat_pb2.EmbedRequest
     stream: bool
     run: Execution = field(default_factory=Execution)
     plan: Plan | None = None

@@ -14,12 +14,25 @@ from typing import Protocol
 
 from switchboard.v1 import chat_pb2, types_pb2
 
+from server.core.accumulate import StreamAccumulator
 from server.core.context import CallContext, Principal
+from server.core.conversation import Conversation, response_not_found
 from server.core.errors import GatewayError, PermissionDeniedError, UnauthenticatedError
 from server.core.ids import new_request_id
 from server.core.records import Execution, Plan, RequestRecord, RequestSink
-from server.core.validate import DEFAULT_BOUNDS, RequestBounds, validate_chat_request
-from server.routing.cost import DELIVERED_CHARS_PER_TOKEN, compute_cost, estimate_input_tokens
+from server.core.state import ResponseStore
+from server.core.validate import (
+    DEFAULT_BOUNDS,
+    RequestBounds,
+    validate_chat_request,
+    validate_embed_request,
+)
+from server.routing.cost import (
+    DELIVERED_CHARS_PER_TOKEN,
+    compute_cost,
+    estimate_embed_tokens,
+    estimate_input_tokens,
+)
 from server.routing.router import Router
 
 ADMIN = Principal(key_id="master", name="master", is_admin=True)
@@ -55,6 +68,14 @@ class Runner(Protocol):
         self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
     ) -> AsyncGenerator[chat_pb2.StreamChatResponse, None]: ...
 
+    async def embed(
+        self, plan: Plan, request: chat_pb2.EmbedRequest, ctx: CallContext, run: Execution
+    ) -> chat_pb2.EmbedResponse: ...
+
+    async def count_tokens(
+        self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
+    ) -> int: ...
+
 
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` value (a bare token is accepted too)."""
@@ -80,6 +101,7 @@ class Gateway:
         admission: Admission | None = None,
         sinks: Sequence[RequestSink] = (),
         bounds: RequestBounds = DEFAULT_BOUNDS,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.router = router
         self.executor = executor
@@ -93,6 +115,8 @@ class Gateway:
         self.sinks = tuple(sinks)
         # How much one request may carry (checked before routing, on every transport).
         self.bounds = bounds
+        # Stored responses (``store`` / ``previous_response_id``); None keeps none.
+        self.responses = responses
 
     # --- edge helpers ---------------------------------------------------------------------
 
@@ -142,15 +166,25 @@ class Gateway:
         for sink in self.sinks:
             sink.finish(record)
 
-    async def _admit(self, record: RequestRecord) -> Plan:
-        """Validates, routes and admits the request; the plan and reservation go on the record."""
-        request = record.request
+    async def _admit(
+        self, record: RequestRecord, request: chat_pb2.ChatRequest
+    ) -> tuple[Plan, Conversation | None]:
+        """Validates, routes and admits the request; the plan and reservation go on the record.
+        A stateful request (``core.conversation``) is replaced on the record by what goes
+        upstream, which is what gets validated, routed and billed."""
         await self.admit_call(record.ctx)
+        conversation = None
+        # Stateful (core.conversation)? Three reads, inline: this runs on every chat request.
+        if request.previous_response_id or request.store or request.instructions:
+            conversation = await Conversation.open(
+                self.responses, record.ctx.principal.key_id, request
+            )
+            request = record.request = conversation.upstream
         validate_chat_request(request, self.bounds)
         plan = record.plan = self.router.plan(request, stream=record.stream)
         if self.admission is not None:
             record.reservation = await self.admission.admit(record.ctx, plan)
-        return plan
+        return plan, conversation
 
     def _recorded(self, record: RequestRecord) -> _Recorded:
         """Hands the record to every sink however the request ends (the one try/finally)."""
@@ -159,9 +193,10 @@ class Gateway:
     async def chat(self, request: chat_pb2.ChatRequest, ctx: CallContext) -> chat_pb2.ChatResponse:
         """One completion, with cost and route info filled in."""
         with self._recorded(RequestRecord(ctx, request, stream=False)) as record:
-            plan = await self._admit(record)
+            plan, conversation = await self._admit(record, request)
             run = record.run
-            response = await self.executor.chat(plan, request, ctx, run)
+            upstream = request if conversation is None else conversation.upstream
+            response = await self.executor.chat(plan, upstream, ctx, run)
             deployment = run.deployment
             assert deployment is not None
             response.id = ctx.request_id
@@ -171,6 +206,8 @@ class Gateway:
             _fill_route(response.route, plan, run)
             record.usage = response.usage
             record.cost = response.cost
+            if conversation is not None:
+                response.response_id = await conversation.save(response)
             return response
 
     async def stream_chat(
@@ -179,12 +216,18 @@ class Gateway:
         """start frame (once committed to a deployment), deltas, then one end frame."""
         recorded = self._recorded(RequestRecord(ctx, request, stream=True))
         with recorded as record:
-            plan = await self._admit(record)
+            plan, conversation = await self._admit(record, request)
             run = record.run
             created = int(time.time())
             started = False
             end_frame: chat_pb2.StreamChatResponse | None = None
-            frames = self.executor.stream(plan, request, ctx, run)
+            upstream = request if conversation is None else conversation.upstream
+            frames = self.executor.stream(plan, upstream, ctx, run)
+            kept: StreamAccumulator | None = None
+            if conversation is not None and conversation.response_id:
+                # Only a stored stream pays for accumulating its answer.
+                kept = StreamAccumulator()
+                frames = _accumulating(frames, kept)
             # Closed here, not left to the garbage collector, so that a client going away
             # frees the upstream stream and the deployment's slot at once.
             async with contextlib.aclosing(frames):
@@ -196,6 +239,8 @@ class Gateway:
                         start.start.model = request.model
                         start.start.created = created
                         _fill_route(start.start.route, plan, run)
+                        if conversation is not None:
+                            start.start.response_id = conversation.response_id
                         yield start
                     if frame.WhichOneof("frame") == "end":
                         end = frame.end
@@ -211,11 +256,70 @@ class Gateway:
                         end_frame = frame
                         continue
                     yield frame
+            if end_frame is not None and conversation is not None and kept is not None:
+                end_frame.end.response_id = await conversation.save(_streamed(end_frame.end, kept))
             if end_frame is not None:
                 # The request is recorded (its ledger row journaled) before the client can
                 # see it end, so a complete stream is never missing from the ledger.
                 recorded.finish()
                 yield end_frame
+
+    async def embed(
+        self, request: chat_pb2.EmbedRequest, ctx: CallContext
+    ) -> chat_pb2.EmbedResponse:
+        """Embedding vectors through the same routing, fallback, limits, budget and ledger as
+        chat; usage an upstream does not report is estimated (a token per four bytes)."""
+        with self._recorded(RequestRecord(ctx, request, stream=False)) as record:
+            await self.admit_call(ctx)
+            validate_embed_request(request)
+            plan = record.plan = self.router.plan(request)
+            if self.admission is not None:
+                record.reservation = await self.admission.admit(ctx, plan)
+            run = record.run
+            response = await self.executor.embed(plan, request, ctx, run)
+            deployment = run.deployment
+            assert deployment is not None
+            if not response.usage.input_tokens:
+                response.usage.input_tokens = estimate_embed_tokens(request)
+            response.id = ctx.request_id
+            response.model = request.model
+            response.cost.CopyFrom(compute_cost(response.usage, deployment.price))
+            _fill_route(response.route, plan, run)
+            record.usage = response.usage
+            record.cost = response.cost
+            return response
+
+    async def count_tokens(
+        self, request: chat_pb2.ChatRequest, ctx: CallContext
+    ) -> tuple[int, bool]:
+        """(input tokens, exact): exact from the provider's own count endpoint when the route
+        has a deployment that offers one (Anthropic's), through the executor like any call;
+        else ``routing.cost.estimate_input_tokens`` (a token per four bytes of the encoded
+        request, plus framing). Free upstream, so neither limited nor recorded."""
+        validate_chat_request(request, self.bounds)
+        plan = self.router.plan(request)
+        exact = [d for d in plan.candidates if callable(getattr(d.provider, "count_tokens", None))]
+        if not exact:
+            return estimate_input_tokens(request), False
+        counted = Plan(plan.route, plan.strategy, exact, request)
+        return await self.executor.count_tokens(counted, request, ctx, Execution()), True
+
+    async def get_response(self, ctx: CallContext, response_id: str) -> chat_pb2.StoredResponse:
+        """A stored response of the calling key; ResponseNotFoundError (404) otherwise."""
+        found = None
+        if self.responses is not None and response_id:
+            found = await self.responses.get(ctx.principal.key_id, response_id)
+        if found is None:
+            raise response_not_found(response_id)
+        return found
+
+    async def delete_response(self, ctx: CallContext, response_id: str) -> None:
+        """Deletes a stored response of the calling key; ResponseNotFoundError (404) otherwise."""
+        deleted = False
+        if self.responses is not None and response_id:
+            deleted = await self.responses.delete(ctx.principal.key_id, response_id)
+        if not deleted:
+            raise response_not_found(response_id)
 
     async def list_models(self, ctx: CallContext) -> chat_pb2.ListModelsResponse:
         """Every route and deployment this gateway can serve."""
@@ -262,6 +366,30 @@ class _Recorded:
             sink.finish(record)
 
 
+async def _accumulating(
+    frames: AsyncGenerator[chat_pb2.StreamChatResponse, None], into: StreamAccumulator
+) -> AsyncGenerator[chat_pb2.StreamChatResponse, None]:
+    """The frames, folded into ``into`` as they pass (a stored stream's answer)."""
+    async with contextlib.aclosing(frames):
+        async for frame in frames:
+            into.add(frame)
+            yield frame
+
+
+def _streamed(end: chat_pb2.StreamEnd, kept: StreamAccumulator) -> chat_pb2.ChatResponse:
+    """The ChatResponse a stored stream keeps: the accumulated message and the end frame."""
+    return chat_pb2.ChatResponse(
+        id=end.id,
+        model=end.model,
+        message=kept.message(),
+        finish_reason=end.finish_reason,
+        usage=end.usage,
+        cost=end.cost,
+        route=end.route,
+        created=end.created,
+    )
+
+
 def bill_delivered(record: RequestRecord) -> None:
     """Usage and cost of a stream that ended before its end frame (the client went away, the
     upstream broke or stalled): the upstream processed the prompt and produced what was
@@ -273,8 +401,9 @@ def bill_delivered(record: RequestRecord) -> None:
     usage = types_pb2.Usage()
     if run.meter is not None:
         usage.CopyFrom(run.meter)
-    if not usage.input_tokens:
-        usage.input_tokens = estimate_input_tokens(record.request)
+    request = record.request
+    if not usage.input_tokens and isinstance(request, chat_pb2.ChatRequest):
+        usage.input_tokens = estimate_input_tokens(request)
     usage.output_tokens = max(usage.output_tokens, -(-run.delivered // DELIVERED_CHARS_PER_TOKEN))
     record.usage = usage
     price = run.deployment.price if run.deployment is not None else None

@@ -13,6 +13,9 @@ The request path calls three of them:
   ends. These never block the request: the embedded backend applies them at once; a networked
   one queues them and applies them in order in the background (``aclose`` drains the queue).
 
+``ResponseStore`` is read when a request continues a stored response and written when one is
+stored, both awaited on the request path (a stored response must exist once its id is out).
+
 The executor reads and writes ``HealthStore`` several times per attempt, so it is synchronous;
 a shared implementation keeps a local copy and replicates transitions.
 """
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple, Protocol
 
-from switchboard.v1 import admin_pb2
+from switchboard.v1 import admin_pb2, chat_pb2
 
 from server.core.context import KeyLimits, Principal
 from server.core.money import nanos_to_usd
@@ -257,6 +260,31 @@ class HealthStore(Protocol):
         ...
 
 
+# --- stored responses (Responses API state) ----------------------------------------------------
+
+
+class ResponseStore(Protocol):
+    """Responses kept by requests with ``store`` (``previous_response_id`` continues them),
+    scoped to the key that made them: a response of another key is not found, exactly like an
+    unknown id."""
+
+    async def put(self, key_id: str, response: chat_pb2.StoredResponse) -> None:
+        """Keeps ``response`` under its id for ``key_id`` (ids are unique; never overwritten)."""
+        ...
+
+    async def get(self, key_id: str, response_id: str) -> chat_pb2.StoredResponse | None:
+        """The response of ``key_id`` with this id, or None."""
+        ...
+
+    async def delete(self, key_id: str, response_id: str) -> bool:
+        """Deletes the response of ``key_id`` with this id; False when there was none."""
+        ...
+
+    async def aclose(self) -> None:
+        """Releases connections."""
+        ...
+
+
 # --- one backend -------------------------------------------------------------------------------
 
 
@@ -273,8 +301,13 @@ class Stores:
     budgets: BudgetStore
     ledger: Ledger
     health: HealthStore
+    # None: this backend keeps no responses (stateful Responses API requests are refused).
+    responses: ResponseStore | None = None
 
     async def aclose(self) -> None:
-        """Drains the ledger (every accepted request's row written), then closes the keys."""
+        """Drains the ledger (every accepted request's row written), then closes the keys and
+        the response store."""
         await self.ledger.aclose()
         await self.keys.aclose()
+        if self.responses is not None:
+            await self.responses.aclose()

@@ -100,3 +100,33 @@ def validate_chat_request(
         )
     if violations:
         raise InvalidRequestError.of(violations)
+
+
+# Inputs one embedding request may carry (OpenAI's own limit per request).
+MAX_EMBED_INPUTS = 2048
+
+
+def validate_embed_request(request: chat_pb2.EmbedRequest) -> None:
+    """Raises InvalidRequestError for a malformed embedding request, RequestTooLargeError for
+    one of more than ``MAX_EMBED_INPUTS`` inputs."""
+    count = len(request.inputs)
+    if count > MAX_EMBED_INPUTS:
+        raise RequestTooLargeError(
+            f"Request too large: {count} inputs, at most {MAX_EMBED_INPUTS} are accepted.",
+            param="input",
+        )
+    violations: list[FieldViolation] = []
+    if not request.model:
+        violations.append(FieldViolation("model", "model is required"))
+    if not count:
+        violations.append(FieldViolation("input", "at least one input is required"))
+    for i, item in enumerate(request.inputs):
+        kind = item.WhichOneof("input")
+        if (kind == "text" and not item.text) or (kind == "tokens" and not item.tokens.ids):
+            violations.append(FieldViolation(f"input[{i}]", "an input may not be empty"))
+        elif kind is None:
+            violations.append(FieldViolation(f"input[{i}]", "an input needs text or tokens"))
+    if request.HasField("dimensions") and request.dimensions < 1:
+        violations.append(FieldViolation("dimensions", "dimensions must be at least 1"))
+    if violations:
+        raise InvalidRequestError.of(violations)

@@ -17,7 +17,8 @@ from server.grpc_api.interceptors import current_principal, current_request_id, 
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    """Chat, StreamChat, Converse (the tool-call loop) and ListModels over the core Gateway."""
+    """Chat, StreamChat, Converse (the tool-call loop), ListModels, Embed and stored responses
+    over the core Gateway."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -80,3 +81,20 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> chat_pb2.ListModelsResponse:
         return await self._gateway.list_models(self._call_context(context))
+
+    async def Embed(
+        self, request: chat_pb2.EmbedRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.EmbedResponse:
+        return await self._gateway.embed(request, self._call_context(context))
+
+    async def GetStoredResponse(
+        self, request: chat_pb2.GetStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.GetStoredResponseResponse:
+        stored = await self._gateway.get_response(self._call_context(context), request.id)
+        return chat_pb2.GetStoredResponseResponse(response=stored)
+
+    async def DeleteStoredResponse(
+        self, request: chat_pb2.DeleteStoredResponseRequest, context: grpc.aio.ServicerContext
+    ) -> chat_pb2.DeleteStoredResponseResponse:
+        await self._gateway.delete_response(self._call_context(context), request.id)
+        return chat_pb2.DeleteStoredResponseResponse(id=request.id)

@@ -1,11 +1,11 @@
-"""Assembles the grpc.aio server: servicers, auth interceptor, health and reflection."""
+"""Assembles the grpc.aio server: servicers, auth interceptor, health and reflection (v1 and
+v1alpha)."""
 
 from __future__ import annotations
 
 import grpc.aio
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 from server.config import LimitsConfig, ServerConfig
@@ -14,6 +14,7 @@ from server.core.state import KeyStore
 from server.grpc_api.admin import AdminServicer
 from server.grpc_api.chat import ChatServicer
 from server.grpc_api.interceptors import AuthInterceptor
+from server.grpc_api.reflection import enable_reflection
 
 CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
@@ -52,12 +53,11 @@ class GrpcServer:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(gateway), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gateway, keys), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
+        enable_reflection(
             (
                 CHAT_SERVICE,
                 ADMIN_SERVICE,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
             ),
             self.server,
         )

@@ -88,6 +88,17 @@ def decode_request(
     return to_chat_request(request), bool(request.stream)
 
 
+def decode_count_request(
+    body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS
+) -> chat_pb2.ChatRequest:
+    """The ``ChatRequest`` of a ``/v1/messages/count_tokens`` body: a Messages body without
+    ``max_tokens`` (and never streamed)."""
+    parsed = wire.parse_messages_request(body, bounds, defaults={"max_tokens": 1})
+    request = to_chat_request(parsed)
+    request.ClearField("max_tokens")
+    return request
+
+
 def to_chat_request(body: wire.MessagesRequest) -> chat_pb2.ChatRequest:
     """The contract request for a validated Messages body; unknown fields → ``passthrough``."""
     # Anthropic allows larger limits than the contract's int32 holds; no model answers more.

@@ -15,14 +15,16 @@ an ``event: error`` and the stream ends.
 
 from __future__ import annotations
 
+import orjson
 from switchboard.v1 import chat_pb2
 
-from server.core.errors import GatewayError
-from server.core.service import bearer_token
+from server.core.errors import GatewayError, NotFoundError, UnauthenticatedError
+from server.core.service import Gateway, bearer_token
 from server.core.validate import DEFAULT_BOUNDS, RequestBounds
 from server.http_shim import anthropic_convert as convert
 from server.http_shim.anthropic_stream import StreamEncoder, stream_error_event
 from server.http_shim.asgi import Headers, HttpRequest
+from server.http_shim.edge import error_headers
 from server.http_shim.endpoint import Parsed
 
 # Anthropic's own limit for the Messages API (docs.claude.com/en/api/errors, 413).
@@ -48,7 +50,7 @@ class AnthropicDialect:
         request, stream = convert.decode_request(body, self.bounds)
         return Parsed(request, stream)
 
-    def encode(self, response: chat_pb2.ChatResponse) -> bytes:
+    def encode(self, response: chat_pb2.ChatResponse, parsed: Parsed) -> bytes:
         """A Messages API ``message`` object."""
         return convert.encode_response(response)
 
@@ -85,3 +87,45 @@ class _EventStream:
 
     def error(self, exc: GatewayError) -> bytes:
         return stream_error_event(exc.http_status, exc.message)
+
+
+class MessagesExtras:
+    """``POST /v1/messages/count_tokens`` and Anthropic-shaped 404s under ``/v1/messages/``.
+
+    The count is exact (Anthropic's own count endpoint, through the executor) when the model's
+    route has an Anthropic deployment, else an estimate: a token per four bytes of the request
+    as the contract encodes it plus per-message framing (``routing.cost.estimate_input_tokens``);
+    the ``x-switchboard-token-count`` header says ``exact`` or ``estimate``."""
+
+    def __init__(self, gateway: Gateway, dialect: AnthropicDialect) -> None:
+        self.gateway = gateway
+        self.dialect = dialect
+
+    async def count_tokens(self, req: HttpRequest) -> int:
+        """``{"input_tokens": N}`` for a Messages body (``max_tokens`` not needed)."""
+        dialect = self.dialect
+        try:
+            token = dialect.token(req)
+            if not token:
+                raise UnauthenticatedError(dialect.missing_key)
+            principal = await self.gateway.authenticate(token)
+            ctx = self.gateway.new_context(principal, transport="http", request_id=req.request_id)
+            body = await req.body(dialect.max_body)
+            request = convert.decode_count_request(body, dialect.bounds)
+            tokens, exact = await self.gateway.count_tokens(request, ctx)
+        except GatewayError as exc:
+            return await self._error(req, exc)
+        headers = dialect.headers(req)
+        headers.append((b"x-switchboard-token-count", b"exact" if exact else b"estimate"))
+        await req.respond_json(200, orjson.dumps({"input_tokens": tokens}), headers)
+        return 200
+
+    async def not_found(self, req: HttpRequest) -> int:
+        """Anthropic's ``not_found_error`` for any other path under ``/v1/messages/``."""
+        return await self._error(req, NotFoundError(f"Not found: {req.method} {req.path}"))
+
+    async def _error(self, req: HttpRequest, exc: GatewayError) -> int:
+        headers = self.dialect.headers(req)
+        headers.extend(error_headers(exc))
+        await req.respond_json(exc.http_status, convert.encode_error(exc, req.request_id), headers)
+        return exc.http_status

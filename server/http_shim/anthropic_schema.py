@@ -295,12 +295,16 @@ class MessagesRequest(BaseModel):
     ] = None
 
 
-def parse_messages_request(body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS) -> MessagesRequest:
-    """Parses and validates a request body; InvalidRequestError (400) naming the field."""
+def parse_messages_request(
+    body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS, defaults: dict[str, Any] | None = None
+) -> MessagesRequest:
+    """Parses and validates a request body; InvalidRequestError (400) naming the field.
+    ``defaults`` fill top-level fields the body leaves out (count_tokens has no max_tokens)."""
     return parse_body(
         body,
         MessagesRequest,
         bounds=bounds,
+        defaults=defaults,
         bad_json="The request body is not valid JSON.",
         not_object="The request body must be a JSON object.",
         param="body",

@@ -1,7 +1,8 @@
 """The shim's ASGI application: a static route table over the API surfaces.
 
 A raw ASGI 3 app (no framework; DESIGN.md "Speed"). Every chat surface is one
-``endpoint.ChatEndpoint`` over its ``Dialect`` (OpenAI chat completions, Anthropic messages);
+``endpoint.ChatEndpoint`` over its ``Dialect`` (OpenAI chat completions, Anthropic messages,
+OpenAI Responses, and embeddings, whose endpoint calls ``Gateway.embed``);
 ``create_app`` joins them, the models endpoints, ``/healthz`` and ``/metrics`` into one dict
 looked up once per request. Served by uvicorn in the same event loop as the gRPC server
 (``server/app.py``).
@@ -21,7 +22,7 @@ import orjson
 from server.config import LimitsConfig
 from server.core.service import Gateway
 from server.http_shim.anthropic_dialect import MAX_BODY as ANTHROPIC_MAX_BODY
-from server.http_shim.anthropic_dialect import AnthropicDialect
+from server.http_shim.anthropic_dialect import AnthropicDialect, MessagesExtras
 from server.http_shim.asgi import (
     BODY_TIMEOUT,
     ClientDisconnected,
@@ -32,7 +33,9 @@ from server.http_shim.asgi import (
 )
 from server.http_shim.endpoint import INTERNAL_MESSAGE, ChatEndpoint
 from server.http_shim.openai_dialect import ModelsApi, OpenAIDialect
+from server.http_shim.openai_embeddings import EmbeddingsDialect
 from server.http_shim.openai_errors import openai_error
+from server.http_shim.responses_dialect import ResponsesApi, ResponsesDialect
 
 log = logging.getLogger("switchboard.http")
 
@@ -196,9 +199,26 @@ def api_routes(
     anthropic = AnthropicDialect(limits.body_bytes.get("anthropic", ANTHROPIC_MAX_BODY), bounds)
     openai = ChatEndpoint(gateway, openai_dialect, body_timeout)
     models = ModelsApi(gateway)
-    routes = [Route("POST", "/v1/messages", ChatEndpoint(gateway, anthropic, body_timeout))]
+    embeddings = ChatEndpoint(
+        gateway, EmbeddingsDialect(limits.body_limit("openai")), body_timeout, call=gateway.embed
+    )
+    responses = ChatEndpoint(
+        gateway, ResponsesDialect(limits.body_limit("responses"), bounds), body_timeout
+    )
+    stored = ResponsesApi(gateway)
+    extras = MessagesExtras(gateway, anthropic)
+    routes = [
+        Route("POST", "/v1/messages", ChatEndpoint(gateway, anthropic, body_timeout)),
+        Route("POST", "/v1/messages/count_tokens", extras.count_tokens),
+    ]
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        routes.append(Route(method, "/v1/messages/*", extras.not_found))
     for prefix in ("/v1", ""):
         routes.append(Route("POST", f"{prefix}/chat/completions", openai))
+        routes.append(Route("POST", f"{prefix}/embeddings", embeddings))
+        routes.append(Route("POST", f"{prefix}/responses", responses))
+        routes.append(Route("GET", f"{prefix}/responses/*", stored.get))
+        routes.append(Route("DELETE", f"{prefix}/responses/*", stored.delete))
         routes.append(Route("GET", f"{prefix}/models", models.list_models))
         routes.append(Route("GET", f"{prefix}/models/*", models.retrieve_model))
     return routes

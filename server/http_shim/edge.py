@@ -22,7 +22,9 @@ _STRATEGY = {
 }
 
 
-def apply_route_header(req: HttpRequest, request: chat_pb2.ChatRequest) -> None:
+def apply_route_header(
+    req: HttpRequest, request: chat_pb2.ChatRequest | chat_pb2.EmbedRequest
+) -> None:
     """Applies ``x-switchboard-route`` (a strategy override) to the parsed request."""
     strategy = req.header(b"x-switchboard-route")
     if strategy is not None:

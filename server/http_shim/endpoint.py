@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from switchboard.v1 import chat_pb2
 
@@ -57,7 +57,8 @@ THREAD_PARSE_BYTES = 256 * 1024
 class Parsed:
     """A request body as the core sees it, plus what the dialect needs to answer it."""
 
-    request: chat_pb2.ChatRequest
+    # A ChatRequest for the chat dialects, an EmbedRequest for ``/v1/embeddings``.
+    request: chat_pb2.ChatRequest | chat_pb2.EmbedRequest
     stream: bool
     # Dialect-specific answer options (OpenAI's stream_options.include_usage).
     options: object = None
@@ -102,8 +103,9 @@ class Dialect(Protocol):
         """The body as a contract request; a 4xx ``GatewayError`` for any malformed body."""
         ...
 
-    def encode(self, response: chat_pb2.ChatResponse) -> bytes:
-        """A finished completion's response body."""
+    def encode(self, response: Any, parsed: Parsed) -> bytes:
+        """A finished call's response body (a ChatResponse, or an EmbedResponse for
+        embeddings), for the request ``parsed``."""
         ...
 
     def error_body(self, exc: GatewayError, request_id: str) -> bytes:
@@ -120,12 +122,23 @@ class Dialect(Protocol):
 
 
 class ChatEndpoint:
-    """``POST`` handler of one dialect's chat surface, over the core ``Gateway``."""
+    """``POST`` handler of one dialect's chat surface, over the core ``Gateway``.
 
-    def __init__(self, gateway: Gateway, dialect: Dialect, body_timeout: float = BODY_TIMEOUT):
+    ``call`` is the core operation a non-streamed request runs: ``Gateway.chat`` for the chat
+    dialects, ``Gateway.embed`` for ``/v1/embeddings`` (whose requests never stream)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        dialect: Dialect,
+        body_timeout: float = BODY_TIMEOUT,
+        *,
+        call: Callable[[Any, CallContext], Awaitable[Any]] | None = None,
+    ):
         self.gateway = gateway
         self.dialect = dialect
         self.body_timeout = body_timeout
+        self._call: Callable[[Any, CallContext], Awaitable[Any]] = call or gateway.chat
 
     async def __call__(self, req: HttpRequest) -> int:
         """Serves one request; returns the HTTP status sent (200 for a stream that started)."""
@@ -161,7 +174,7 @@ class ChatEndpoint:
         try:
             if parsed.stream:
                 return await self._stream(req, parsed, ctx)
-            return await self._complete(req, parsed.request, ctx)
+            return await self._complete(req, parsed, ctx)
         except GatewayError as exc:
             return await self._error(req, exc)
         except ClientDisconnected:
@@ -183,20 +196,19 @@ class ChatEndpoint:
         await req.respond_json(exc.http_status, body, headers)
         return exc.http_status
 
-    async def _complete(
-        self, req: HttpRequest, request: chat_pb2.ChatRequest, ctx: CallContext
-    ) -> int:
-        response = await _until_disconnect(req, lambda _: self.gateway.chat(request, ctx))
+    async def _complete(self, req: HttpRequest, parsed: Parsed, ctx: CallContext) -> int:
+        request = parsed.request
+        response = await _until_disconnect(req, lambda _: self._call(request, ctx))
         if response is None:
             return 499
         headers = self.dialect.headers(req)
         headers.extend(route_headers(response.route))
         headers.append((b"x-switchboard-cost-usd", usd_header(response.cost.total_usd)))
-        await req.respond_json(200, self.dialect.encode(response), headers)
+        await req.respond_json(200, self.dialect.encode(response, parsed), headers)
         return 200
 
     async def _stream(self, req: HttpRequest, parsed: Parsed, ctx: CallContext) -> int:
-        frames = self.gateway.stream_chat(parsed.request, ctx)
+        frames = self.gateway.stream_chat(cast(chat_pb2.ChatRequest, parsed.request), ctx)
         async with contextlib.aclosing(frames):
             status = await _until_disconnect(
                 req, lambda watch: self._relay(req, parsed, frames, watch)

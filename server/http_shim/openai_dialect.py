@@ -30,8 +30,9 @@ from server.http_shim.openai_schema import parse_chat_request
 from server.http_shim.openai_stream import ChunkEncoder, sse_event
 
 
-class OpenAIDialect:
-    """``server.http_shim.endpoint.Dialect`` for OpenAI Chat Completions."""
+class OpenAIShaped:
+    """What every OpenAI-style dialect shares (chat completions, responses, embeddings): the
+    key in ``Authorization: Bearer``, OpenAI's error body, no extra headers."""
 
     name = "openai"
     missing_key = "Missing gateway key: send `Authorization: Bearer <key>`."
@@ -44,16 +45,6 @@ class OpenAIDialect:
         """``Authorization: Bearer <key>``."""
         return bearer_token(req.header(b"authorization"))
 
-    def parse(self, body: bytes) -> Parsed:
-        """Validated with pydantic, then converted; ``stream_options.include_usage`` is kept."""
-        wire = parse_chat_request(body, self.bounds)
-        include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
-        return Parsed(to_chat_request(wire), bool(wire.stream), include_usage)
-
-    def encode(self, response: chat_pb2.ChatResponse) -> bytes:
-        """A ``chat.completion`` object."""
-        return orjson.dumps(completion_json(response))
-
     def error_body(self, exc: GatewayError, request_id: str) -> bytes:
         """``{"error": {"message", "type", "param", "code"}}``."""
         return error_body(exc)
@@ -61,6 +52,20 @@ class OpenAIDialect:
     def headers(self, req: HttpRequest) -> Headers:
         """Nothing beyond ``x-request-id``."""
         return []
+
+
+class OpenAIDialect(OpenAIShaped):
+    """``server.http_shim.endpoint.Dialect`` for OpenAI Chat Completions."""
+
+    def parse(self, body: bytes) -> Parsed:
+        """Validated with pydantic, then converted; ``stream_options.include_usage`` is kept."""
+        wire = parse_chat_request(body, self.bounds)
+        include_usage = bool(wire.stream_options and wire.stream_options.include_usage)
+        return Parsed(to_chat_request(wire), bool(wire.stream), include_usage)
+
+    def encode(self, response: chat_pb2.ChatResponse, parsed: Parsed) -> bytes:
+        """A ``chat.completion`` object."""
+        return orjson.dumps(completion_json(response))
 
     def stream_encoder(self, parsed: Parsed, start: chat_pb2.StreamStart) -> _ChunkStream:
         """``chat.completion.chunk`` events, usage last when the client asked for it."""
@@ -100,10 +105,10 @@ class ModelsApi:
     async def list_models(self, req: HttpRequest) -> int:
         """Every route and deployment, as OpenAI model objects."""
         try:
-            ctx = await self._context(req)
+            ctx = await http_context(self.gateway, req)
             models = await self.gateway.list_models(ctx)
         except GatewayError as exc:
-            return await _error(req, exc)
+            return await respond_error(req, exc)
         await req.respond_json(200, orjson.dumps(models_json(models)))
         return 200
 
@@ -111,18 +116,21 @@ class ModelsApi:
         """One model or route; 404 ``model_not_found`` for unknown ids."""
         model_id = req.path.partition("/models/")[2]
         try:
-            ctx = await self._context(req)
+            ctx = await http_context(self.gateway, req)
             model = await self.gateway.get_model(ctx, model_id)
         except GatewayError as exc:
-            return await _error(req, exc)
+            return await respond_error(req, exc)
         await req.respond_json(200, orjson.dumps(model_json(model)))
         return 200
 
-    async def _context(self, req: HttpRequest) -> CallContext:
-        principal = await self.gateway.authenticate(bearer_token(req.header(b"authorization")))
-        return self.gateway.new_context(principal, transport="http", request_id=req.request_id)
+
+async def http_context(gateway: Gateway, req: HttpRequest) -> CallContext:
+    """The call context of a bodiless OpenAI-style request (the key in ``Authorization``)."""
+    principal = await gateway.authenticate(bearer_token(req.header(b"authorization")))
+    return gateway.new_context(principal, transport="http", request_id=req.request_id)
 
 
-async def _error(req: HttpRequest, exc: GatewayError) -> int:
+async def respond_error(req: HttpRequest, exc: GatewayError) -> int:
+    """Sends ``exc`` as OpenAI's error body with its status (and Retry-After)."""
     await req.respond_json(exc.http_status, error_body(exc), error_headers(exc))
     return exc.http_status

@@ -227,6 +227,14 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
+# What OpenAI-style dialects say about a body that is not JSON, or not an object.
+BAD_JSON = (
+    "We could not parse the JSON body of your request: {error}. "
+    "The API expects a JSON object (Content-Type: application/json)."
+)
+NOT_OBJECT = "The request body must be a JSON object."
+
+
 def parse_chat_request(
     body: bytes, bounds: RequestBounds = DEFAULT_BOUNDS
 ) -> ChatCompletionRequest:
@@ -235,9 +243,6 @@ def parse_chat_request(
         body,
         ChatCompletionRequest,
         bounds=bounds,
-        bad_json=(
-            "We could not parse the JSON body of your request: {error}. "
-            "The API expects a JSON object (Content-Type: application/json)."
-        ),
-        not_object="The request body must be a JSON object.",
+        bad_json=BAD_JSON,
+        not_object=NOT_OBJECT,
     )

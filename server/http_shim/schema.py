@@ -79,6 +79,7 @@ def parse_body(
     param: str | None = None,
     bounds: RequestBounds = DEFAULT_BOUNDS,
     messages_key: str = "messages",
+    defaults: dict[str, Any] | None = None,
 ) -> Model:
     """A validated request model from raw body bytes (mirrors ``model_validate_json``).
 
@@ -86,7 +87,8 @@ def parse_body(
     surrogate, at most 1024 levels; so every value can go into protobuf and back out as JSON.
     ``bad_json`` may name the parser's complaint as ``{error}``. Before the model walks the
     data, its counts of messages (under ``messages_key``), content parts and tools are held to
-    ``bounds``: those are what make validating and converting a body expensive.
+    ``bounds``: those are what make validating and converting a body expensive. ``defaults``
+    fill top-level fields the body leaves out.
     """
     try:
         data = orjson.loads(body)
@@ -95,6 +97,9 @@ def parse_body(
     if not isinstance(data, dict):
         raise InvalidRequestError(not_object, param=param)
     check_counts(data, bounds, messages_key)
+    if defaults:
+        for key, value in defaults.items():
+            data.setdefault(key, value)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

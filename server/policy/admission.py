@@ -94,10 +94,12 @@ class UsagePolicy:
         key_id = principal.key_id
         tokens_in = plan.input_tokens
         request = plan.request or chat_pb2.ChatRequest()
+        # An embedding request produces no output tokens.
+        chat = request if isinstance(request, chat_pb2.ChatRequest) else None
         worst = 0.0
         tokens_out = 0
         for d in plan.candidates:
-            out = output_token_bound(request, d.max_output_tokens)
+            out = 0 if chat is None else output_token_bound(chat, d.max_output_tokens)
             tokens_out = max(tokens_out, out)
             usd = estimate_cost(d.price, tokens_in, out)
             if usd is not None and usd > worst:

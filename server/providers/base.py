@@ -33,11 +33,13 @@ class Capability(StrEnum):
     CACHED_USAGE = "cached_usage"
     REASONING = "reasoning"
     PASSTHROUGH = "passthrough"
+    EMBEDDINGS = "embeddings"
 
 
 # What the native-API adapters (Anthropic, Gemini) can do: everything but sending unknown
-# request fields on as they are; they map a known list of passthrough fields instead.
-NATIVE_CAPABILITIES = frozenset(Capability) - {Capability.PASSTHROUGH}
+# request fields on as they are (they map a known list of passthrough fields instead) and
+# embeddings, which each declares itself.
+NATIVE_CAPABILITIES = frozenset(Capability) - {Capability.PASSTHROUGH, Capability.EMBEDDINGS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +83,16 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Releases what the adapter owns (not the shared HTTP client)."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A provider that also serves embeddings (``Capability.EMBEDDINGS``); the executor refuses
+    an embedding request on any other with ``UnsupportedFeatureError``, so a route falls back."""
+
+    async def embed(
+        self, request: chat_pb2.EmbedRequest, call: UpstreamCall
+    ) -> chat_pb2.EmbedResponse:
+        """The vectors, in input order, and usage; the core fills the rest."""
         ...

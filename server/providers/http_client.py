@@ -15,7 +15,7 @@ a tenth of the gateway's whole per-request CPU. So this module is the narrow pat
 What httpx gave that is kept here: pooled keep-alive connections (``TCPConnector``), one SSL
 context for the process (loading the CA bundle costs ~70 ms), no cookie ever stored and replayed
 on another caller's call (``DummyCookieJar``), no proxy variables honoured (``trust_env`` off:
-they would silently reroute configured upstreams). Timeouts are the callers' ``asyncio.timeout``
+they would silently reroute configured upstreams). Timeouts are the callers' ``within``
 deadlines (``calls.py``), so aiohttp arms no timer of its own per request; only the socket
 connect is bounded here. Transport exceptions are aiohttp's, mapped in ``upstream_errors``.
 """
@@ -41,7 +41,7 @@ CONNECT_TIMEOUT = 10.0
 _clients: dict[asyncio.AbstractEventLoop, UpstreamClient] = {}
 _MAX_CACHED_URLS = 1024
 _ssl_context: ssl.SSLContext | None = None
-# No per-request timer: every wait is under the caller's asyncio.timeout.
+# No per-request timer: every wait is under the caller's deadlines.within.
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
 
 

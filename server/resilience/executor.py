@@ -49,7 +49,7 @@ from server.core.deadlines import Watchdog, watchdog
 from server.core.errors import GatewayError, HealthEffect
 from server.core.records import Execution, Plan
 from server.core.state import CircuitState, HealthStore
-from server.providers.base import UpstreamCall
+from server.providers.base import Capability, Embedder, UpstreamCall
 from server.resilience.retry import RetryPolicy
 from server.routing.catalog import Deployment
 from server.store.embedded.health import LocalHealth
@@ -176,6 +176,27 @@ class Executor:
             run.delivered = delivered
             timer.stop()
             await _close(upstream)
+
+    async def embed(
+        self, plan: Plan, request: chat_pb2.EmbedRequest, ctx: CallContext, run: Execution
+    ) -> chat_pb2.EmbedResponse:
+        """Embedding vectors from the first candidate that answers (the same attempt loop)."""
+        response, lease = await self._run(plan, ctx, run, lambda d, c: _embed(d, c, request))
+        lease.succeeded(run)
+        return response
+
+    async def count_tokens(
+        self, plan: Plan, request: chat_pb2.ChatRequest, ctx: CallContext, run: Execution
+    ) -> int:
+        """A provider's exact input token count (the candidates must offer ``count_tokens``)."""
+        count, lease = await self._run(
+            plan,
+            ctx,
+            run,
+            lambda d, c: d.provider.count_tokens(request, c),  # type: ignore[attr-defined]
+        )
+        lease.succeeded(run)
+        return count
 
     def inflight(self, deployment_id: str) -> int:
         """Calls in flight on a deployment (for max_concurrency; tests read it too)."""
@@ -651,6 +672,18 @@ async def _first_frame(
     except BaseException:
         await _close(upstream)
         raise
+
+
+async def _embed(
+    d: Deployment, call: UpstreamCall, request: chat_pb2.EmbedRequest
+) -> chat_pb2.EmbedResponse:
+    """An embedding attempt; a provider without embeddings is skipped for the next candidate."""
+    provider = d.provider
+    if not isinstance(provider, Embedder) or Capability.EMBEDDINGS not in provider.capabilities:
+        raise e.UnsupportedFeatureError(
+            f"{d.id} does not serve embeddings ({d.provider.kind} provider)", param="model"
+        )
+    return await provider.embed(request, call)
 
 
 def _chars(frame: Frame) -> int:

@@ -1,7 +1,13 @@
 """The catalog: which deployments exist, what they cost, and what each model name resolves to.
 
-A model name is either a configured route (an alias over several deployments) or
-`provider/model`, which addresses one deployment directly on any enabled provider.
+A model name is, in this order: a configured route (a name over several deployments), a
+configured alias (``models:`` in the config, naming a deployment or a route), ``provider/model``
+(one deployment on an enabled provider), or a bare model name (``gpt-4o-mini``, as the OpenAI
+Agents SDK and others send it). A bare name resolves when exactly one enabled provider serves
+it: a configured deployment of that model, a row of the price table, or a model the provider
+declares (the demo's). Ambiguous and unknown names are a 404 listing the ``provider/model`` ids
+that match; a name whose only servers are providers that are not enabled is a 404 naming the
+variable that enables them, as is ``provider/model`` on such a provider.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ __all__ = ["Catalog", "Deployment", "Price", "ProviderEntryLike", "Route"]
 
 # Direct `provider/model` names come from callers; remember at most this many.
 MAX_DIRECT_DEPLOYMENTS = 4096
+# Matching ids listed in a 404 for an ambiguous or unserved name.
+MAX_LISTED = 8
 
 
 class ProviderEntryLike(Protocol):
@@ -95,8 +103,12 @@ class Catalog:
         providers: Mapping[str, ProviderEntryLike],
         config: Config,
         prices: PriceLookup | None = None,
+        *,
+        disabled: Mapping[str, str] | None = None,
     ) -> None:
         self._providers = dict(providers)
+        # Providers that exist but are not enabled → the variable that enables each.
+        self._disabled = {k: v for k, v in (disabled or {}).items() if k not in self._providers}
         self._prices = dict(DEFAULT_PRICES if prices is None else prices)
         self._direct = 0
         self._deployments: dict[str, Deployment] = {}
@@ -139,6 +151,45 @@ class Catalog:
                 self._routes[rc.name] = Route(
                     rc.name, rc.strategy, members, is_alias=True, description=rc.description
                 )
+        # Bare model name → the deployment ids that serve it (enabled ones, and those of
+        # providers that are not enabled, for the 404 that says so).
+        self._bare: dict[str, list[str]] = {}
+        self._bare_disabled: dict[str, list[str]] = {}
+        for d in self._configured:
+            self._index(d.model, d.id)
+        for dc in config.deployments:
+            if dc.provider in self._disabled:
+                self._index(dc.model, dc.deployment_id, enabled=False)
+        for deployment_id in self._prices:
+            provider, _, model = deployment_id.partition("/")
+            if provider in self._providers:
+                self._index(model, deployment_id)
+            elif provider in self._disabled:
+                self._index(model, deployment_id, enabled=False)
+        for entry in self._providers.values():
+            for model in getattr(entry.provider, "models", ()) or ():
+                self._index(model, f"{entry.provider.name}/{model}")
+        for alias, target in config.models.items():
+            route = self._routes.get(target)
+            if route is None:
+                found = self._deployment(target)
+                route = Route(target, "ordered", [found]) if found is not None else None
+            if route is None and target.partition("/")[0] in self._disabled:
+                # An alias of a provider that is not enabled: its 404 says which variable.
+                self._bare_disabled[alias] = [target]
+            if route is not None and alias not in self._routes:
+                self._routes[alias] = Route(
+                    alias,
+                    route.strategy,
+                    route.deployments,
+                    is_alias=True,
+                    description=f"alias of {target}",
+                )
+
+    def _index(self, model: str, deployment_id: str, *, enabled: bool = True) -> None:
+        ids = (self._bare if enabled else self._bare_disabled).setdefault(model, [])
+        if deployment_id not in ids:
+            ids.append(deployment_id)
 
     def _deployment(self, deployment_id: str) -> Deployment | None:
         found = self._deployments.get(deployment_id)
@@ -168,13 +219,52 @@ class Catalog:
         if route is not None:
             return route
         deployment = self._deployment(model)
-        if deployment is None:
+        if deployment is not None:
+            return self._single.get(model) or Route(model, "ordered", [deployment])
+        provider, sep, rest = model.partition("/")
+        if sep and rest and provider in self._disabled:
+            raise self._not_enabled(model, [model])
+        return self._bare_route(model)
+
+    def _bare_route(self, model: str) -> Route:
+        """A bare model name served by exactly one enabled provider (module docstring)."""
+        ids = self._bare.get(model)
+        if ids is not None and len(ids) == 1:
+            d = self._deployment(ids[0])
+            if d is not None:
+                route = Route(model, "ordered", [d])
+                if self._direct < MAX_DIRECT_DEPLOYMENTS:
+                    self._direct += 1
+                    self._single[model] = route
+                return route
+        if ids:
             raise ModelNotFoundError(
-                f"The model `{model}` does not exist or you do not have access to it. "
-                "Use `provider/model` for an enabled provider, or a configured route name.",
+                f"The model `{model}` is served by several providers: use one of "
+                f"{_listed(ids)}, or configure an alias (`models:` in the config file).",
                 param="model",
+                metadata={"candidates": ",".join(ids[:MAX_LISTED])},
             )
-        return self._single.get(model) or Route(model, "ordered", [deployment])
+        disabled = self._bare_disabled.get(model)
+        if disabled:
+            raise self._not_enabled(model, disabled)
+        raise ModelNotFoundError(
+            f"The model `{model}` does not exist or you do not have access to it. "
+            "Use `provider/model` for an enabled provider "
+            f"({', '.join(sorted(self._providers)) or 'none'}), a configured route or alias.",
+            param="model",
+        )
+
+    def _not_enabled(self, model: str, ids: Sequence[str]) -> ModelNotFoundError:
+        providers = sorted({i.partition("/")[0] for i in ids})
+        variables = " or ".join(f"{self._disabled[p]}" for p in providers if p in self._disabled)
+        which = ", ".join(f"`{p}`" for p in providers)
+        served = "" if list(ids) == [model] else f" (it is {_listed(ids)})"
+        return ModelNotFoundError(
+            f"The model `{model}`{served} is served by {which}, which is not enabled on this "
+            f"gateway: set {variables} in the gateway's environment.",
+            param="model",
+            metadata={"provider": providers[0], "enable_with": variables},
+        )
 
     @property
     def routes(self) -> Mapping[str, Route]:
@@ -221,6 +311,11 @@ class Catalog:
             return chat_pb2.Model(id=route.name, route=True, description=route.description)
         (deployment,) = self.resolve(model).deployments
         return _model_of(deployment)
+
+
+def _listed(ids: Sequence[str]) -> str:
+    shown = ", ".join(f"`{i}`" for i in ids[:MAX_LISTED])
+    return shown + (f" and {len(ids) - MAX_LISTED} more" if len(ids) > MAX_LISTED else "")
 
 
 def _max_output(provider: Provider, model: str, deployment_id: str) -> int:

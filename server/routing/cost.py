@@ -110,6 +110,30 @@ def input_token_bound(request: chat_pb2.ChatRequest) -> int:
     return size + framing + images * IMAGE_TOKENS_BOUND + REQUEST_FRAMING_BOUND
 
 
+def embed_token_bound(request: chat_pb2.EmbedRequest) -> int:
+    """An upper bound on an embedding request's input tokens: a token per byte of text, one per
+    given token id, plus a little framing per input (as ``input_token_bound`` argues)."""
+    total = REQUEST_FRAMING_BOUND
+    for item in request.inputs:
+        if item.WhichOneof("input") == "tokens":
+            total += len(item.tokens.ids)
+        else:
+            total += len(item.text.encode())
+        total += MESSAGE_FRAMING_BOUND
+    return total
+
+
+def estimate_embed_tokens(request: chat_pb2.EmbedRequest) -> int:
+    """A typical count (a token per four bytes of text) for upstreams that report no usage."""
+    total = 0
+    for item in request.inputs:
+        if item.WhichOneof("input") == "tokens":
+            total += len(item.tokens.ids)
+        else:
+            total += -(-len(item.text.encode()) // 4)
+    return total
+
+
 def output_token_bound(request: chat_pb2.ChatRequest, model_max_output: int) -> int:
     """At most the caller's max_tokens, else the model's own output limit."""
     return request.max_tokens if request.HasField("max_tokens") else model_max_output

@@ -90,7 +90,15 @@ _TABLE: dict[str, Price] = {
     # --- DeepSeek (cache-hit input discounted) -------------------------------------------
     "deepseek/deepseek-chat": _p(0.28, 0.42, 0.028),
     "deepseek/deepseek-reasoner": _p(0.28, 0.42, 0.028),
+    # --- Embedding models (input only; no output tokens) --------------------------------
+    "openai/text-embedding-3-small": _p(0.02, 0.0),
+    "openai/text-embedding-3-large": _p(0.13, 0.0),
+    "openai/text-embedding-ada-002": _p(0.10, 0.0),
+    "gemini/gemini-embedding-001": _p(0.15, 0.0),
+    "mistral/mistral-embed": _p(0.10, 0.0),
 }
+# Rows priced for input only (embedding models).
+EMBEDDING_MODELS = frozenset(k for k, v in _TABLE.items() if v.output == 0.0)
 
 DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(_TABLE)
 

@@ -57,7 +57,9 @@ class Router:
         self.explore = explore
         self._rng = rng or random.Random()
 
-    def plan(self, request: chat_pb2.ChatRequest, *, stream: bool = False) -> Plan:
+    def plan(
+        self, request: chat_pb2.ChatRequest | chat_pb2.EmbedRequest, *, stream: bool = False
+    ) -> Plan:
         """Resolves the model name and orders its deployments; 404 for unknown names."""
         route = self.catalog.resolve(request.model)
         strategy = request.routing.strategy or STRATEGY_BY_NAME[route.strategy]

@@ -98,6 +98,9 @@ class Harness(Protocol):
     # Shown in test ids, e.g. ``test_text[openai_compat-chat]``.
     name: str
     features: frozenset[Feature]
+    # The upstream model the embeddings test uses (harnesses of adapters with
+    # Capability.EMBEDDINGS set it).
+    embed_model: str
 
     def provider(self, base_url: str) -> Provider:
         """The adapter under test, pointed at ``base_url`` (also used with a closed port)."""

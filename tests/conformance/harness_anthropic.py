@@ -94,6 +94,8 @@ class AnthropicHarness:
     """Drives AnthropicProvider through the shared suite."""
 
     name = "anthropic"
+    # Anthropic has no embeddings API (the adapter does not declare Capability.EMBEDDINGS).
+    embed_model = ""
     features = frozenset({Feature.WIRE_ERRORS, Feature.STREAM_ERROR_EVENT})
 
     def provider(self, base_url: str) -> Provider:

@@ -58,6 +58,8 @@ class DemoHarness:
     """Drives DemoProvider through the shared suite."""
 
     name = "demo"
+    # The model the embeddings test asks for (the adapter declares Capability.EMBEDDINGS).
+    embed_model = "embed"
     features: frozenset[Feature] = frozenset()
 
     def provider(self, base_url: str) -> Provider:

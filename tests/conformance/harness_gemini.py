@@ -82,6 +82,8 @@ class GeminiHarness:
     """Drives GeminiProvider through the shared suite."""
 
     name = "gemini"
+    # The model the embeddings test asks for (the adapter declares Capability.EMBEDDINGS).
+    embed_model = "gemini-embedding-001"
     features = frozenset({Feature.WIRE_ERRORS, Feature.STREAM_ERROR_EVENT})
 
     def provider(self, base_url: str) -> Provider:

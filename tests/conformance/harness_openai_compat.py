@@ -66,6 +66,8 @@ class OpenAICompatHarness:
     """Drives OpenAICompatProvider through the shared suite."""
 
     name = "openai_compat"
+    # The model the embeddings test asks for (the adapter declares Capability.EMBEDDINGS).
+    embed_model = "text-embedding-3-small"
     features = frozenset({Feature.WIRE_ERRORS, Feature.STREAM_ERROR_EVENT})
 
     def provider(self, base_url: str) -> Provider:

@@ -6,6 +6,7 @@ not declare, is skipped with that reason, so a report shows what each adapter wa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -438,3 +439,17 @@ async def test_connection_refused(harness: Harness, mode: str) -> None:
     # connection `ConnectTimeout`).
     assert "refused the connection" in caught.value.message
     assert "Timeout" not in caught.value.message
+
+
+async def test_embeddings(harness: Harness) -> None:
+    needs(harness, Capability.EMBEDDINGS)
+    request = chat_pb2.EmbedRequest(model="x", dimensions=4)
+    request.inputs.add(text="first text")
+    request.inputs.add(text="second text")
+    async with harness.session() as session:
+        call = dataclasses.replace(session.call(), model=harness.embed_model)
+        answer = await session.provider.embed(request, call)  # type: ignore[attr-defined]
+    assert [e.index for e in answer.embeddings] == [0, 1]
+    assert [len(e.values) for e in answer.embeddings] == [4, 4]
+    assert list(answer.embeddings[0].values) != list(answer.embeddings[1].values)
+    assert answer.usage.output_tokens == 0

@@ -8,7 +8,9 @@ Usage::
         ...                              # point AnthropicProvider / anthropic SDK at up.base_url
         up.requests[0].json["messages"]  # every request is recorded (.json .headers .path)
 
-Endpoint: ``POST /v1/messages`` (streamed when ``stream: true``). Anything else answers 404 in
+Endpoints: ``POST /v1/messages`` (streamed when ``stream: true``) and
+``POST /v1/messages/count_tokens`` (``{"input_tokens": <prompt words>}``, never scripted).
+Anything else answers 404 in
 Anthropic's error shape ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
 
 Default answer (nothing scripted): text ``default_reply_text(body)`` = ``"Fake reply to: <last
@@ -206,7 +208,13 @@ class FakeAnthropic(FakeUpstream):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        # Anthropic's count endpoint: {"input_tokens": N}; the fake counts prompt words.
+        recorded = await self.record(request)
+        return web.json_response({"input_tokens": prompt_words(recorded.json)})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)

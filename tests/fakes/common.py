@@ -12,6 +12,7 @@ and supplies its routes, its reply rendering and its error body shape: the hooks
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -126,6 +127,16 @@ def scripted_calls(
                 "arguments": spec.arguments_text(),
             }
         )
+    return out
+
+
+def fake_vector(text: str, size: int) -> list[float]:
+    """A deterministic vector for ``text`` (the fakes' embeddings): ``size`` numbers in
+    [-1, 1] with six decimals, derived from a hash of the text."""
+    out = []
+    for i in range(size):
+        digest = hashlib.blake2b(f"{i}:{text}".encode(), digest_size=4).digest()
+        out.append(round(int.from_bytes(digest, "little") / 2**31 - 1.0, 6))
     return out
 
 

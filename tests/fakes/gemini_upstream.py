@@ -8,7 +8,9 @@ Usage::
         ...                              # point GeminiProvider at up.base_url
         up.requests[0].json["contents"]  # every request is recorded (.json .headers .path)
 
-Endpoints: ``POST /v1beta/models/{model}:generateContent`` and
+Endpoints: ``POST /v1beta/models/{model}:generateContent``, ``:embedContent``,
+``:batchEmbedContents`` (``fake_vector(text, outputDimensionality or 8)`` per request, no usage
+block, as gemini-embedding-001 answers) and
 ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` (``data: <json>\\r\\n\\r\\n``
 events, as Google sends them). Anything else answers 404 in Google's error shape
 ``{"error": {"code", "message", "status", "details"}}``.
@@ -62,6 +64,7 @@ from tests.fakes.common import (
     RecordedRequest,
     Stall,
     ToolCall,
+    fake_vector,
     pieces,
     reply_to,
     scripted_usage,
@@ -239,6 +242,8 @@ class FakeGemini(FakeUpstream):
     async def _models(self, request: web.Request) -> web.StreamResponse:
         recorded = await self.record(request)
         _, _, method = request.match_info["target"].rpartition(":")
+        if method in ("embedContent", "batchEmbedContents"):
+            return await self._embed(request, recorded, batched=method == "batchEmbedContents")
         if method not in ("generateContent", "streamGenerateContent"):
             return await self.not_found(request, recorded=True)
         if method == "streamGenerateContent" and request.query.get("alt") != "sse":
@@ -252,6 +257,23 @@ class FakeGemini(FakeUpstream):
                 )
                 return web.json_response(body, status=400)
         return await self.serve(request, recorded)
+
+    async def _embed(
+        self, request: web.Request, recorded: RecordedRequest, *, batched: bool
+    ) -> web.StreamResponse:
+        behaviour = self.next_behaviour()
+        if behaviour is not None:
+            return await self.perform(behaviour, request, recorded)
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+        singles = body.get("requests", []) if batched else [body]
+        vectors = []
+        for one in singles:
+            parts = (one.get("content") or {}).get("parts") or []
+            text = " ".join(p.get("text", "") for p in parts if isinstance(p, dict))
+            vectors.append({"values": fake_vector(text, one.get("outputDimensionality") or 8)})
+        # Like gemini-embedding-001: no usage block.
+        answer = {"embeddings": vectors} if batched else {"embedding": vectors[0]}
+        return web.json_response(answer)
 
     async def perform(
         self, behaviour: Any, request: web.Request, recorded: RecordedRequest

@@ -8,8 +8,13 @@ Usage::
         ...                              # point a client or the adapter at up.base_url
         up.requests[0].json["messages"]  # every request is recorded (.json .headers .path)
 
-Endpoints: ``POST /v1/chat/completions`` (streamed when ``stream: true``) and ``GET /v1/models``.
-Anything else answers 404 in OpenAI's error shape.
+Endpoints: ``POST /v1/chat/completions`` (streamed when ``stream: true``), ``POST /v1/embeddings``
+and ``GET /v1/models``. Anything else answers 404 in OpenAI's error shape.
+
+Embeddings (nothing scripted, or ``Embeddings()``): one ``fake_vector(text, dimensions or 8)``
+per input (token arrays embed their ids' text), as floats or, with ``encoding_format:
+base64``, little-endian float32; ``usage.prompt_tokens`` = words in the inputs. Scripted
+``Status``/``Json``/``Raw``/``Delay``... answer embedding requests the same way as chat ones.
 
 Default answer (nothing scripted): a deterministic completion whose text is
 ``default_reply_text(body)`` = ``"Fake reply to: <last user message text>"``, usage
@@ -43,6 +48,8 @@ cancelled because the client went away; ``await up.wait_for_requests(n)`` waits 
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +67,7 @@ from tests.fakes.common import (
     Stall,
     Status,
     ToolCall,
+    fake_vector,
     pieces,
     reply_to,
     scripted_calls,
@@ -74,6 +82,7 @@ __all__ = [
     "CutStream",
     "Delay",
     "Disconnect",
+    "Embeddings",
     "FakeOpenAI",
     "Json",
     "Raw",
@@ -137,6 +146,11 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Embeddings:
+    """The default embeddings answer, scripted explicitly (e.g. after a ``Status``)."""
+
+
+@dataclass(frozen=True)
 class StreamError:
     """A 200 stream that carries an ``error`` object after ``after_chunks`` content chunks."""
 
@@ -196,6 +210,7 @@ class FakeOpenAI(FakeUpstream):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
 
@@ -214,6 +229,37 @@ class FakeOpenAI(FakeUpstream):
                     status=401,
                 )
         return await self.serve(request, recorded)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self.record(request)
+        behaviour = self.next_behaviour()
+        if behaviour is not None and not isinstance(behaviour, Embeddings):
+            return await self.perform(behaviour, request, recorded)
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+        raw = body.get("input")
+        inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else raw
+        size = body.get("dimensions") or 8
+        data = []
+        prompt = 0
+        for index, item in enumerate(inputs or ()):
+            text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+            prompt += len(words(text))
+            vector = fake_vector(text, size)
+            if body.get("encoding_format") == "base64":
+                packed = struct.pack(f"<{size}f", *vector)
+                data.append(
+                    {
+                        "object": "embedding",
+                        "index": index,
+                        "embedding": base64.b64encode(packed).decode(),
+                    }
+                )
+            else:
+                data.append({"object": "embedding", "index": index, "embedding": vector})
+        usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self.record(request)

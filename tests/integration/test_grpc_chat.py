@@ -211,6 +211,30 @@ async def test_reflection_lists_services_without_a_key(demo_channel: grpc.aio.Ch
     assert "grpc.health.v1.Health" in names
 
 
+async def test_reflection_v1_lists_and_describes_services(demo_channel: grpc.aio.Channel) -> None:
+    # grpc.reflection.v1 is the same messages as v1alpha under another package.
+    call = demo_channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="switchboard.v1.ChatService"),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+        ),
+    ]
+    answers = [r async for r in call(iter(requests))]
+    names = {s.name for s in answers[0].list_services_response.service}
+    assert {"switchboard.v1.ChatService", "grpc.reflection.v1.ServerReflection"} <= names
+    assert "grpc.reflection.v1alpha.ServerReflection" in names
+    chat_files = answers[1].file_descriptor_response.file_descriptor_proto
+    assert chat_files and not answers[1].HasField("error_response")
+    v1_files = answers[2].file_descriptor_response.file_descriptor_proto
+    assert v1_files and b"grpc.reflection.v1" in v1_files[0]
+
+
 async def test_http_shim_in_the_same_process_shares_keys(
     demo_gateway: RunningGateway, demo_channel: grpc.aio.Channel
 ) -> None:

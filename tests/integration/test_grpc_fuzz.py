@@ -157,6 +157,10 @@ def _is_repeated(field: descriptor.FieldDescriptor) -> bool:
     return bool(field.is_repeated)
 
 
+def _is_map(field: descriptor.FieldDescriptor) -> bool:
+    return field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+
+
 def messages(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
     """Any instance of ``desc``: a random subset of its fields set to random values."""
     cls = _class_of(desc)
@@ -164,6 +168,12 @@ def messages(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[M
         return structs
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for field in desc.fields:
+        if _is_map(field):
+            # map<string, string> (ChatRequest.metadata): any keys and values, a few of them.
+            fields[field.name] = st.dictionaries(
+                st.text(max_size=80), st.text(max_size=600), max_size=20
+            )
+            continue
         if field.type == FD.TYPE_MESSAGE:
             if depth >= 4:
                 continue
@@ -179,7 +189,9 @@ def messages(desc: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[M
         for name in sorted(chosen):
             value = draw(fields[name])
             field = desc.fields_by_name[name]
-            if _is_repeated(field):
+            if _is_map(field):
+                getattr(out, name).update(value)
+            elif _is_repeated(field):
                 target = getattr(out, name)
                 for item in value:
                     if field.type == FD.TYPE_MESSAGE:
@@ -334,3 +346,46 @@ def test_any_converse_sequence_gets_a_classified_answer(
             chat_pb2.ConverseResponse.FromString(frame)
     except grpc.RpcError as err:
         check_status(err, events)
+
+
+@st.composite
+def embed_requests(draw: st.DrawFn) -> chat_pb2.EmbedRequest:
+    """A random EmbedRequest; three in four aimed at the demo embedding model."""
+    request = draw(messages(chat_pb2.EmbedRequest.DESCRIPTOR))
+    if draw(st.integers(0, 3)) != 3:
+        request.model = request.model if request.model.startswith("demo/") else "demo/embed"
+        if not request.inputs:
+            request.inputs.add(text="hello")
+    return request
+
+
+@BOUNDED
+@given(embed_requests())
+def test_any_embed_request_gets_a_classified_answer(
+    demo_gateway: RunningGateway, channel: grpc.Channel, request: chat_pb2.EmbedRequest
+) -> None:
+    try:
+        reply = _raw(channel, "Embed", "unary_unary")(
+            request.SerializeToString(), metadata=_metadata(demo_gateway), timeout=CALL_TIMEOUT
+        )
+        answer = chat_pb2.EmbedResponse.FromString(reply)
+        assert len(answer.embeddings) == len(request.inputs)
+    except grpc.RpcError as err:
+        check_status(err, request)
+
+
+@settings(BOUNDED, max_examples=40)
+@given(texts)
+def test_any_stored_response_id_gets_a_classified_answer(
+    demo_gateway: RunningGateway, channel: grpc.Channel, response_id: str
+) -> None:
+    for method, message in (
+        ("GetStoredResponse", chat_pb2.GetStoredResponseRequest(id=response_id)),
+        ("DeleteStoredResponse", chat_pb2.DeleteStoredResponseRequest(id=response_id)),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            _raw(channel, method, "unary_unary")(
+                message.SerializeToString(), metadata=_metadata(demo_gateway), timeout=CALL_TIMEOUT
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        check_status(info.value, message)

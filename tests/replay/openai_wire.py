@@ -221,3 +221,18 @@ def chunks_body(path: Path) -> bytes:
     """A vercel-ai ``*.chunks.txt`` recording with its OpenAI SSE framing put back."""
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     return b"".join(b"data: " + line.encode() + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+
+
+async def post_json(url: str, key: str, body: Any) -> tuple[int, str, str]:
+    """POSTs ``body`` as JSON with a gateway key; (status, content type, body text)."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url,
+            data=orjson.dumps(body),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        ) as response,
+    ):
+        return response.status, response.headers.get("content-type", ""), await response.text()

@@ -69,6 +69,7 @@ def encode_request(
     json_tool = _response_format(request, body, info.structured_output)
     if json_tool is None:
         _tools(request, body, info.structured_output)
+    _thinking(request, body)
     _passthrough(request, body)
     if stream:
         body["stream"] = True
@@ -98,6 +99,32 @@ def _sampling(request: chat_pb2.ChatRequest, body: dict[str, Any], rejects: bool
         body[field] = value
     if request.stop:
         body["stop_sequences"] = list(request.stop)
+
+
+# Reasoning effort → extended thinking budget (tokens); `none` sends no thinking.
+THINKING_BUDGETS = {
+    _R.REASONING_EFFORT_MINIMAL: 1024,
+    _R.REASONING_EFFORT_LOW: 2048,
+    _R.REASONING_EFFORT_MEDIUM: 8192,
+    _R.REASONING_EFFORT_HIGH: 24576,
+    _R.REASONING_EFFORT_XHIGH: 32000,
+}
+# Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+
+
+def _thinking(request: chat_pb2.ChatRequest, body: dict[str, Any]) -> None:
+    budget = THINKING_BUDGETS.get(request.reasoning_effort)
+    if budget is None:
+        return
+    # The budget must stay below max_tokens (thinking counts against it).
+    budget = min(budget, body["max_tokens"] - 1)
+    if budget < MIN_THINKING_BUDGET:
+        raise UnsupportedFeatureError(
+            f"Anthropic thinking needs max_tokens above {MIN_THINKING_BUDGET}.",
+            param="reasoning_effort",
+        )
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def _passthrough(request: chat_pb2.ChatRequest, body: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from switchboard.v1 import chat_pb2
 from typing_extensions import Unpack
 
+from server.core.errors import UpstreamServerError
 from server.providers.adapter import AdapterOptions, HttpAdapter
 from server.providers.anthropic.decode import decode_response
 from server.providers.anthropic.encode import encode_request
@@ -48,6 +49,7 @@ class AnthropicProvider(HttpAdapter):
         super().__init__(name, **options)
         root = base_url.rstrip("/")
         self.url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
+        self.count_url = self.url + "/count_tokens"
 
     def __repr__(self) -> str:
         return f"AnthropicProvider(name={self.name!r}, url={self.url!r})"
@@ -63,6 +65,20 @@ class AnthropicProvider(HttpAdapter):
         encoded = encode_request(request, call.model)
         data = await self._post(self.url, encoded.body, call)
         return decode_response(data, encoded.json_tool)
+
+    async def count_tokens(self, request: chat_pb2.ChatRequest, call: UpstreamCall) -> int:
+        """Anthropic's exact input token count for ``request`` (``/v1/messages/count_tokens``,
+        which takes the same body without ``max_tokens``)."""
+        body = encode_request(request, call.model).body
+        body.pop("max_tokens", None)
+        body.pop("metadata", None)
+        data = await self._post(self.count_url, body, call)
+        tokens = data.get("input_tokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool):
+            raise UpstreamServerError(
+                "upstream sent a malformed token count", provider=self.name, status=200
+            )
+        return tokens
 
     async def stream(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall

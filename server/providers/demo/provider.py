@@ -6,12 +6,21 @@ arguments built from the schema's required properties; after a tool result it sa
 tool returned. It honours ``max_tokens`` (finish ``length``), ``stop`` sequences, JSON mode and
 JSON schemas (a valid object built from the schema). Tokens are whitespace-separated words, for
 usage and for ``max_tokens`` alike; tool-call arguments are never truncated. No network, no
-cost.
+cost. What it cannot honour is refused with ``UnsupportedFeatureError``, never ignored: any
+field the contract does not model (``logprobs``, ``logit_bias``... in ``passthrough``) and a
+reasoning effort other than ``none``.
+
+``demo/embed`` embeds texts (or token arrays) offline: each word (token id) is hashed to one of
+``dimensions`` positions (default 256) with a sign, the counts are normalised to unit length, so
+texts that share words have a positive cosine similarity and the same text always gets the same
+vector. Usage counts words.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,7 +39,15 @@ MODELS = {
         "Demo model (offline, not a real LLM, free): echoes your last message word by word, "
         "calls your first tool when given tools, and answers JSON mode with a JSON object."
     ),
+    "embed": (
+        "Demo embedding model (offline, deterministic, free): hashed bag-of-words vectors of "
+        "unit length, 256 dimensions unless `dimensions` says otherwise."
+    ),
 }
+EMBED_MODEL = "embed"
+EMBED_DIMENSIONS = 256
+# Largest `dimensions` the demo embedding model makes.
+MAX_EMBED_DIMENSIONS = 8192
 ECHO_PREFIX = "Echo: "
 # What a request without max_tokens reserves for the demo model's answer.
 MAX_OUTPUT_TOKENS = 4096
@@ -59,6 +76,7 @@ class DemoProvider:
             Capability.JSON_SCHEMA,
             Capability.IMAGES,
             Capability.MAX_TOKENS,
+            Capability.EMBEDDINGS,
         }
     )
     models = MODELS
@@ -110,20 +128,68 @@ class DemoProvider:
             end=chat_pb2.StreamEnd(finish_reason=answer.finish, usage=answer.usage)
         )
 
+    async def embed(
+        self, request: chat_pb2.EmbedRequest, call: UpstreamCall
+    ) -> chat_pb2.EmbedResponse:
+        """Deterministic hashed bag-of-words vectors (module docstring)."""
+        self._known(call.model)
+        if call.model != EMBED_MODEL:
+            raise UnsupportedFeatureError(
+                f"demo/{call.model} is a chat model; embed with demo/{EMBED_MODEL}", param="model"
+            )
+        if request.HasField("passthrough") and request.passthrough.fields:
+            raise _unsupported_fields(sorted(request.passthrough.fields))
+        size = request.dimensions if request.HasField("dimensions") else EMBED_DIMENSIONS
+        if size > MAX_EMBED_DIMENSIONS:
+            raise UnsupportedFeatureError(
+                f"demo/{EMBED_MODEL} makes at most {MAX_EMBED_DIMENSIONS} dimensions",
+                param="dimensions",
+            )
+        response = chat_pb2.EmbedResponse()
+        words = 0
+        for index, item in enumerate(request.inputs):
+            if item.WhichOneof("input") == "tokens":
+                features = [str(token) for token in item.tokens.ids]
+            else:
+                features = item.text.lower().split() or [item.text]
+            words += len(features)
+            response.embeddings.add(index=index, values=_hashed_vector(features, size))
+        response.usage.input_tokens = words
+        return response
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
     # --- the deterministic "model" ----------------------------------------------------------
 
-    def _answer(self, request: chat_pb2.ChatRequest, call: UpstreamCall) -> _Answer:
-        if call.model not in MODELS:
+    def _known(self, model: str) -> None:
+        if model not in MODELS:
             raise UpstreamNotFoundError(
-                f"the demo provider has no model '{call.model}' (try demo/echo)",
+                f"the demo provider has no model '{model}' (try demo/echo or demo/embed)",
                 provider=self.name,
                 status=404,
             )
+
+    def _answer(self, request: chat_pb2.ChatRequest, call: UpstreamCall) -> _Answer:
+        self._known(call.model)
+        if call.model == EMBED_MODEL:
+            raise UnsupportedFeatureError(
+                f"demo/{EMBED_MODEL} is an embedding model (POST /v1/embeddings); chat with "
+                "demo/echo",
+                param="model",
+            )
         if request.HasField("n") and request.n != 1:
             raise UnsupportedFeatureError("only n=1 is supported", param="n")
+        if request.HasField("passthrough") and request.passthrough.fields:
+            raise _unsupported_fields(sorted(request.passthrough.fields))
+        if request.reasoning_effort not in (
+            types_pb2.REASONING_EFFORT_UNSPECIFIED,
+            types_pb2.REASONING_EFFORT_NONE,
+        ):
+            raise UnsupportedFeatureError(
+                "the demo model does not reason; reasoning effort cannot be honoured",
+                param="reasoning_effort",
+            )
         answer = _Answer()
         results = _trailing_tool_results(request.messages)
         choice = request.tool_choice
@@ -147,6 +213,28 @@ class DemoProvider:
             input_tokens=_prompt_words(request.messages), output_tokens=output
         )
         return answer
+
+
+def _unsupported_fields(names: list[str]) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        "The demo provider cannot honour these request fields: " + ", ".join(names),
+        param=names[0],
+    )
+
+
+def _hashed_vector(features: list[str], size: int) -> list[float]:
+    """Feature hashing: each feature adds ±1 at a position its hash picks; unit length."""
+    vector = [0.0] * size
+    for feature in features:
+        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+        number = int.from_bytes(digest, "little")
+        vector[number % size] += 1.0 if number >> 63 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:
+        # Features that cancelled out: still a deterministic unit vector.
+        vector[0] = 1.0
+        return vector
+    return [x / norm for x in vector]
 
 
 def _last_user_text(messages: Any) -> str:

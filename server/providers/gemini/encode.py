@@ -62,6 +62,15 @@ _PASSTHROUGH: dict[str, tuple[str, str]] = {
     "safetySettings": ("", "safetySettings"),
 }
 PASSTHROUGH_FIELDS = frozenset(_PASSTHROUGH)
+# Reasoning effort → thinkingConfig.thinkingBudget (tokens; 0 turns thinking off).
+THINKING_BUDGETS = {
+    _R.REASONING_EFFORT_NONE: 0,
+    _R.REASONING_EFFORT_MINIMAL: 512,
+    _R.REASONING_EFFORT_LOW: 1024,
+    _R.REASONING_EFFORT_MEDIUM: 8192,
+    _R.REASONING_EFFORT_HIGH: 24576,
+    _R.REASONING_EFFORT_XHIGH: 32768,
+}
 
 
 def encode_request(request: chat_pb2.ChatRequest) -> dict[str, Any]:
@@ -97,6 +106,9 @@ def _generation_config(request: chat_pb2.ChatRequest) -> dict[str, Any]:
         config["responseMimeType"] = "application/json"
         if rf.json_schema.HasField("schema"):
             config["responseJsonSchema"] = struct_to_dict(rf.json_schema.schema)
+    budget = THINKING_BUDGETS.get(request.reasoning_effort)
+    if budget is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
     return config
 
 

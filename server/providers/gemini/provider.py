@@ -14,9 +14,10 @@ from switchboard.v1 import chat_pb2
 from typing_extensions import Unpack
 
 from server.providers.adapter import AdapterOptions, HttpAdapter
-from server.providers.base import NATIVE_CAPABILITIES, UpstreamCall
+from server.providers.base import NATIVE_CAPABILITIES, Capability, UpstreamCall
 from server.providers.frames import decode_batch
 from server.providers.gemini.decode import decode_response
+from server.providers.gemini.embed import decode_embed_response, encode_embed_request
 from server.providers.gemini.encode import encode_request
 from server.providers.gemini.errors import error_for_response
 from server.providers.gemini.stream import StreamDecoder
@@ -29,7 +30,7 @@ class GeminiProvider(HttpAdapter):
 
     kind = "gemini"
     key_header = "x-goog-api-key"
-    capabilities = NATIVE_CAPABILITIES
+    capabilities = NATIVE_CAPABILITIES | {Capability.EMBEDDINGS}
     wire_headers = {"content-type": "application/json"}
     error_mapper = staticmethod(error_for_response)
 
@@ -67,6 +68,15 @@ class GeminiProvider(HttpAdapter):
         """One ``generateContent`` call, decoded into message, finish_reason and usage."""
         url = self.url(call.model, stream=False)
         return decode_response(await self._post(url, encode_request(request), call))
+
+    async def embed(
+        self, request: chat_pb2.EmbedRequest, call: UpstreamCall
+    ) -> chat_pb2.EmbedResponse:
+        """``batchEmbedContents``: one embedContent request per input."""
+        body = encode_embed_request(request, call.model)
+        name = quote(call.model.removeprefix("models/"), safe="-._~")
+        answer = await self._post(self._models_url + name + ":batchEmbedContents", body, call)
+        return decode_embed_response(answer, len(request.inputs), self.name)
 
     async def stream(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall

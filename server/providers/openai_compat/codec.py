@@ -56,6 +56,16 @@ RESPONSE_FORMAT_TYPES = {
     "json_schema": _R.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
 }
 
+REASONING_EFFORTS = {
+    "none": _R.REASONING_EFFORT_NONE,
+    "minimal": _R.REASONING_EFFORT_MINIMAL,
+    "low": _R.REASONING_EFFORT_LOW,
+    "medium": _R.REASONING_EFFORT_MEDIUM,
+    "high": _R.REASONING_EFFORT_HIGH,
+    "xhigh": _R.REASONING_EFFORT_XHIGH,
+}
+WIRE_REASONING_EFFORTS = {effort: name for name, effort in REASONING_EFFORTS.items()}
+
 FINISH_REASONS = {
     "stop": _R.FINISH_REASON_STOP,
     "length": _R.FINISH_REASON_LENGTH,

@@ -14,6 +14,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 from server.core.errors import InvalidRequestError, UnsupportedFeatureError
 from server.providers.codec import Json, copy_set_fields, struct_to_dict
 from server.providers.openai_compat.codec import (
+    WIRE_REASONING_EFFORTS,
     WIRE_ROLES,
     WIRE_TOOL_CHOICE_MODES,
     image_url_json,
@@ -71,6 +72,9 @@ def encode_request(
         body["n"] = 1
     if request.user:
         body["user"] = request.user
+    effort = WIRE_REASONING_EFFORTS.get(request.reasoning_effort)
+    if effort is not None:
+        body["reasoning_effort"] = effort
     if stream:
         body["stream"] = True
         # Usage is always requested so streamed requests are billed exactly (DESIGN.md).

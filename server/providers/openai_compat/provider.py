@@ -21,6 +21,7 @@ from server.providers.codec import Json
 from server.providers.frames import Decoded, decode_batch
 from server.providers.http_client import StreamResponse, UpstreamClient
 from server.providers.openai_compat.decode import decode_response
+from server.providers.openai_compat.embed import decode_embed_response, encode_embed_request
 from server.providers.openai_compat.encode import encode_request
 from server.providers.openai_compat.errors import (
     error_for_json_stream,
@@ -75,6 +76,7 @@ class OpenAICompatProvider(HttpAdapter):
         self.max_tokens_field = max_tokens_field
         self.send_reasoning = send_reasoning
         self._url = self.base_url + "/chat/completions"
+        self._embeddings_url = self.base_url + "/embeddings"
 
     def __repr__(self) -> str:
         # Configured headers may hold credentials (an `api-key` header): never shown.
@@ -98,6 +100,17 @@ class OpenAICompatProvider(HttpAdapter):
             raise error_in_body(body, self.name, (call.api_key,))
         message, finish, usage = decode_response(body)
         return chat_pb2.ChatResponse(message=message, finish_reason=finish, usage=usage)
+
+    async def embed(
+        self, request: chat_pb2.EmbedRequest, call: UpstreamCall
+    ) -> chat_pb2.EmbedResponse:
+        """Embedding vectors (``POST /embeddings``)."""
+        body = await self._post(
+            self._embeddings_url, encode_embed_request(request, call.model), call
+        )
+        if body.get("error") and not body.get("data"):
+            raise error_in_body(body, self.name, (call.api_key,))
+        return decode_embed_response(body, len(request.inputs), self.name)
 
     async def stream(
         self, request: chat_pb2.ChatRequest, call: UpstreamCall

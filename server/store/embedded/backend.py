@@ -13,6 +13,7 @@ from server.store.embedded.health import LocalHealth
 from server.store.embedded.keys import SqliteKeyStore
 from server.store.embedded.ledger import SqliteLedger, month_spend
 from server.store.embedded.limits import MemoryRateLimiter
+from server.store.embedded.responses import SqliteResponseStore
 
 
 def open_embedded(data_dir: Path, circuit: CircuitConfig | None = None) -> Stores:
@@ -26,4 +27,5 @@ def open_embedded(data_dir: Path, circuit: CircuitConfig | None = None) -> Store
         budgets=MemoryBudgets(spent),
         ledger=ledger,
         health=LocalHealth(circuit),
+        responses=SqliteResponseStore(data_dir),
     )

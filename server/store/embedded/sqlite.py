@@ -56,6 +56,22 @@ KEYS = Schema(
 )
 
 
+RESPONSES = Schema(
+    filename="responses.db",
+    migrations=(
+        """
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            create_time REAL NOT NULL,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX responses_create_time ON responses (create_time);
+        """,
+    ),
+)
+
+
 def ensure_data_dir(data_dir: Path) -> Path:
     """Creates the data dir (owner-only: it holds the master key and key hashes)."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -20,6 +20,7 @@ from server.core.state import Stores
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.keys import SqliteKeyStore
 from server.store.embedded.ledger import SqliteLedger
+from server.store.embedded.responses import SqliteResponseStore
 
 # Short circuit timings so the health tests run in milliseconds on real clocks.
 CIRCUIT = CircuitConfig(consecutive_failures=3, cooldown_seconds=0.2, window_seconds=30.0)
@@ -47,6 +48,7 @@ async def _embedded(tmp_path: Path) -> AsyncIterator[Backend]:
             budgets=stores.budgets,
             ledger=SqliteLedger(tmp_path),
             health=stores.health,
+            responses=SqliteResponseStore(tmp_path),
         )
         opened.append(other)
         return other

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import KeyLimits
 from server.core.errors import (
@@ -258,3 +259,57 @@ async def test_trip_opens_at_once_and_latency_is_averaged(backend: Backend) -> N
     health.record_failure(name, trip=True)
     assert health.snapshot(name).state is CircuitState.OPEN
     assert (name, CircuitState.OPEN) in list(health.states())
+
+
+# --- ResponseStore ---------------------------------------------------------------------------
+
+
+def _stored(response_id: str, text: str = "hi") -> chat_pb2.StoredResponse:
+    stored = chat_pb2.StoredResponse(id=response_id, created=int(time.time()))
+    stored.request.model = "demo/echo"
+    stored.request.instructions = "be brief"
+    stored.request.metadata["k"] = "v"
+    stored.request.messages.add(role=types_pb2.ROLE_USER).content.add(text=text)
+    stored.response.message.role = types_pb2.ROLE_ASSISTANT
+    stored.response.message.content.add(text=f"Echo: {text}")
+    stored.response.usage.input_tokens = 3
+    return stored
+
+
+async def test_a_stored_response_reads_back_for_its_key_only(backend: Backend) -> None:
+    responses = backend.stores.responses
+    assert responses is not None
+    owner, other = fresh("key"), fresh("key")
+    stored = _stored(fresh("resp"))
+    await responses.put(owner, stored)
+    assert await responses.get(owner, stored.id) == stored
+    # Another key sees nothing, exactly like an unknown id.
+    assert await responses.get(other, stored.id) is None
+    assert await responses.get(owner, fresh("resp")) is None
+    assert await responses.delete(other, stored.id) is False
+    assert await responses.get(owner, stored.id) == stored
+
+
+async def test_a_deleted_response_is_gone_and_ids_are_never_reused(backend: Backend) -> None:
+    responses = backend.stores.responses
+    assert responses is not None
+    key = fresh("key")
+    stored = _stored(fresh("resp"), "x " * 10_000)
+    await responses.put(key, stored)
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own integrity error
+        await responses.put(fresh("key"), _stored(stored.id, "hijack"))
+    assert (await responses.get(key, stored.id)) == stored
+    assert await responses.delete(key, stored.id) is True
+    assert await responses.get(key, stored.id) is None
+    assert await responses.delete(key, stored.id) is False
+
+
+async def test_another_replica_sees_stored_responses(backend: Backend) -> None:
+    other = await backend.replica()
+    assert backend.stores.responses is not None and other.responses is not None
+    key = fresh("key")
+    stored = _stored(fresh("resp"))
+    await backend.stores.responses.put(key, stored)
+    assert await other.responses.get(key, stored.id) == stored
+    assert await other.responses.delete(key, stored.id) is True
+    assert await backend.stores.responses.get(key, stored.id) is None

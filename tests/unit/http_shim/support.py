@@ -24,6 +24,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.config import Config, RetryConfig
 from server.core.service import Gateway
+from server.core.state import ResponseStore
 from server.http_shim import ShimApp
 from server.providers.base import Capability, UpstreamCall
 from server.resilience.executor import Executor
@@ -153,11 +154,18 @@ def _key_store() -> tuple[SqliteKeyStore, str]:
 KEYS, APP_KEY = _key_store()
 
 
-def build_gateway(*providers: ScriptedProvider, config: Config | None = None) -> Gateway:
+def build_gateway(
+    *providers: Any, config: Config | None = None, responses: ResponseStore | None = None
+) -> Gateway:
+    """A Gateway over these providers (``ProviderEntry``s or bare providers), optionally with a
+    response store."""
     # One try per deployment keeps each test's script short; retries are the executor's tests.
     config = config or Config(retry=RetryConfig(max_attempts_per_deployment=1))
-    catalog = Catalog({p.name: _Entry(p) for p in providers}, config, prices={})
-    return Gateway(Router(catalog), Executor(config), KEYS, MASTER, default_timeout=30.0)
+    entries = {p.name: p if hasattr(p, "provider") else _Entry(p) for p in providers}
+    catalog = Catalog(entries, config, prices={})
+    return Gateway(
+        Router(catalog), Executor(config), KEYS, MASTER, default_timeout=30.0, responses=responses
+    )
 
 
 @dataclass

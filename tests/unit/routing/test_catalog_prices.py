@@ -15,7 +15,12 @@ from server.routing.cost import (
     estimate_input_tokens,
     output_estimate,
 )
-from server.routing.price_table import DEFAULT_PRICES, PRICES_AS_OF, lookup_price
+from server.routing.price_table import (
+    DEFAULT_PRICES,
+    EMBEDDING_MODELS,
+    PRICES_AS_OF,
+    lookup_price,
+)
 from tests.unit.resilience.scripted import Entry, ScriptedProvider, request
 
 
@@ -27,7 +32,11 @@ def test_default_table_is_dated_and_sane() -> None:
     assert PRICES_AS_OF == "2026-11-25"
     providers_listed = {key.split("/")[0] for key in DEFAULT_PRICES}
     assert {"openai", "anthropic", "gemini", "groq", "mistral", "deepseek"} <= providers_listed
+    assert "openai/text-embedding-3-small" in EMBEDDING_MODELS
     for key, price in DEFAULT_PRICES.items():
+        if key in EMBEDDING_MODELS:
+            assert price.input > 0 and "embed" in key, key
+            continue
         assert price.input > 0 and price.output >= price.input * 0.5, key
         if price.cached_input is not None:
             assert price.cached_input < price.input, key

@@ -9,7 +9,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "n", "user", "passthrough", "routing")
+    __slots__ = ("model", "messages", "tools", "tool_choice", "parallel_tool_calls", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "n", "user", "passthrough", "routing", "previous_response_id", "store", "instructions", "metadata", "reasoning_effort")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +34,11 @@ class ChatRequest(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     PASSTHROUGH_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[_types_pb2.Message]
     tools: _containers.RepeatedCompositeFieldContainer[_types_pb2.Tool]
@@ -44,10 +56,15 @@ class ChatRequest(_message.Message):
     user: str
     passthrough: _struct_pb2.Struct
     routing: _types_pb2.RoutingOptions
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_types_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_types_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_types_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_types_pb2.ResponseFormat, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., n: _Optional[int] = ..., user: _Optional[str] = ..., passthrough: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., routing: _Optional[_Union[_types_pb2.RoutingOptions, _Mapping]] = ...) -> None: ...
+    previous_response_id: str
+    store: bool
+    instructions: str
+    metadata: _containers.ScalarMap[str, str]
+    reasoning_effort: _types_pb2.ReasoningEffort
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_types_pb2.Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_types_pb2.Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[_types_pb2.ToolChoice, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., response_format: _Optional[_Union[_types_pb2.ResponseFormat, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., n: _Optional[int] = ..., user: _Optional[str] = ..., passthrough: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., routing: _Optional[_Union[_types_pb2.RoutingOptions, _Mapping]] = ..., previous_response_id: _Optional[str] = ..., store: _Optional[bool] = ..., instructions: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., reasoning_effort: _Optional[_Union[_types_pb2.ReasoningEffort, str]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("id", "model", "message", "finish_reason", "usage", "cost", "route", "created")
+    __slots__ = ("id", "model", "message", "finish_reason", "usage", "cost", "route", "created", "response_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +73,7 @@ class ChatResponse(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     message: _types_pb2.Message
@@ -64,7 +82,8 @@ class ChatResponse(_message.Message):
     cost: _types_pb2.Cost
     route: _types_pb2.RouteInfo
     created: int
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., cost: _Optional[_Union[_types_pb2.Cost, _Mapping]] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ..., created: _Optional[int] = ...) -> None: ...
+    response_id: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., message: _Optional[_Union[_types_pb2.Message, _Mapping]] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., cost: _Optional[_Union[_types_pb2.Cost, _Mapping]] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ..., created: _Optional[int] = ..., response_id: _Optional[str] = ...) -> None: ...
 
 class StreamChatRequest(_message.Message):
     __slots__ = ("chat",)
@@ -103,7 +122,7 @@ class ToolCallDelta(_message.Message):
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class StreamEnd(_message.Message):
-    __slots__ = ("id", "finish_reason", "usage", "cost", "route", "model", "created")
+    __slots__ = ("id", "finish_reason", "usage", "cost", "route", "model", "created", "response_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +130,7 @@ class StreamEnd(_message.Message):
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     finish_reason: _types_pb2.FinishReason
     usage: _types_pb2.Usage
@@ -118,19 +138,22 @@ class StreamEnd(_message.Message):
     route: _types_pb2.RouteInfo
     model: str
     created: int
-    def __init__(self, id: _Optional[str] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., cost: _Optional[_Union[_types_pb2.Cost, _Mapping]] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ..., model: _Optional[str] = ..., created: _Optional[int] = ...) -> None: ...
+    response_id: str
+    def __init__(self, id: _Optional[str] = ..., finish_reason: _Optional[_Union[_types_pb2.FinishReason, str]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., cost: _Optional[_Union[_types_pb2.Cost, _Mapping]] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ..., model: _Optional[str] = ..., created: _Optional[int] = ..., response_id: _Optional[str] = ...) -> None: ...
 
 class StreamStart(_message.Message):
-    __slots__ = ("id", "model", "created", "route")
+    __slots__ = ("id", "model", "created", "route", "response_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     created: int
     route: _types_pb2.RouteInfo
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., created: _Optional[int] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ...) -> None: ...
+    response_id: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., created: _Optional[int] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ..., response_id: _Optional[str] = ...) -> None: ...
 
 class StreamChatResponse(_message.Message):
     __slots__ = ("text", "tool_call", "reasoning", "end", "start")
@@ -199,3 +222,93 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[Model]
     def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+
+class EmbedInput(_message.Message):
+    __slots__ = ("text", "tokens")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    tokens: TokenIds
+    def __init__(self, text: _Optional[str] = ..., tokens: _Optional[_Union[TokenIds, _Mapping]] = ...) -> None: ...
+
+class TokenIds(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class EmbedRequest(_message.Message):
+    __slots__ = ("model", "inputs", "dimensions", "user", "routing", "passthrough")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    PASSTHROUGH_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedCompositeFieldContainer[EmbedInput]
+    dimensions: int
+    user: str
+    routing: _types_pb2.RoutingOptions
+    passthrough: _struct_pb2.Struct
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[EmbedInput, _Mapping]]] = ..., dimensions: _Optional[int] = ..., user: _Optional[str] = ..., routing: _Optional[_Union[_types_pb2.RoutingOptions, _Mapping]] = ..., passthrough: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("index", "values")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EmbedResponse(_message.Message):
+    __slots__ = ("id", "model", "embeddings", "usage", "cost", "route")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    model: str
+    embeddings: _containers.RepeatedCompositeFieldContainer[Embedding]
+    usage: _types_pb2.Usage
+    cost: _types_pb2.Cost
+    route: _types_pb2.RouteInfo
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[Embedding, _Mapping]]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., cost: _Optional[_Union[_types_pb2.Cost, _Mapping]] = ..., route: _Optional[_Union[_types_pb2.RouteInfo, _Mapping]] = ...) -> None: ...
+
+class StoredResponse(_message.Message):
+    __slots__ = ("id", "created", "request", "response")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    created: int
+    request: ChatRequest
+    response: ChatResponse
+    def __init__(self, id: _Optional[str] = ..., created: _Optional[int] = ..., request: _Optional[_Union[ChatRequest, _Mapping]] = ..., response: _Optional[_Union[ChatResponse, _Mapping]] = ...) -> None: ...
+
+class GetStoredResponseRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetStoredResponseResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: StoredResponse
+    def __init__(self, response: _Optional[_Union[StoredResponse, _Mapping]] = ...) -> None: ...
+
+class DeleteStoredResponseRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteStoredResponseResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

@@ -55,6 +55,21 @@ class ChatServiceStub:
                 request_serializer=switchboard_dot_v1_dot_chat__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_chat__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/switchboard.v1.ChatService/Embed',
+                request_serializer=switchboard_dot_v1_dot_chat__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_chat__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.GetStoredResponse = channel.unary_unary(
+                '/switchboard.v1.ChatService/GetStoredResponse',
+                request_serializer=switchboard_dot_v1_dot_chat__pb2.GetStoredResponseRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_chat__pb2.GetStoredResponseResponse.FromString,
+                _registered_method=True)
+        self.DeleteStoredResponse = channel.unary_unary(
+                '/switchboard.v1.ChatService/DeleteStoredResponse',
+                request_serializer=switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -90,6 +105,28 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embedding vectors for texts (or token arrays), through the same routing, fallback, limits
+        and ledger as chat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoredResponse(self, request, context):
+        """A response stored by a ChatRequest with `store` set (only the key that made it sees it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStoredResponse(self, request, context):
+        """Deletes a stored response of the calling key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +149,21 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=switchboard_dot_v1_dot_chat__pb2.ListModelsRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_chat__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=switchboard_dot_v1_dot_chat__pb2.EmbedRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_chat__pb2.EmbedResponse.SerializeToString,
+            ),
+            'GetStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoredResponse,
+                    request_deserializer=switchboard_dot_v1_dot_chat__pb2.GetStoredResponseRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_chat__pb2.GetStoredResponseResponse.SerializeToString,
+            ),
+            'DeleteStoredResponse': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStoredResponse,
+                    request_deserializer=switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +275,87 @@ class ChatService:
             '/switchboard.v1.ChatService/ListModels',
             switchboard_dot_v1_dot_chat__pb2.ListModelsRequest.SerializeToString,
             switchboard_dot_v1_dot_chat__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.ChatService/Embed',
+            switchboard_dot_v1_dot_chat__pb2.EmbedRequest.SerializeToString,
+            switchboard_dot_v1_dot_chat__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.ChatService/GetStoredResponse',
+            switchboard_dot_v1_dot_chat__pb2.GetStoredResponseRequest.SerializeToString,
+            switchboard_dot_v1_dot_chat__pb2.GetStoredResponseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStoredResponse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.ChatService/DeleteStoredResponse',
+            switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseRequest.SerializeToString,
+            switchboard_dot_v1_dot_chat__pb2.DeleteStoredResponseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
-import type { Cost, FinishReason, Message as Message$1, Pricing, ResponseFormat, RouteInfo, RoutingOptions, Tool, ToolCall, ToolChoice, ToolResult, Usage } from "./types_pb.js";
+import type { Cost, FinishReason, Message as Message$1, Pricing, ReasoningEffort, ResponseFormat, RouteInfo, RoutingOptions, Tool, ToolCall, ToolChoice, ToolResult, Usage } from "./types_pb.js";
 
 /**
  * Describes the file switchboard/v1/chat.proto.
@@ -109,6 +109,46 @@ export declare type ChatRequest = Message<"switchboard.v1.ChatRequest"> & {
    * @generated from field: switchboard.v1.RoutingOptions routing = 17;
    */
   routing?: RoutingOptions | undefined;
+
+  /**
+   * Continues the conversation of a stored response (its input and output come before
+   * `messages`); NOT_FOUND when it is unknown or was stored by another key.
+   *
+   * @generated from field: string previous_response_id = 18;
+   */
+  previousResponseId: string;
+
+  /**
+   * Keep this request and its answer as a stored response (ChatResponse.response_id /
+   * StreamEnd.response_id name it). Unset means false (the Responses API dialect sets true
+   * unless the caller says otherwise, as OpenAI does).
+   *
+   * @generated from field: optional bool store = 19;
+   */
+  store?: boolean | undefined;
+
+  /**
+   * System instructions for this turn only: sent before every other message and, unlike
+   * system messages, not carried into a turn that continues it by previous_response_id.
+   *
+   * @generated from field: string instructions = 20;
+   */
+  instructions: string;
+
+  /**
+   * Up to 16 caller-chosen pairs kept with a stored response; never sent upstream.
+   *
+   * @generated from field: map<string, string> metadata = 21;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * How hard a reasoning model should think; sent to providers that take it (OpenAI
+   * `reasoning_effort`, Anthropic thinking budget, Gemini thinking budget), refused elsewhere.
+   *
+   * @generated from field: switchboard.v1.ReasoningEffort reasoning_effort = 22;
+   */
+  reasoningEffort: ReasoningEffort;
 };
 
 /**
@@ -166,6 +206,13 @@ export declare type ChatResponse = Message<"switchboard.v1.ChatResponse"> & {
    * @generated from field: int64 created = 8;
    */
   created: bigint;
+
+  /**
+   * The id of the stored response (set when the request had `store`).
+   *
+   * @generated from field: string response_id = 9;
+   */
+  responseId: string;
 };
 
 /**
@@ -319,6 +366,13 @@ export declare type StreamEnd = Message<"switchboard.v1.StreamEnd"> & {
    * @generated from field: int64 created = 7;
    */
   created: bigint;
+
+  /**
+   * The id of the stored response (set when the request had `store`).
+   *
+   * @generated from field: string response_id = 8;
+   */
+  responseId: string;
 };
 
 /**
@@ -353,6 +407,13 @@ export declare type StreamStart = Message<"switchboard.v1.StreamStart"> & {
    * @generated from field: switchboard.v1.RouteInfo route = 4;
    */
   route?: RouteInfo | undefined;
+
+  /**
+   * The id the stored response will have (set when the request had `store`).
+   *
+   * @generated from field: string response_id = 5;
+   */
+  responseId: string;
 };
 
 /**
@@ -587,6 +648,283 @@ export declare type ListModelsResponse = Message<"switchboard.v1.ListModelsRespo
 export declare const ListModelsResponseSchema: GenMessage<ListModelsResponse>;
 
 /**
+ * One input to embed: a text, or token ids for providers that take them.
+ *
+ * @generated from message switchboard.v1.EmbedInput
+ */
+export declare type EmbedInput = Message<"switchboard.v1.EmbedInput"> & {
+  /**
+   * @generated from oneof switchboard.v1.EmbedInput.input
+   */
+  input: {
+    /**
+     * @generated from field: string text = 1;
+     */
+    value: string;
+    case: "text";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.TokenIds tokens = 2;
+     */
+    value: TokenIds;
+    case: "tokens";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.EmbedInput.
+ * Use `create(EmbedInputSchema)` to create a new message.
+ */
+export declare const EmbedInputSchema: GenMessage<EmbedInput>;
+
+/**
+ * Token ids of a tokenizer the upstream model understands.
+ *
+ * @generated from message switchboard.v1.TokenIds
+ */
+export declare type TokenIds = Message<"switchboard.v1.TokenIds"> & {
+  /**
+   * @generated from field: repeated int64 ids = 1;
+   */
+  ids: bigint[];
+};
+
+/**
+ * Describes the message switchboard.v1.TokenIds.
+ * Use `create(TokenIdsSchema)` to create a new message.
+ */
+export declare const TokenIdsSchema: GenMessage<TokenIds>;
+
+/**
+ * An embedding request: the inputs, in order, and the vector size wanted.
+ *
+ * @generated from message switchboard.v1.EmbedRequest
+ */
+export declare type EmbedRequest = Message<"switchboard.v1.EmbedRequest"> & {
+  /**
+   * `provider/model`, a bare model name or a configured route name.
+   *
+   * @generated from field: string model = 1;
+   */
+  model: string;
+
+  /**
+   * @generated from field: repeated switchboard.v1.EmbedInput inputs = 2;
+   */
+  inputs: EmbedInput[];
+
+  /**
+   * Length of each vector, for models that can shorten theirs.
+   *
+   * @generated from field: optional int32 dimensions = 3;
+   */
+  dimensions?: number | undefined;
+
+  /**
+   * End-user id, forwarded to providers that take one.
+   *
+   * @generated from field: string user = 4;
+   */
+  user: string;
+
+  /**
+   * @generated from field: switchboard.v1.RoutingOptions routing = 5;
+   */
+  routing?: RoutingOptions | undefined;
+
+  /**
+   * Request fields the contract does not model; sent unchanged to OpenAI-compatible upstreams.
+   *
+   * @generated from field: google.protobuf.Struct passthrough = 6;
+   */
+  passthrough?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.EmbedRequest.
+ * Use `create(EmbedRequestSchema)` to create a new message.
+ */
+export declare const EmbedRequestSchema: GenMessage<EmbedRequest>;
+
+/**
+ * One input's vector.
+ *
+ * @generated from message switchboard.v1.Embedding
+ */
+export declare type Embedding = Message<"switchboard.v1.Embedding"> & {
+  /**
+   * Position of the input in EmbedRequest.inputs.
+   *
+   * @generated from field: int32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: repeated double values = 2;
+   */
+  values: number[];
+};
+
+/**
+ * Describes the message switchboard.v1.Embedding.
+ * Use `create(EmbeddingSchema)` to create a new message.
+ */
+export declare const EmbeddingSchema: GenMessage<Embedding>;
+
+/**
+ * The vectors, in input order, with usage, cost and route.
+ *
+ * @generated from message switchboard.v1.EmbedResponse
+ */
+export declare type EmbedResponse = Message<"switchboard.v1.EmbedResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The model or route name the caller asked for.
+   *
+   * @generated from field: string model = 2;
+   */
+  model: string;
+
+  /**
+   * @generated from field: repeated switchboard.v1.Embedding embeddings = 3;
+   */
+  embeddings: Embedding[];
+
+  /**
+   * @generated from field: switchboard.v1.Usage usage = 4;
+   */
+  usage?: Usage | undefined;
+
+  /**
+   * @generated from field: switchboard.v1.Cost cost = 5;
+   */
+  cost?: Cost | undefined;
+
+  /**
+   * @generated from field: switchboard.v1.RouteInfo route = 6;
+   */
+  route?: RouteInfo | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.EmbedResponse.
+ * Use `create(EmbedResponseSchema)` to create a new message.
+ */
+export declare const EmbedResponseSchema: GenMessage<EmbedResponse>;
+
+/**
+ * A response kept by a request with `store`: the request as the model saw it (its messages
+ * include those of the responses it continued, not their instructions) and the answer.
+ *
+ * @generated from message switchboard.v1.StoredResponse
+ */
+export declare type StoredResponse = Message<"switchboard.v1.StoredResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Unix seconds.
+   *
+   * @generated from field: int64 created = 2;
+   */
+  created: bigint;
+
+  /**
+   * @generated from field: switchboard.v1.ChatRequest request = 3;
+   */
+  request?: ChatRequest | undefined;
+
+  /**
+   * @generated from field: switchboard.v1.ChatResponse response = 4;
+   */
+  response?: ChatResponse | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.StoredResponse.
+ * Use `create(StoredResponseSchema)` to create a new message.
+ */
+export declare const StoredResponseSchema: GenMessage<StoredResponse>;
+
+/**
+ * Reads one stored response.
+ *
+ * @generated from message switchboard.v1.GetStoredResponseRequest
+ */
+export declare type GetStoredResponseRequest = Message<"switchboard.v1.GetStoredResponseRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message switchboard.v1.GetStoredResponseRequest.
+ * Use `create(GetStoredResponseRequestSchema)` to create a new message.
+ */
+export declare const GetStoredResponseRequestSchema: GenMessage<GetStoredResponseRequest>;
+
+/**
+ * The stored response.
+ *
+ * @generated from message switchboard.v1.GetStoredResponseResponse
+ */
+export declare type GetStoredResponseResponse = Message<"switchboard.v1.GetStoredResponseResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.StoredResponse response = 1;
+   */
+  response?: StoredResponse | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.GetStoredResponseResponse.
+ * Use `create(GetStoredResponseResponseSchema)` to create a new message.
+ */
+export declare const GetStoredResponseResponseSchema: GenMessage<GetStoredResponseResponse>;
+
+/**
+ * Deletes one stored response.
+ *
+ * @generated from message switchboard.v1.DeleteStoredResponseRequest
+ */
+export declare type DeleteStoredResponseRequest = Message<"switchboard.v1.DeleteStoredResponseRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteStoredResponseRequest.
+ * Use `create(DeleteStoredResponseRequestSchema)` to create a new message.
+ */
+export declare const DeleteStoredResponseRequestSchema: GenMessage<DeleteStoredResponseRequest>;
+
+/**
+ * What was deleted.
+ *
+ * @generated from message switchboard.v1.DeleteStoredResponseResponse
+ */
+export declare type DeleteStoredResponseResponse = Message<"switchboard.v1.DeleteStoredResponseResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteStoredResponseResponse.
+ * Use `create(DeleteStoredResponseResponseSchema)` to create a new message.
+ */
+export declare const DeleteStoredResponseResponseSchema: GenMessage<DeleteStoredResponseResponse>;
+
+/**
  * The gateway's chat API: one endpoint for every provider.
  *
  * @generated from service switchboard.v1.ChatService
@@ -632,6 +970,37 @@ export declare const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListModelsRequestSchema;
     output: typeof ListModelsResponseSchema;
+  },
+  /**
+   * Embedding vectors for texts (or token arrays), through the same routing, fallback, limits
+   * and ledger as chat.
+   *
+   * @generated from rpc switchboard.v1.ChatService.Embed
+   */
+  embed: {
+    methodKind: "unary";
+    input: typeof EmbedRequestSchema;
+    output: typeof EmbedResponseSchema;
+  },
+  /**
+   * A response stored by a ChatRequest with `store` set (only the key that made it sees it).
+   *
+   * @generated from rpc switchboard.v1.ChatService.GetStoredResponse
+   */
+  getStoredResponse: {
+    methodKind: "unary";
+    input: typeof GetStoredResponseRequestSchema;
+    output: typeof GetStoredResponseResponseSchema;
+  },
+  /**
+   * Deletes a stored response of the calling key.
+   *
+   * @generated from rpc switchboard.v1.ChatService.DeleteStoredResponse
+   */
+  deleteStoredResponse: {
+    methodKind: "unary";
+    input: typeof DeleteStoredResponseRequestSchema;
+    output: typeof DeleteStoredResponseResponseSchema;
   },
 }>;
 

@@ -734,6 +734,53 @@ export enum ResponseFormatType {
 export declare const ResponseFormatTypeSchema: GenEnum<ResponseFormatType>;
 
 /**
+ * How much a reasoning model should think (OpenAI `reasoning.effort`).
+ *
+ * @generated from enum switchboard.v1.ReasoningEffort
+ */
+export enum ReasoningEffort {
+  /**
+   * @generated from enum value: REASONING_EFFORT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_MINIMAL = 2;
+   */
+  MINIMAL = 2,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_LOW = 3;
+   */
+  LOW = 3,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_MEDIUM = 4;
+   */
+  MEDIUM = 4,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_HIGH = 5;
+   */
+  HIGH = 5,
+
+  /**
+   * @generated from enum value: REASONING_EFFORT_XHIGH = 6;
+   */
+  XHIGH = 6,
+}
+
+/**
+ * Describes the enum switchboard.v1.ReasoningEffort.
+ */
+export declare const ReasoningEffortSchema: GenEnum<ReasoningEffort>;
+
+/**
  * Why the model stopped.
  *
  * @generated from enum switchboard.v1.FinishReason
