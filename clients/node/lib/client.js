@@ -10,7 +10,7 @@ import { chatRequest } from './messages.js';
 import { Transport } from './rpc.js';
 
 /** @import { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2' */
-/** @import { ChatResponse, ConverseRequestSchema, ConverseResponse, Model, StreamChatResponse } from '../gen/switchboard/v1/chat_pb.js' */
+/** @import { ChatResponse, ConverseRequestSchema, ConverseResponse, EmbedRequestSchema, EmbedResponse, Model, StoredResponse, StreamChatResponse } from '../gen/switchboard/v1/chat_pb.js' */
 /** @import { MessageInitShape } from '@bufbuild/protobuf' */
 /** @import { ToolFunction } from './converse.js' */
 /** @import { ChatRequestLike } from './messages.js' */
@@ -141,6 +141,48 @@ export class SwitchboardClient {
    */
   async listModels(options) {
     return (await this.#chat.listModels({}, options)).models;
+  }
+
+  /**
+   * Vectors for `inputs` (plain strings are text inputs; `{ tokens: [ids] }` token arrays for
+   * upstreams that take them), in input order, with usage, cost and route.
+   * @param {Omit<MessageInitShape<typeof EmbedRequestSchema>, 'inputs' | '$typeName'> & { inputs: (string | { tokens: (number | bigint)[] })[] }} request
+   * @param {CallOptions} [options]
+   * @returns {Promise<EmbedResponse>}
+   */
+  embed({ inputs, ...rest }, options) {
+    const wire = inputs.map((input) =>
+      typeof input === 'string'
+        ? { input: { case: /** @type {const} */ ('text'), value: input } }
+        : {
+            input: {
+              case: /** @type {const} */ ('tokens'),
+              value: { ids: input.tokens.map((id) => BigInt(id)) },
+            },
+          },
+    );
+    return this.#chat.embed({ ...rest, inputs: wire }, options);
+  }
+
+  /**
+   * A response stored by a request with `store: true` (only the key that made it sees it);
+   * rejects with NOT_FOUND otherwise.
+   * @param {string} id the `responseId` of the stored ChatResponse
+   * @param {CallOptions} [options]
+   * @returns {Promise<StoredResponse | undefined>}
+   */
+  async getStoredResponse(id, options) {
+    return (await this.#chat.getStoredResponse({ id }, options)).response;
+  }
+
+  /**
+   * Deletes a stored response of this key; rejects with NOT_FOUND when there is none.
+   * @param {string} id
+   * @param {CallOptions} [options]
+   * @returns {Promise<string>} the deleted id
+   */
+  async deleteStoredResponse(id, options) {
+    return (await this.#chat.deleteStoredResponse({ id }, options)).id;
   }
 
   /** Closes the channel (in-flight calls are cancelled). */

@@ -1,5 +1,5 @@
 /** @import { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2' */
-/** @import { ChatResponse, ConverseRequestSchema, ConverseResponse, Model, StreamChatResponse } from '../gen/switchboard/v1/chat_pb.js' */
+/** @import { ChatResponse, ConverseRequestSchema, ConverseResponse, EmbedRequestSchema, EmbedResponse, Model, StoredResponse, StreamChatResponse } from '../gen/switchboard/v1/chat_pb.js' */
 /** @import { MessageInitShape } from '@bufbuild/protobuf' */
 /** @import { ToolFunction } from './converse.js' */
 /** @import { ChatRequestLike } from './messages.js' */
@@ -74,6 +74,33 @@ export class SwitchboardClient {
      * @returns {Promise<Model[]>}
      */
     listModels(options?: CallOptions): Promise<Model[]>;
+    /**
+     * Vectors for `inputs` (plain strings are text inputs; `{ tokens: [ids] }` token arrays for
+     * upstreams that take them), in input order, with usage, cost and route.
+     * @param {Omit<MessageInitShape<typeof EmbedRequestSchema>, 'inputs' | '$typeName'> & { inputs: (string | { tokens: (number | bigint)[] })[] }} request
+     * @param {CallOptions} [options]
+     * @returns {Promise<EmbedResponse>}
+     */
+    embed({ inputs, ...rest }: Omit<MessageInitShape<typeof EmbedRequestSchema>, "inputs" | "$typeName"> & {
+        inputs: (string | {
+            tokens: (number | bigint)[];
+        })[];
+    }, options?: CallOptions): Promise<EmbedResponse>;
+    /**
+     * A response stored by a request with `store: true` (only the key that made it sees it);
+     * rejects with NOT_FOUND otherwise.
+     * @param {string} id the `responseId` of the stored ChatResponse
+     * @param {CallOptions} [options]
+     * @returns {Promise<StoredResponse | undefined>}
+     */
+    getStoredResponse(id: string, options?: CallOptions): Promise<StoredResponse | undefined>;
+    /**
+     * Deletes a stored response of this key; rejects with NOT_FOUND when there is none.
+     * @param {string} id
+     * @param {CallOptions} [options]
+     * @returns {Promise<string>} the deleted id
+     */
+    deleteStoredResponse(id: string, options?: CallOptions): Promise<string>;
     /** Closes the channel (in-flight calls are cancelled). */
     close(): void;
     #private;
@@ -97,5 +124,9 @@ import type { StreamChatResponse } from '../gen/switchboard/v1/chat_pb.js';
 import type { ConverseResponse } from '../gen/switchboard/v1/chat_pb.js';
 import { ConverseResult } from './converse.js';
 import type { Model } from '../gen/switchboard/v1/chat_pb.js';
+import type { EmbedRequestSchema } from '../gen/switchboard/v1/chat_pb.js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { EmbedResponse } from '../gen/switchboard/v1/chat_pb.js';
+import type { StoredResponse } from '../gen/switchboard/v1/chat_pb.js';
 import type { ClientOptions } from './rpc.js';
 import type { ToolFunction } from './converse.js';
