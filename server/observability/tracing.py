@@ -7,7 +7,9 @@ standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
 ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``, else
 ``http/protobuf`` (the specification's default); the service name ``tracing.service_name``,
 else ``OTEL_SERVICE_NAME``, else ``switchboard``. Spans are batched (``BatchSpanProcessor``,
-whose ``OTEL_BSP_*`` variables apply) and exported from its thread, off the event loop.
+whose ``OTEL_BSP_*`` variables apply) and exported from its thread, off the event loop; the
+standard ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` choose which requests are traced
+(default: all, and every request a traced caller sends).
 
 One span per request (SERVER kind; ``chat <model>`` or ``embeddings <model>``), a child of the
 caller's trace when it sent a W3C ``traceparent`` (HTTP header or gRPC metadata), and one
@@ -35,7 +37,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.config import TracingConfig
 from server.core.cache import CACHE_RESULTS
-from server.core.records import RequestRecord
+from server.core.records import Plan, RequestRecord
 from server.routing.catalog import Deployment
 from server.routing.router import STRATEGY_NAMES
 
@@ -129,7 +131,7 @@ class Tracing:
         """Opens the request's span (a child of the caller's ``traceparent``, if any)."""
         request = record.request
         ctx = record.ctx
-        operation = "embeddings" if isinstance(request, chat_pb2.EmbedRequest) else "chat"
+        operation = _operation(request)
         parent = None
         if ctx.traceparent:
             parent = _PROPAGATOR.extract({"traceparent": ctx.traceparent})
@@ -157,7 +159,9 @@ class Tracing:
             return
         record.run.span = None
         try:
-            _finish(span, record)
+            if span.is_recording():
+                # Not sampled (OTEL_TRACES_SAMPLER): nothing to describe.
+                _finish(span, record)
         except Exception:
             log.exception("ending a request span failed")
         finally:
@@ -165,16 +169,17 @@ class Tracing:
 
     # --- attempts (the Executor) -----------------------------------------------------------
 
-    def attempt(self, parent: object, d: Deployment) -> tuple[Span, str]:
+    def attempt(self, parent: object, d: Deployment, plan: Plan) -> tuple[Span, str]:
         """A CLIENT span for one upstream attempt under the request's span, and the
         ``traceparent`` the upstream request carries."""
         context = trace.set_span_in_context(parent) if isinstance(parent, Span) else None
+        operation = _operation(plan.request)
         span = self._tracer.start_span(
-            f"chat {d.model}",
+            f"{operation} {d.model}",
             context=context,
             kind=SpanKind.CLIENT,
             attributes={
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": operation,
                 "gen_ai.provider.name": d.provider_name,
                 "gen_ai.request.model": d.model,
                 "switchboard.deployment": d.id,
@@ -188,6 +193,9 @@ class Tracing:
     ) -> None:
         """Ends an attempt span with its outcome (None: ended without one, e.g. cancelled)."""
         if not isinstance(span, Span):
+            return
+        if not span.is_recording():
+            span.end()
             return
         if attempt is None:
             span.set_attribute("switchboard.attempt.outcome", "cancelled")
@@ -208,6 +216,10 @@ class Tracing:
     def shutdown(self) -> None:
         """Exports what is still buffered and stops the exporter (blocking: off the loop)."""
         self.provider.shutdown()
+
+
+def _operation(request: object) -> str:
+    return "embeddings" if isinstance(request, chat_pb2.EmbedRequest) else "chat"
 
 
 def _sampling(request: chat_pb2.ChatRequest, attributes: dict[str, Any]) -> None:

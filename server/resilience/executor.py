@@ -239,7 +239,7 @@ class Executor:
                         t.calls += 1
                         traced = None
                         if self.tracing is not None and run.span is not None:
-                            lease.span, traceparent = self.tracing.attempt(run.span, d)
+                            lease.span, traceparent = self.tracing.attempt(run.span, d, plan)
                             traced = upstream_traceparent.set(traceparent)
                         try:
                             result = await self._try(once, lease)
