@@ -116,6 +116,7 @@ class FakeUpstream:
         self.chunk_delay = chunk_delay_ms / 1000.0
         self.auth = f"Bearer {api_key}" if api_key else None
         self.requests = 0
+        self.spans_exports = 0
         self._bodies: dict[str, bytes] = {}
         self._stream_parts: dict[str, list[bytes]] = {}
 
@@ -172,8 +173,15 @@ class FakeUpstream:
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def traces(self, request: web.Request) -> web.Response:
+        """An OTLP/HTTP collector that keeps nothing (``bench/run.py --tracing``): an empty
+        ExportTraceServiceResponse is zero bytes of protobuf."""
+        await request.read()
+        self.spans_exports += 1
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests})
+        return web.json_response({"requests": self.requests, "trace_exports": self.spans_exports})
 
     def app(self) -> web.Application:
         """The aiohttp application serving the fake's routes."""
@@ -181,6 +189,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/chat/completions", self.chat)
+        app.router.add_post("/v1/traces", self.traces)
         app.router.add_get("/health", self.health)
         app.router.add_get("/_stats", self.stats)
         return app

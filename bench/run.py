@@ -18,6 +18,8 @@ and writes bench/results/bench-<stamp>.json and .md.
     python bench/run.py --quick    # < 1 minute
     python bench/run.py --floor    # also a do-nothing gRPC servicer: what grpcio alone costs
     python bench/run.py --baseline ../base   # also the gateway of another checkout, side by side
+    python bench/run.py --tracing --baseline .   # tracing's cost: this gateway exporting
+                                   # OTLP traces beside the same code with tracing off
 
 Everything binds 127.0.0.1; every load run is bounded in time or count. The code is in
 bench/harness/ (process, load, summary, report, session); this file is the command line.
@@ -85,6 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gateway-cmd",
         help="command that starts this checkout's gateway CLI (default: python -m server, run "
         "in this checkout; the --baseline gateway always uses python -m server in DIR)",
+    )
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="the gateway (not --baseline) exports OpenTelemetry traces over OTLP/HTTP to the "
+        "fake upstream's do-nothing collector; with --baseline . that is tracing's overhead",
     )
     p.add_argument("--start-timeout", type=float, default=30.0)
     p.add_argument(

@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import orjson
 
 from server.checks import disabled_providers, provider_problems
-from server.config import Config, ConfigError, default_data_dir
+from server.config import CacheConfig, Config, ConfigError, default_data_dir
 from server.core import secrets
+from server.core.cache import CachePolicy, ResponseCache
 from server.core.service import Gateway
 from server.core.state import Stores
 from server.core.validate import RequestBounds
@@ -38,6 +40,7 @@ from server.http_shim import create_app
 from server.http_shim.protocol import guarded_protocol
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
+from server.observability.tracing import Tracing, build_tracing
 from server.policy.admission import UsagePolicy
 from server.policy.keys import MasterKey, load_master_key
 from server.providers.http_client import close_http_client
@@ -46,6 +49,7 @@ from server.resilience.executor import Executor
 from server.routing.catalog import Catalog, ProviderEntryLike
 from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
+from server.store.embedded.cache import MemoryCache
 from server.store.embedded.sqlite import ensure_data_dir
 
 log = logging.getLogger("switchboard")
@@ -92,6 +96,7 @@ class Components:
     catalog: Catalog
     providers: Mapping[str, ProviderEntryLike] = field(repr=False)
     metrics: Metrics | None = None
+    tracing: Tracing | None = None
 
 
 def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
@@ -124,18 +129,48 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     metrics.watch_health(stores.health)
     policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
     observer = RequestObserver(metrics, log_requests=config.logging.requests)
+    try:
+        tracing = build_tracing(config.tracing, env)
+    except ValueError as exc:
+        raise ConfigError(f"tracing: {exc}") from None
+    cache = _response_cache(config.cache)
     gateway = Gateway(
         Router(catalog, health=stores.health),
-        Executor(config, health=stores.health, metrics=metrics),
+        Executor(config, health=stores.health, metrics=metrics, tracing=tracing),
         stores.keys,
         master.secret,
         default_timeout=config.timeouts.request,
         admission=policy,
-        sinks=(policy, observer),
+        # The tracing sink ends the request's span after the others have booked it.
+        sinks=(policy, observer) if tracing is None else (policy, observer, tracing),
         bounds=RequestBounds(limits.max_messages, limits.max_parts, limits.max_tools),
         responses=stores.responses,
+        cache=cache,
+        tracer=tracing,
     )
-    return Components(gateway, stores, master, catalog, providers, metrics)
+    return Components(gateway, stores, master, catalog, providers, metrics, tracing)
+
+
+def _response_cache(config: CacheConfig) -> CachePolicy | None:
+    """The response cache the config turns on (core.cache), or None."""
+    if not config.enabled:
+        return None
+    store: ResponseCache
+    if config.backend == "redis":
+        from server.store.distributed.redis_cache import RedisCache
+
+        assert config.redis_url is not None
+        # A password in the URL must never reach a log line or an error.
+        password = urlsplit(config.redis_url).password
+        secrets.register(*([password] if password else []))
+        store = RedisCache(
+            config.redis_url, prefix=config.redis_prefix, max_entry_bytes=config.max_bytes
+        )
+    else:
+        store = MemoryCache(config.max_bytes)
+    return CachePolicy(
+        store, config.ttl, frozenset(config.routes), frozenset(config.keys), config.shared
+    )
 
 
 def _credential_headers(config: Config) -> list[str]:
@@ -270,6 +305,11 @@ async def serve(
             # After both servers stopped: every accepted request has settled by now, so the
             # ledger's last rows are written here.
             await components.stores.aclose()
+            if components.gateway.cache is not None:
+                await components.gateway.cache.store.aclose()
+            if components.tracing is not None:
+                # Exports the spans still buffered (blocking network I/O: off the loop).
+                await asyncio.to_thread(components.tracing.shutdown)
             for entry in components.providers.values():
                 with contextlib.suppress(Exception):
                     await entry.provider.aclose()

@@ -159,6 +159,42 @@ class LoggingConfig(_Strict):
     requests: bool = True
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces over OTLP (server/observability/tracing.py). Off unless `enabled`
+    or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set; each
+    field left unset falls back to its standard `OTEL_*` variable."""
+
+    enabled: bool = False
+    # The collector's base URL (http/protobuf appends /v1/traces), e.g. http://127.0.0.1:4317.
+    endpoint: str | None = None
+    protocol: Literal["grpc", "http/protobuf"] | None = None
+    service_name: str | None = None
+
+
+class CacheConfig(_Strict):
+    """The exact response cache (server/core/cache.py): off unless a route or key is listed."""
+
+    # Route names (or `provider/model`) whose requests are cached; `*` for every route.
+    routes: list[str] = Field(default_factory=list)
+    # Gateway key ids or names whose requests are cached, whatever their route.
+    keys: list[str] = Field(default_factory=list)
+    # Seconds an answer is reused.
+    ttl: float = Field(default=300.0, gt=0)
+    # Bytes of answers kept in memory at most (embedded backend); with Redis, the largest
+    # single answer stored (its `maxmemory` bounds the whole).
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # One cache for every key (by default each key reads only its own answers).
+    shared: bool = False
+    # `memory` (this process) or `redis` (`redis_url`, shared by every gateway process).
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None
+    redis_prefix: str = "switchboard:cache:"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.routes or self.keys)
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -173,6 +209,8 @@ class Config(_Strict):
     retry: RetryConfig = RetryConfig()
     circuit: CircuitConfig = CircuitConfig()
     logging: LoggingConfig = LoggingConfig()
+    tracing: TracingConfig = TracingConfig()
+    cache: CacheConfig = CacheConfig()
 
     @field_validator("routes")
     @classmethod
@@ -182,6 +220,13 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"duplicate route names: {', '.join(dupes)}")
         return routes
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_backend(cls, cache: CacheConfig) -> CacheConfig:
+        if cache.backend == "redis" and not cache.redis_url:
+            raise ValueError("backend redis needs redis_url")
+        return cache
 
     @field_validator("models")
     @classmethod

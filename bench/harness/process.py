@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,7 @@ def launch_gateway(
     log_level: str | None,
     cpus: set[int] | None,
     timeout: float,
+    env: Mapping[str, str] | None = None,
 ) -> Gateway:
     """Starts the gateway of checkout ``repo_root`` against the fake upstream; waits for it.
 
@@ -216,7 +217,7 @@ def launch_gateway(
     deadline = time.monotonic() + timeout
     try:
         running = start_gateway(
-            env={"OPENAI_API_KEY": upstream_key, "OPENAI_BASE_URL": upstream_url},
+            env={"OPENAI_API_KEY": upstream_key, "OPENAI_BASE_URL": upstream_url, **(env or {})},
             config=config,
             data_dir=workdir / "data",
             master_key="sk-bench-" + secrets.token_hex(16),

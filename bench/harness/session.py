@@ -175,6 +175,7 @@ def add_gateway(
             command=command,
             log_level=session.args.log_level,
             cpus=session.pin_gw,
+            env=_tracing_env(up) if session.args.tracing and not suffix else None,
             timeout=session.args.start_timeout,
         )
     except RuntimeError as e:
@@ -198,6 +199,15 @@ def add_gateway(
         print(f"!! {k} does not work end to end, skipped: {v}", file=sys.stderr)
     targets.problems.update(found)
     return gw
+
+
+def _tracing_env(up: Upstream) -> dict[str, str]:
+    """OTLP/HTTP export to the fake upstream's /v1/traces (``--tracing``)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{up.port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "switchboard-bench",
+    }
 
 
 def finish(session: Session) -> None:

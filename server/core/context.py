@@ -36,6 +36,8 @@ class CallContext:
     transport: str = "http"
     # Set once the key's request rate has counted this call (``Gateway.admit_call``).
     admitted: bool = False
+    # The caller's W3C ``traceparent`` (HTTP header or gRPC metadata), continued by traces.
+    traceparent: str | None = None
 
     def remaining(self) -> float | None:
         """Seconds left until the deadline, or None when there is none."""

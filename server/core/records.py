@@ -76,6 +76,8 @@ class Execution:
     # usage the upstream reported before the stream ended (for billing a stream cut short).
     delivered: int = 0
     meter: types_pb2.Usage | None = None
+    # The request's trace span (``observability.tracing``); None when tracing is off.
+    span: object = None
 
 
 @dataclass(slots=True)
@@ -96,14 +98,21 @@ class RequestRecord:
     usage: types_pb2.Usage | None = None
     cost: types_pb2.Cost | None = None
     error: BaseException | None = None
+    # What the answer finished with (a ``FinishReason``), for traces.
+    finish_reason: int = 0
+    # What the response cache did (a ``CacheStatus``; 0 when it is off for this request) and
+    # the request's cache key when it looked or will store.
+    cache: int = 0
+    cache_key: str = ""
 
     @property
     def outcome(self) -> tuple[str, int]:
-        """``("success", 200)``, the error's ``(reason, http_status)``, ``("cancelled", 499)``
-        (nginx's "client closed request") or ``("INTERNAL", 500)`` for a bug."""
+        """``("success", 200)``, ``("cache_hit", 200)`` (answered from the cache), the error's
+        ``(reason, http_status)``, ``("cancelled", 499)`` (nginx's "client closed request") or
+        ``("INTERNAL", 500)`` for a bug."""
         error = self.error
         if error is None:
-            return "success", 200
+            return ("cache_hit" if self.cache == types_pb2.CACHE_STATUS_HIT else "success"), 200
         if isinstance(error, GatewayError):
             return error.reason, error.http_status
         if isinstance(error, asyncio.CancelledError | GeneratorExit):

@@ -14,7 +14,9 @@ from typing import Protocol
 
 from switchboard.v1 import chat_pb2, types_pb2
 
+from server.core import cache as c
 from server.core.accumulate import StreamAccumulator
+from server.core.cache import CachePolicy
 from server.core.context import CallContext, Principal
 from server.core.conversation import Conversation, response_not_found
 from server.core.errors import GatewayError, PermissionDeniedError, UnauthenticatedError
@@ -77,6 +79,13 @@ class Runner(Protocol):
     ) -> int: ...
 
 
+class RequestTracer(Protocol):
+    """Opens a finished-request trace span (``server.observability.tracing.Tracing``, which is
+    also a sink and ends it)."""
+
+    def start(self, record: RequestRecord) -> None: ...
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an `Authorization: Bearer <token>` value (a bare token is accepted too)."""
     if not authorization:
@@ -102,6 +111,8 @@ class Gateway:
         sinks: Sequence[RequestSink] = (),
         bounds: RequestBounds = DEFAULT_BOUNDS,
         responses: ResponseStore | None = None,
+        cache: CachePolicy | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self.router = router
         self.executor = executor
@@ -117,6 +128,10 @@ class Gateway:
         self.bounds = bounds
         # Stored responses (``store`` / ``previous_response_id``); None keeps none.
         self.responses = responses
+        # The exact response cache (core.cache); None: off.
+        self.cache = cache
+        # Traces (observability.tracing); None: off, and nothing of it on the request path.
+        self.tracer = tracer
 
     # --- edge helpers ---------------------------------------------------------------------
 
@@ -138,6 +153,7 @@ class Gateway:
         transport: str,
         request_id: str | None = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
     ) -> CallContext:
         """A call context whose deadline is the client's timeout or the configured default."""
         budget = self.default_timeout if timeout is None else min(timeout, self.default_timeout)
@@ -146,6 +162,7 @@ class Gateway:
             principal=principal,
             deadline=time.monotonic() + budget,
             transport=transport,
+            traceparent=traceparent,
         )
 
     # --- chat -----------------------------------------------------------------------------
@@ -168,10 +185,12 @@ class Gateway:
 
     async def _admit(
         self, record: RequestRecord, request: chat_pb2.ChatRequest
-    ) -> tuple[Plan, Conversation | None]:
+    ) -> tuple[Plan, Conversation | None, chat_pb2.ChatResponse | None]:
         """Validates, routes and admits the request; the plan and reservation go on the record.
         A stateful request (``core.conversation``) is replaced on the record by what goes
-        upstream, which is what gets validated, routed and billed."""
+        upstream, which is what gets validated, routed and billed. The third value is the
+        cached answer when the response cache has one (then nothing is reserved: a hit costs
+        nothing)."""
         await self.admit_call(record.ctx)
         conversation = None
         # Stateful (core.conversation)? Three reads, inline: this runs on every chat request.
@@ -182,18 +201,66 @@ class Gateway:
             request = record.request = conversation.upstream
         validate_chat_request(request, self.bounds)
         plan = record.plan = self.router.plan(request, stream=record.stream)
+        if self.cache is not None and conversation is None and c.cacheable(request):
+            hit = await self._cached(record, request, plan, self.cache)
+            if hit is not None:
+                return plan, None, hit
         if self.admission is not None:
             record.reservation = await self.admission.admit(record.ctx, plan)
-        return plan, conversation
+        return plan, conversation, None
+
+    async def _cached(
+        self, record: RequestRecord, request: chat_pb2.ChatRequest, plan: Plan, cache: CachePolicy
+    ) -> chat_pb2.ChatResponse | None:
+        """The cached answer to ``request``, or None; marks the record hit, miss or skip."""
+        ctx = record.ctx
+        if not cache.applies(ctx, plan.route.name):
+            return None
+        mode = request.routing.cache
+        if mode == c.SKIP:
+            record.cache = c.SKIPPED
+            return None
+        record.cache = c.MISS
+        key = record.cache_key = cache.key(request, ctx)
+        if mode == c.REFRESH:
+            return None
+        raw = await cache.store.get(key)
+        if raw is None:
+            return None
+        try:
+            response = chat_pb2.ChatResponse.FromString(raw)
+        except Exception:
+            # A corrupt or foreign entry is a miss (and is overwritten by this answer).
+            return None
+        record.cache = c.HIT
+        record.cost = types_pb2.Cost()
+        record.finish_reason = response.finish_reason
+        response.id = ctx.request_id
+        response.model = request.model
+        response.created = int(time.time())
+        response.cost.Clear()
+        del response.route.attempts[:]
+        response.route.cache = c.HIT
+        return response
+
+    async def _keep(self, record: RequestRecord, response: chat_pb2.ChatResponse) -> None:
+        """Stores a fresh answer when the request missed (or refreshed) the cache."""
+        cache = self.cache
+        if cache is not None and record.cache == c.MISS:
+            await cache.store.put(record.cache_key, response.SerializeToString(), cache.ttl)
 
     def _recorded(self, record: RequestRecord) -> _Recorded:
         """Hands the record to every sink however the request ends (the one try/finally)."""
+        if self.tracer is not None:
+            self.tracer.start(record)
         return _Recorded(record, self.sinks)
 
     async def chat(self, request: chat_pb2.ChatRequest, ctx: CallContext) -> chat_pb2.ChatResponse:
         """One completion, with cost and route info filled in."""
         with self._recorded(RequestRecord(ctx, request, stream=False)) as record:
-            plan, conversation = await self._admit(record, request)
+            plan, conversation, hit = await self._admit(record, request)
+            if hit is not None:
+                return hit
             run = record.run
             upstream = request if conversation is None else conversation.upstream
             response = await self.executor.chat(plan, upstream, ctx, run)
@@ -204,10 +271,13 @@ class Gateway:
             response.created = int(time.time())
             response.cost.CopyFrom(compute_cost(response.usage, deployment.price))
             _fill_route(response.route, plan, run)
+            response.route.cache = record.cache  # type: ignore[assignment]
             record.usage = response.usage
             record.cost = response.cost
+            record.finish_reason = response.finish_reason
             if conversation is not None:
                 response.response_id = await conversation.save(response)
+            await self._keep(record, response)
             return response
 
     async def stream_chat(
@@ -216,7 +286,13 @@ class Gateway:
         """start frame (once committed to a deployment), deltas, then one end frame."""
         recorded = self._recorded(RequestRecord(ctx, request, stream=True))
         with recorded as record:
-            plan, conversation = await self._admit(record, request)
+            plan, conversation, hit = await self._admit(record, request)
+            if hit is not None:
+                for frame in _replayed(hit):
+                    if frame.WhichOneof("frame") == "end":
+                        recorded.finish()
+                    yield frame
+                return
             run = record.run
             created = int(time.time())
             started = False
@@ -224,8 +300,8 @@ class Gateway:
             upstream = request if conversation is None else conversation.upstream
             frames = self.executor.stream(plan, upstream, ctx, run)
             kept: StreamAccumulator | None = None
-            if conversation is not None and conversation.response_id:
-                # Only a stored stream pays for accumulating its answer.
+            if (conversation is not None and conversation.response_id) or record.cache == c.MISS:
+                # Only a stored or cached stream pays for accumulating its answer.
                 kept = StreamAccumulator()
                 frames = _accumulating(frames, kept)
             # Closed here, not left to the garbage collector, so that a client going away
@@ -239,6 +315,7 @@ class Gateway:
                         start.start.model = request.model
                         start.start.created = created
                         _fill_route(start.start.route, plan, run)
+                        start.start.route.cache = record.cache  # type: ignore[assignment]
                         if conversation is not None:
                             start.start.response_id = conversation.response_id
                         yield start
@@ -250,14 +327,19 @@ class Gateway:
                         assert run.deployment is not None
                         end.cost.CopyFrom(compute_cost(end.usage, run.deployment.price))
                         _fill_route(end.route, plan, run)
+                        end.route.cache = record.cache  # type: ignore[assignment]
                         record.usage = end.usage
                         record.cost = end.cost
+                        record.finish_reason = end.finish_reason
                         # Held until the upstream stream is closed and booked, below.
                         end_frame = frame
                         continue
                     yield frame
-            if end_frame is not None and conversation is not None and kept is not None:
-                end_frame.end.response_id = await conversation.save(_streamed(end_frame.end, kept))
+            if end_frame is not None and kept is not None:
+                answer = _streamed(end_frame.end, kept)
+                if conversation is not None:
+                    end_frame.end.response_id = await conversation.save(answer)
+                await self._keep(record, answer)
             if end_frame is not None:
                 # The request is recorded (its ledger row journaled) before the client can
                 # see it end, so a complete stream is never missing from the ledger.
@@ -374,6 +456,26 @@ async def _accumulating(
         async for frame in frames:
             into.add(frame)
             yield frame
+
+
+def _replayed(response: chat_pb2.ChatResponse) -> list[chat_pb2.StreamChatResponse]:
+    """A cached answer as a stream: start frame, its content frames, end frame."""
+    start = chat_pb2.StreamChatResponse()
+    s = start.start
+    s.id = response.id
+    s.model = response.model
+    s.created = response.created
+    s.route.CopyFrom(response.route)
+    end = chat_pb2.StreamChatResponse()
+    e = end.end
+    e.id = response.id
+    e.model = response.model
+    e.created = response.created
+    e.finish_reason = response.finish_reason
+    e.usage.CopyFrom(response.usage)
+    e.cost.CopyFrom(response.cost)
+    e.route.CopyFrom(response.route)
+    return [start, *c.replay(response), end]
 
 
 def _streamed(end: chat_pb2.StreamEnd, kept: StreamAccumulator) -> chat_pb2.ChatResponse:

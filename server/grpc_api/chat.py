@@ -13,7 +13,12 @@ from server.core.context import CallContext
 from server.core.converse import converse, start_request
 from server.core.errors import InvalidRequestError
 from server.core.service import Gateway
-from server.grpc_api.interceptors import current_principal, current_request_id, current_token
+from server.grpc_api.interceptors import (
+    current_principal,
+    current_request_id,
+    current_token,
+    current_traceparent,
+)
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -30,6 +35,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             transport="grpc",
             request_id=current_request_id(),
             timeout=context.time_remaining(),
+            traceparent=current_traceparent(),
         )
 
     async def Chat(

@@ -1,11 +1,12 @@
 """The gRPC edge: request id, authentication and error encoding for every switchboard RPC.
 
 One server interceptor (grpc examples/python ``auth`` and ``interceptors``) reads
-``authorization: Bearer <key>`` and ``x-request-id`` from the call metadata, authenticates via
-``Gateway.authenticate`` and wraps the method handler so that, inside the handler task, the
-request id and principal sit in contextvars, ``x-request-id`` goes back as trailing metadata
-(on every outcome; an explicit initial-metadata send costs an extra write per call, measured
-~0.1 ms of server CPU, and streams carry the id in their start frame anyway),
+``authorization: Bearer <key>``, ``x-request-id`` and W3C ``traceparent`` from the call
+metadata, authenticates via ``Gateway.authenticate`` and wraps the method handler so that,
+inside the handler task, the request id, principal and traceparent sit in contextvars,
+``x-request-id`` goes back as trailing metadata (on every outcome; an explicit
+initial-metadata send costs an extra write per call, measured ~0.1 ms of server CPU, and
+streams carry the id in their start frame anyway),
 ``GatewayError`` becomes a rich ``google.rpc.Status`` and anything unexpected becomes a generic
 INTERNAL (logged with the request id). Health and reflection RPCs need no key.
 """
@@ -37,6 +38,8 @@ _request_id: ContextVar[str] = ContextVar("switchboard_request_id", default="")
 _principal: ContextVar[Principal | None] = ContextVar("switchboard_principal", default=None)
 # The key the call authenticated with, for RPCs that must check it again (Converse, per turn).
 _token: ContextVar[str] = ContextVar("switchboard_token", default="")
+# The caller's W3C traceparent, continued by the request's trace (observability.tracing).
+_traceparent: ContextVar[str | None] = ContextVar("switchboard_traceparent", default=None)
 
 
 def current_request_id() -> str:
@@ -47,6 +50,11 @@ def current_request_id() -> str:
 def current_token() -> str:
     """The gateway key of the RPC running in this task (never logged)."""
     return _token.get()
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent the RPC running in this task came with, if any."""
+    return _traceparent.get()
 
 
 def current_principal() -> Principal:
@@ -74,18 +82,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         authorization: str | None = None
         client_request_id: str | bytes | None = None
+        traceparent: str | None = None
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
             elif key == REQUEST_ID_KEY:
                 client_request_id = value
+            elif key == "traceparent" and isinstance(value, str):
+                traceparent = value
         request_id = _usable_request_id(client_request_id) or new_request_id()
         token = bearer_token(authorization)
         try:
             principal = await self._gateway.authenticate(token)
         except GatewayError as exc:
             return _replace(handler, _refuse(to_grpc_status(exc, request_id), request_id))
-        edge = _edge(self._gateway, handler, method, request_id, principal, token or "")
+        edge = _edge(
+            self._gateway, handler, method, request_id, principal, token or "", traceparent
+        )
         return _replace(handler, edge)
 
 
@@ -181,6 +194,7 @@ def _edge(
     request_id: str,
     principal: Principal,
     token: str,
+    traceparent: str | None = None,
 ) -> Callable[..., Any]:
     inner = _behaviour(handler)
     trailer = ((REQUEST_ID_KEY, request_id),)
@@ -198,6 +212,7 @@ def _edge(
             _request_id.set(request_id)
             _principal.set(principal)
             _token.set(token)
+            _traceparent.set(traceparent)
             context.set_trailing_metadata(trailer)
             try:
                 if request is _MALFORMED:
@@ -216,6 +231,7 @@ def _edge(
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         _request_id.set(request_id)
         _principal.set(principal)
+        _traceparent.set(traceparent)
         context.set_trailing_metadata(trailer)
         try:
             if request is _MALFORMED:

@@ -151,7 +151,11 @@ class ChatEndpoint:
                 raise UnauthenticatedError(dialect.missing_key)
             principal = await gateway.authenticate(token)
             ctx = gateway.new_context(
-                principal, transport="http", request_id=req.request_id, timeout=timeout_header(req)
+                principal,
+                transport="http",
+                request_id=req.request_id,
+                timeout=timeout_header(req),
+                traceparent=req.header(b"traceparent"),
             )
             # The key's request rate is checked before the body is read and decoded, the
             # expensive part of a large request.

@@ -184,7 +184,13 @@ class Metrics:
             ["route"],
             _LATENCY_BUCKETS,
         )
+        self._cache = _Family(
+            f"{p}_cache_lookups",
+            "Response cache lookups by route and result (hit, miss, skip).",
+            ["route", "result"],
+        )
         families = [
+            self._cache,
             self._requests,
             self._latency,
             self._ttft,
@@ -296,6 +302,10 @@ class Metrics:
     def fallback(self, route: str) -> None:
         """The executor moved on to the next candidate."""
         self._fallbacks.cell(self.label(route))[0] += 1
+
+    def cache(self, route: str, result: str) -> None:
+        """The response cache answered (hit), missed or was skipped for a request."""
+        self._cache.cell(self.label(route), result)[0] += 1
 
     def retry(self, deployment: str) -> None:
         """The executor tries the same deployment again."""

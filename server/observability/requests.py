@@ -7,6 +7,7 @@ import time
 
 from switchboard.v1 import types_pb2
 
+from server.core.cache import CACHE_RESULTS
 from server.core.errors import GatewayError
 from server.core.records import RequestRecord
 from server.core.secrets import scrub
@@ -53,6 +54,8 @@ class RequestObserver:
         deployment = d.id if d is not None else ""
         cost_usd = cost.total_usd if cost is not None else 0.0
         if self.metrics is not None:
+            if record.cache:
+                self.metrics.cache(route, CACHE_RESULTS.get(record.cache, "other"))
             self.metrics.request(
                 route=route,
                 deployment=deployment,
@@ -82,6 +85,7 @@ class RequestObserver:
             "upstream_model": d.model if d is not None else "",
             "deployment": deployment,
             "attempts": len(run.attempts),
+            "cache": CACHE_RESULTS.get(record.cache, ""),
             "retries": run.retries,
             "fallbacks": run.fallbacks,
             "tried": [

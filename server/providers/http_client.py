@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import aiohttp
@@ -37,6 +38,10 @@ KEEPALIVE_SECONDS = 60.0
 # A connection that cannot be made in this long is not going to be (the request's own deadline
 # usually ends the wait first).
 CONNECT_TIMEOUT = 10.0
+
+# The W3C traceparent of the upstream attempt running in this task, set by the executor while
+# tracing is on (``observability.tracing``); every upstream request carries it.
+upstream_traceparent: ContextVar[str | None] = ContextVar("upstream_traceparent", default=None)
 
 _clients: dict[asyncio.AbstractEventLoop, UpstreamClient] = {}
 _MAX_CACHED_URLS = 1024
@@ -104,6 +109,9 @@ class UpstreamClient:
         self, url: str, *, content: bytes, headers: Mapping[str, str]
     ) -> UpstreamResponse:
         """POSTs and reads the whole response body."""
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
         async with self._client().post(
             self._url(url), data=content, headers=headers, allow_redirects=False
         ) as response:
@@ -113,6 +121,9 @@ class UpstreamClient:
     async def open(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> StreamResponse:
         """POSTs and returns the response once its headers are in; the caller reads the body
         and releases it."""
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
         return await self._client().post(
             self._url(url), data=content, headers=headers, allow_redirects=False
         )

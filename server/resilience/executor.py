@@ -50,12 +50,14 @@ from server.core.errors import GatewayError, HealthEffect
 from server.core.records import Execution, Plan
 from server.core.state import CircuitState, HealthStore
 from server.providers.base import Capability, Embedder, UpstreamCall
+from server.providers.http_client import upstream_traceparent
 from server.resilience.retry import RetryPolicy
 from server.routing.catalog import Deployment
 from server.store.embedded.health import LocalHealth
 
 if TYPE_CHECKING:
     from server.observability.metrics import Metrics
+    from server.observability.tracing import Tracing
 
 # Longest a key sits out after a 429 whose Retry-After is huge (or malicious).
 MAX_KEY_COOLDOWN = 300.0
@@ -85,8 +87,11 @@ class Executor:
         health: HealthStore | None = None,
         metrics: Metrics | None = None,
         policy: RetryPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
+        # One CLIENT span per attempt when tracing is on (observability.tracing).
+        self.tracing = tracing
         self.health: HealthStore = health if health is not None else LocalHealth(config.circuit)
         self.metrics = metrics
         self.policy = policy or RetryPolicy(config.retry)
@@ -232,13 +237,24 @@ class Executor:
                             skipped.append(d)
                             break
                         t.calls += 1
+                        traced = None
+                        if self.tracing is not None and run.span is not None:
+                            lease.span, traceparent = self.tracing.attempt(run.span, d, plan)
+                            traced = upstream_traceparent.set(traceparent)
                         try:
                             result = await self._try(once, lease)
                         except GatewayError as exc:
                             tries += 1
-                            if await self._after_failure(t, lease, exc, tries):
+                            try:
+                                again = await self._after_failure(t, lease, exc, tries)
+                            finally:
+                                lease.trace(run.attempts[-1] if run.attempts else None)
+                            if again:
                                 continue
                             break
+                        finally:
+                            if traced is not None:
+                                upstream_traceparent.reset(traced)
                         handed_out = lease.owns_slot = True
                         return result, lease
                 finally:
@@ -460,6 +476,8 @@ class Executor:
         if time.monotonic() + delay + MIN_ATTEMPT_TIME >= t.deadline:
             return False
         self._count_retry(d, run)
+        # The attempt's span ends before the wait, which is on it as its retry delay.
+        lease.trace(run.attempts[-1], delay)
         if delay > 0.0:
             await asyncio.sleep(delay)
         return True
@@ -566,6 +584,7 @@ class _Lease:
         "k",
         "owns_slot",
         "slot",
+        "span",
         "started",
         "timer",
     )
@@ -592,6 +611,17 @@ class _Lease:
         # Set when the attempt loop hands the lease out; until then the loop frees the slot.
         self.owns_slot = False
         self._done = False
+        # The attempt's trace span (tracing on), ended once by ``trace``.
+        self.span: object = None
+
+    def trace(self, attempt: types_pb2.Attempt | None, retry_delay: float | None = None) -> None:
+        """Ends the attempt's span with its record (no-op when untraced or already ended)."""
+        span = self.span
+        if span is not None:
+            self.span = None
+            tracing = self._executor.tracing
+            if tracing is not None:
+                tracing.end_attempt(span, attempt, retry_delay)
 
     def committed(self, run: Execution) -> None:
         """The stream's first chunk is out: from here on the request belongs to this lease."""
@@ -615,6 +645,8 @@ class _Lease:
         else:
             self.attempt.latency_ms = total * 1000.0
             ttft = (run.first_chunk_at or now) - self.started
+        if self.span is not None:
+            self.trace(self.attempt or run.attempts[-1])
         health = self._executor.health
         health.record_success(self.d.id, total, ttft)
         health.record_success(self.d.key_names[self.k])
@@ -630,12 +662,16 @@ class _Lease:
             attempt.error_reason = exc.reason
             attempt.http_status = getattr(exc, "status", 0)
             attempt.latency_ms = (now - self.started) * 1000.0
+        if self.span is not None:
+            self.trace(attempt)
         self._executor._settle_failure(self, exc, now >= self.timer.deadline - _DEADLINE_SLACK)
 
     def abandon(self) -> None:
         """Ended without an outcome (cancelled, an adapter bug): return any probe it held."""
         if self._end():
             return
+        if self.span is not None:
+            self.trace(None)
         health = self._executor.health
         health.release(self.d.key_names[self.k])
         health.release(self.d.id)

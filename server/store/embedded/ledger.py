@@ -396,9 +396,11 @@ def month_totals(
     conn = store.connect(data_dir, USAGE)
     try:
         rows = conn.execute(
-            "SELECT key_id, COUNT(*), SUM(outcome != 'success'), SUM(input_tokens), "
-            "SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), "
-            "SUM(reasoning_tokens), SUM(input_nanousd), SUM(output_nanousd), "
+            # A cache hit is a success answered without an upstream call.
+            "SELECT key_id, COUNT(*), SUM(outcome NOT IN ('success', 'cache_hit')), "
+            "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), "
+            "SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(input_nanousd), "
+            "SUM(output_nanousd), "
             "SUM(cached_input_nanousd), SUM(cache_write_nanousd), SUM(total_nanousd) "
             f"FROM usage WHERE {where} GROUP BY key_id ORDER BY SUM(total_nanousd) DESC, key_id",
             params,

@@ -65,6 +65,19 @@ class RouteStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_STRATEGY_AVAILABLE: _ClassVar[RouteStrategy]
     ROUTE_STRATEGY_WEIGHTED: _ClassVar[RouteStrategy]
 
+class CacheMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_MODE_UNSPECIFIED: _ClassVar[CacheMode]
+    CACHE_MODE_SKIP: _ClassVar[CacheMode]
+    CACHE_MODE_REFRESH: _ClassVar[CacheMode]
+
+class CacheStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CACHE_STATUS_UNSPECIFIED: _ClassVar[CacheStatus]
+    CACHE_STATUS_HIT: _ClassVar[CacheStatus]
+    CACHE_STATUS_MISS: _ClassVar[CacheStatus]
+    CACHE_STATUS_SKIP: _ClassVar[CacheStatus]
+
 class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ATTEMPT_OUTCOME_UNSPECIFIED: _ClassVar[AttemptOutcome]
@@ -113,6 +126,13 @@ ROUTE_STRATEGY_CHEAPEST: RouteStrategy
 ROUTE_STRATEGY_FASTEST: RouteStrategy
 ROUTE_STRATEGY_AVAILABLE: RouteStrategy
 ROUTE_STRATEGY_WEIGHTED: RouteStrategy
+CACHE_MODE_UNSPECIFIED: CacheMode
+CACHE_MODE_SKIP: CacheMode
+CACHE_MODE_REFRESH: CacheMode
+CACHE_STATUS_UNSPECIFIED: CacheStatus
+CACHE_STATUS_HIT: CacheStatus
+CACHE_STATUS_MISS: CacheStatus
+CACHE_STATUS_SKIP: CacheStatus
 ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 ATTEMPT_OUTCOME_SUCCESS: AttemptOutcome
 ATTEMPT_OUTCOME_RATE_LIMITED: AttemptOutcome
@@ -265,10 +285,12 @@ class Cost(_message.Message):
     def __init__(self, input_usd: _Optional[float] = ..., output_usd: _Optional[float] = ..., cached_input_usd: _Optional[float] = ..., cache_write_usd: _Optional[float] = ..., total_usd: _Optional[float] = ...) -> None: ...
 
 class RoutingOptions(_message.Message):
-    __slots__ = ("strategy",)
+    __slots__ = ("strategy", "cache")
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     strategy: RouteStrategy
-    def __init__(self, strategy: _Optional[_Union[RouteStrategy, str]] = ...) -> None: ...
+    cache: CacheMode
+    def __init__(self, strategy: _Optional[_Union[RouteStrategy, str]] = ..., cache: _Optional[_Union[CacheMode, str]] = ...) -> None: ...
 
 class Attempt(_message.Message):
     __slots__ = ("provider", "model", "deployment", "outcome", "http_status", "error_reason", "latency_ms")
@@ -289,20 +311,22 @@ class Attempt(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., http_status: _Optional[int] = ..., error_reason: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class RouteInfo(_message.Message):
-    __slots__ = ("route", "provider", "model", "deployment", "strategy", "attempts")
+    __slots__ = ("route", "provider", "model", "deployment", "strategy", "attempts", "cache")
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FIELD_NUMBER: _ClassVar[int]
     route: str
     provider: str
     model: str
     deployment: str
     strategy: RouteStrategy
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
-    def __init__(self, route: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., strategy: _Optional[_Union[RouteStrategy, str]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ...) -> None: ...
+    cache: CacheStatus
+    def __init__(self, route: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., strategy: _Optional[_Union[RouteStrategy, str]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., cache: _Optional[_Union[CacheStatus, str]] = ...) -> None: ...
 
 class Pricing(_message.Message):
     __slots__ = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok")

@@ -455,6 +455,13 @@ export declare type RoutingOptions = Message$1<"switchboard.v1.RoutingOptions"> 
    * @generated from field: switchboard.v1.RouteStrategy strategy = 1;
    */
   strategy: RouteStrategy;
+
+  /**
+   * What the response cache does for this request (only where the operator turned it on).
+   *
+   * @generated from field: switchboard.v1.CacheMode cache = 2;
+   */
+  cache: CacheMode;
 };
 
 /**
@@ -554,6 +561,13 @@ export declare type RouteInfo = Message$1<"switchboard.v1.RouteInfo"> & {
    * @generated from field: repeated switchboard.v1.Attempt attempts = 6;
    */
   attempts: Attempt[];
+
+  /**
+   * What the response cache did (unspecified when it is off for this request).
+   *
+   * @generated from field: switchboard.v1.CacheStatus cache = 7;
+   */
+  cache: CacheStatus;
 };
 
 /**
@@ -858,6 +872,79 @@ export enum RouteStrategy {
  * Describes the enum switchboard.v1.RouteStrategy.
  */
 export declare const RouteStrategySchema: GenEnum<RouteStrategy>;
+
+/**
+ * A request's use of the exact response cache (the HTTP shim's `x-switchboard-cache`).
+ *
+ * @generated from enum switchboard.v1.CacheMode
+ */
+export enum CacheMode {
+  /**
+   * Look up, and store a miss.
+   *
+   * @generated from enum value: CACHE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Neither look up nor store.
+   *
+   * @generated from enum value: CACHE_MODE_SKIP = 1;
+   */
+  SKIP = 1,
+
+  /**
+   * Do not look up; store the fresh answer over any cached one.
+   *
+   * @generated from enum value: CACHE_MODE_REFRESH = 2;
+   */
+  REFRESH = 2,
+}
+
+/**
+ * Describes the enum switchboard.v1.CacheMode.
+ */
+export declare const CacheModeSchema: GenEnum<CacheMode>;
+
+/**
+ * What the response cache did for a request.
+ *
+ * @generated from enum switchboard.v1.CacheStatus
+ */
+export enum CacheStatus {
+  /**
+   * The cache is not on for this request.
+   *
+   * @generated from enum value: CACHE_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Answered from the cache: no upstream call, no cost.
+   *
+   * @generated from enum value: CACHE_STATUS_HIT = 1;
+   */
+  HIT = 1,
+
+  /**
+   * Answered upstream (and stored).
+   *
+   * @generated from enum value: CACHE_STATUS_MISS = 2;
+   */
+  MISS = 2,
+
+  /**
+   * The caller asked to skip the cache.
+   *
+   * @generated from enum value: CACHE_STATUS_SKIP = 3;
+   */
+  SKIP = 3,
+}
+
+/**
+ * Describes the enum switchboard.v1.CacheStatus.
+ */
+export declare const CacheStatusSchema: GenEnum<CacheStatus>;
 
 /**
  * What happened on one try against one deployment.
