@@ -156,6 +156,11 @@ class RateLimiter(Protocol):
         """Replaces a reservation of ``reserved`` tokens by the ``actual`` count."""
         ...
 
+    def refund(self, key_id: str, requests: int, tokens: int) -> None:
+        """Gives back ``requests`` and ``tokens`` that ``acquire`` took for a call a later
+        limit then refused (the key's were taken, the project's refused): nothing leaks."""
+        ...
+
     async def enter(self, name: str, limit: int) -> None:
         """Takes one of ``limit`` concurrent-request slots of ``name`` for a whole call (stream
         included). Raises ``RateLimitedError`` (nothing taken, ``retry_after`` set) when all
