@@ -22,6 +22,7 @@ a shared implementation keeps a local copy and replicates transitions.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class KeyStore(Protocol):
         """One project by id."""
         ...
 
-    async def list_projects(self) -> list[admin_pb2.Project]:
+    async def list_projects(self) -> builtins.list[admin_pb2.Project]:
         """Projects, oldest first."""
         ...
 
