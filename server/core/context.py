@@ -42,10 +42,21 @@ class Principal:
     expires_at: float | None = None
 
 
+_PROJECT = "project:"
+
+
 def project_name(project_id: str) -> str:
     """The name a project's limiter, concurrency and budget state is kept under (key ids start
     with ``key_``, so the two never collide)."""
-    return "project:" + project_id
+    return _PROJECT + project_id
+
+
+def limit_subject(name: str) -> tuple[str, str]:
+    """For a limiter or budget name: the ``QuotaViolation`` subject (``key:<id>`` or
+    ``project:<id>``) and the words an error message names it by."""
+    if name.startswith(_PROJECT):
+        return name, f"project {name[len(_PROJECT) :]}"
+    return f"key:{name}", f"gateway key {name}"
 
 
 @dataclass(slots=True)
