@@ -37,6 +37,7 @@ from server.core.state import Stores
 from server.core.validate import RequestBounds
 from server.grpc_api.server import GrpcServer
 from server.http_shim import create_app
+from server.http_shim.admin_api import AdminApi
 from server.http_shim.protocol import guarded_protocol
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
@@ -253,7 +254,11 @@ async def serve(
     grace = options.config.server.shutdown_grace
     config = options.config
     grpc_server = GrpcServer(
-        components.gateway, components.stores.keys, config.server, config.limits
+        components.gateway,
+        components.stores.keys,
+        config.server,
+        config.limits,
+        usage=components.stores.ledger,
     )
     http_socket: socket.socket | None = None
     # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
@@ -269,6 +274,12 @@ async def serve(
             http_server = _http_server(
                 create_app(
                     components.gateway,
+                    extra_routes=AdminApi(
+                        components.gateway,
+                        components.stores.keys,
+                        components.stores.ledger,
+                        config.server.body_timeout,
+                    ).routes(),
                     metrics=components.metrics,
                     limits=config.limits,
                     body_timeout=config.server.body_timeout,

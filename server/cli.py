@@ -1,4 +1,5 @@
-"""The ``switchboard`` command: serve, keys create|list|revoke, usage, check-config.
+"""The ``switchboard`` command: serve, keys create|list|get|update|rotate|revoke,
+projects create|list|get|update, usage, check-config.
 
 Every command takes ``--data-dir`` (else ``SWITCHBOARD_DATA_DIR``, else the config file's
 ``server.data_dir``, else ``~/.local/share/switchboard``) and ``--config`` (else
@@ -14,7 +15,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from switchboard.v1 import admin_pb2
 
 from server.config import Config, ConfigError, default_data_dir, load_config
 from server.core.context import KeyLimits
-from server.core.errors import GatewayError
+from server.core.errors import GatewayError, NotFoundError
+from server.core.state import USAGE_GROUPS, KeySpec, KeyUpdate
 from server.store.embedded.keys import SqliteKeyStore
 
 CONFIG_ENV = "SWITCHBOARD_CONFIG"
@@ -65,15 +67,159 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _keys_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    limits = KeyLimits(args.rpm, args.tpm, args.monthly_budget)
+    spec = KeySpec(
+        name=args.name,
+        limits=KeyLimits(args.rpm, args.tpm, args.monthly_budget),
+        env=args.env or "",
+        allowed_models=args.models or (),
+        max_concurrent=args.max_concurrent,
+        expires_at=args.expires,
+        project_id=args.project,
+    )
     with _key_store(args, env) as keys:
-        record, secret = keys.create_sync(args.name, limits)
+        record, secret = keys.create_sync(spec)
     if args.json:
         print(orjson.dumps({**_key_json(record), "key": secret}).decode())
     else:
         print(f"Created key {record.id} ({record.name}). Its secret is shown only this once:")
         print(secret)
     return 0
+
+
+def _keys_get(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        record = keys.get_sync(args.id)
+    if record is None:
+        raise NotFoundError(f"No gateway key has the id {args.id!r}.")
+    if args.json:
+        print(orjson.dumps(_key_json(record)).decode())
+        return 0
+    for name, value in _key_json(record).items():
+        print(f"{name}: {_shown(value)}")
+    return 0
+
+
+def _keys_update(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        current = keys.get_sync(args.id)
+        if current is None:
+            raise NotFoundError(f"No gateway key has the id {args.id!r}.")
+        changes = KeyUpdate(
+            name=args.name,
+            limits=_changed_limits(args, current.limits),
+            allowed_models=args.models,
+            max_concurrent=args.max_concurrent,
+            expires_at=args.expires,
+            project_id="" if (args.project or "").lower() == _NONE else args.project,
+        )
+        if changes == KeyUpdate():
+            print("error: nothing to change; see `switchboard keys update --help`", file=sys.stderr)
+            return 2
+        record = keys.update_sync(args.id, changes)
+    if args.json:
+        print(orjson.dumps(_key_json(record)).decode())
+    else:
+        print(f"Updated key {record.id} ({record.name}).")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        record, secret = keys.rotate_sync(args.id, args.grace)
+    if args.json:
+        print(orjson.dumps({**_key_json(record), "key": secret}).decode())
+        return 0
+    print(f"Rotated key {record.id} ({record.name}). Its new secret is shown only this once:")
+    print(secret)
+    if record.HasField("previous_secret_expire_time"):
+        until = _time(record.previous_secret_expire_time.ToSeconds())
+        print(f"The old secret keeps working until {until}.", file=sys.stderr)
+    else:
+        print("The old secret no longer works.", file=sys.stderr)
+    return 0
+
+
+def _projects_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    limits = KeyLimits(args.rpm, args.tpm, args.monthly_budget)
+    with _key_store(args, env) as keys:
+        project = keys.create_project_sync(args.name, limits)
+    if args.json:
+        print(orjson.dumps(_project_json(project)).decode())
+    else:
+        print(f"Created project {project.id} ({project.name}).")
+    return 0
+
+
+def _projects_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        projects = keys.list_projects_sync()
+    if args.json:
+        print(orjson.dumps([_project_json(p) for p in projects]).decode())
+        return 0
+    if not projects:
+        print("No projects. Create one with: switchboard projects create --name NAME")
+        return 0
+    rows = [("ID", "NAME", "RPM", "TPM", "MONTHLY_BUDGET")]
+    for p in projects:
+        limits = _limits_json(p.limits)
+        cells = (limits.get(n) for n in ("requests_per_minute", "tokens_per_minute"))
+        rpm, tpm = ("-" if c is None else str(c) for c in cells)
+        budget = limits.get("monthly_budget_usd")
+        rows.append((p.id, p.name, rpm, tpm, "-" if budget is None else f"${budget:g}"))
+    _print_table(rows)
+    return 0
+
+
+def _projects_get(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        project = keys.get_project_sync(args.id)
+    if project is None:
+        raise NotFoundError(f"No project has the id {args.id!r}.")
+    print(orjson.dumps(_project_json(project)).decode())
+    return 0
+
+
+def _projects_update(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with _key_store(args, env) as keys:
+        current = keys.get_project_sync(args.id)
+        if current is None:
+            raise NotFoundError(f"No project has the id {args.id!r}.")
+        limits = _changed_limits(args, current.limits)
+        if args.name is None and limits is None:
+            print(
+                "error: nothing to change; see `switchboard projects update --help`",
+                file=sys.stderr,
+            )
+            return 2
+        project = keys.update_project_sync(args.id, name=args.name, limits=limits)
+    if args.json:
+        print(orjson.dumps(_project_json(project)).decode())
+    else:
+        print(f"Updated project {project.id} ({project.name}).")
+    return 0
+
+
+def _changed_limits(args: argparse.Namespace, current: admin_pb2.KeyLimits) -> KeyLimits | None:
+    """The limits after ``--rpm/--tpm/--monthly-budget`` (``none`` clears one), or None when
+    no limit flag was given."""
+    given = {
+        name: getattr(args, flag)
+        for name, flag in (
+            ("requests_per_minute", "rpm"),
+            ("tokens_per_minute", "tpm"),
+            ("monthly_budget_usd", "monthly_budget"),
+        )
+        if getattr(args, flag) is not None
+    }
+    if not given:
+        return None
+    merged = {**_limits_json(current), **given}
+    return KeyLimits(
+        *(
+            None if merged.get(n) in (None, _NONE) else merged[n]
+            for n in ("requests_per_minute", "tokens_per_minute", "monthly_budget_usd")
+        )
+    )
 
 
 def _keys_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -85,14 +231,24 @@ def _keys_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not records:
         print("No keys. Create one with: switchboard keys create --name NAME")
         return 0
-    rows = [("ID", "NAME", "PREFIX", "CREATED", "STATUS")]
+    rows = [("ID", "NAME", "PREFIX", "CREATED", "STATUS", "PROJECT")]
     for r in records:
-        status = "revoked " + _time(r.revoke_time.ToSeconds()) if r.revoked else "active"
-        rows.append((r.id, r.name, r.prefix + "…", _time(r.create_time.ToSeconds()), status))
+        if r.revoked:
+            status = "revoked " + _time(r.revoke_time.ToSeconds())
+        elif r.expired:
+            status = "expired " + _time(r.expire_time.ToSeconds())
+        else:
+            status = "active"
+        created = _time(r.create_time.ToSeconds())
+        rows.append((r.id, r.name, r.prefix + "…", created, status, r.project_id or "-"))
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return 0
 
 
 def _keys_revoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -115,6 +271,8 @@ def _usage(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     now = datetime.now(UTC)
     year, month = args.month or (now.year, now.month)
     label = f"{year:04d}-{month:02d}"
+    if args.by is not None or args.project is not None:
+        return _usage_by(args, env, args.by or "key", year, month)
     totals = month_totals(_data_dir(args, env, _config(args, env)), year, month, key_id=args.key)
     with _key_store(args, env) as keys:
         records = {r.id: r for r in keys.list_sync(include_revoked=True)}
@@ -146,6 +304,33 @@ def _usage(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _usage_by(
+    args: argparse.Namespace, env: Mapping[str, str], group: str, year: int, month: int
+) -> int:
+    from server.core.money import format_usd, month_bounds
+    from server.store.embedded.ledger import usage_by
+
+    label = f"{year:04d}-{month:02d}"
+    data_dir = _data_dir(args, env, _config(args, env))
+    rows = usage_by(
+        data_dir, group, *month_bounds(year, month), key_id=args.key, project_id=args.project
+    )
+    if args.json:
+        out = {"month": label, "by": group, "rows": [r.to_json() for r in rows]}
+        print(orjson.dumps(out).decode())
+        return 0
+    if not rows:
+        print(f"No usage recorded in {label} (UTC).")
+        return 0
+    table = [[group.upper(), "REQUESTS", "ERRORS", "INPUT", "CACHED", "OUTPUT", "COST"]]
+    for r in rows:
+        counts = (r.requests, r.errors, r.input_tokens, r.cached_input_tokens, r.output_tokens)
+        table.append([r.group or "(none)", *map(str, counts), format_usd(r.total_nanousd)])
+    print(f"Usage in {label} (UTC) by {group}; INPUT includes the CACHED tokens:")
+    _print_table(table)
     return 0
 
 
@@ -214,14 +399,103 @@ def _key_json(record: admin_pb2.GatewayKey) -> dict[str, object]:
     }
     if record.revoked:
         out["revoked_at"] = _time(record.revoke_time.ToSeconds())
-    limits = {
-        name: getattr(record.limits, name)
-        for name in ("requests_per_minute", "tokens_per_minute", "monthly_budget_usd")
-        if record.limits.HasField(name)
-    }
+    limits = _limits_json(record.limits)
     if limits:
         out["limits"] = limits
+    out["env"] = record.env
+    out["project_id"] = record.project_id or None
+    out["allowed_models"] = list(record.allowed_models)
+    out["max_concurrent"] = record.max_concurrent if record.HasField("max_concurrent") else None
+    expires = record.expire_time.ToSeconds() if record.HasField("expire_time") else None
+    out["expires_at"] = None if expires is None else _time(expires)
+    out["expired"] = record.expired
+    if record.HasField("rotate_time"):
+        out["rotated_at"] = _time(record.rotate_time.ToSeconds())
+    if record.HasField("previous_secret_expire_time"):
+        out["previous_secret_expires_at"] = _time(record.previous_secret_expire_time.ToSeconds())
     return out
+
+
+def _limits_json(limits: admin_pb2.KeyLimits) -> dict[str, object]:
+    return {
+        name: getattr(limits, name)
+        for name in ("requests_per_minute", "tokens_per_minute", "monthly_budget_usd")
+        if limits.HasField(name)
+    }
+
+
+def _project_json(project: admin_pb2.Project) -> dict[str, object]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "created": _time(project.create_time.ToSeconds()),
+        "limits": _limits_json(project.limits),
+    }
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(any)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+# What a flag of ``keys update`` / ``projects update`` takes to clear a value.
+_NONE = "none"
+
+
+def _or_none(kind: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type that also takes ``none`` (clear the value)."""
+
+    def parse(value: str) -> object:
+        return _NONE if value.strip().lower() == _NONE else kind(value)
+
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def _models(value: str) -> tuple[str, ...]:
+    """``a,b,c`` (``none`` or empty: any model)."""
+    if value.strip().lower() == _NONE:
+        return ()
+    return tuple(m.strip() for m in value.split(",") if m.strip())
+
+
+def _positive_or_clear(value: str) -> int:
+    """A positive count, or ``none`` as 0 (what KeyUpdate takes to clear one)."""
+    if value.strip().lower() == _NONE:
+        return 0
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number (or `none`)")
+    return number
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _expiry(value: str) -> float:
+    """When a key expires: a duration from now (``90s``, ``30m``, ``12h``, ``30d``), an ISO 8601
+    time (``2027-01-01``, ``2027-01-01T12:00:00Z``; UTC unless it says otherwise), or ``never``
+    (0: what KeyUpdate takes for no expiry)."""
+    text = value.strip()
+    if text.lower() in ("never", _NONE):
+        return 0.0
+    unit = _UNITS.get(text[-1:].lower())
+    if unit is not None and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC).timestamp() + float(text[:-1]) * unit
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a duration like 30d / 12h nor a time like 2027-01-01"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
 
 
 def _time(seconds: int) -> str:
@@ -244,23 +518,83 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", parents=[_common()], help="create a key")
     create.add_argument("--name", required=True)
-    create.add_argument("--rpm", type=int, help="requests per minute limit")
-    create.add_argument("--tpm", type=int, help="tokens per minute limit")
-    create.add_argument("--monthly-budget", type=float, help="monthly spend limit in USD")
+    _limit_flags(create, int, float)
+    create.add_argument("--env", help="environment label (dev, staging, prod...): `sb-<env>-…`")
+    create.add_argument(
+        "--models", type=_models, help="comma-separated models or routes it may use (`*` globs)"
+    )
+    create.add_argument("--max-concurrent", type=int, help="requests in flight at once")
+    create.add_argument("--expires", type=_expiry, help="30d, 12h, or a time like 2027-01-01")
+    create.add_argument("--project", help="project id whose shared limits apply as well")
     create.add_argument("--json", action="store_true", help='print {"id", "key", ...} as JSON')
     create.set_defaults(handler=_keys_create)
     listing = keys_sub.add_parser("list", parents=[_common()], help="list keys")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_keys_list)
+    get = keys_sub.add_parser("get", parents=[_common()], help="show one key by id")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true")
+    get.set_defaults(handler=_keys_get)
+    update = keys_sub.add_parser(
+        "update", parents=[_common()], help="change a key (`none` clears a value)"
+    )
+    update.add_argument("id")
+    update.add_argument("--name")
+    _limit_flags(update, _or_none(int), _or_none(float))
+    update.add_argument("--models", type=_models, help="comma-separated; `none`: any model")
+    update.add_argument("--max-concurrent", type=_positive_or_clear, help="`none`: unlimited")
+    update.add_argument("--expires", type=_expiry, help="30d, 2027-01-01, or `never`")
+    update.add_argument("--project", help="project id; `none` takes the key out of its project")
+    update.add_argument("--json", action="store_true")
+    update.set_defaults(handler=_keys_update)
+    rotate = keys_sub.add_parser("rotate", parents=[_common()], help="give a key a new secret")
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--grace",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds the old secret keeps working (default 0: it stops at once)",
+    )
+    rotate.add_argument("--json", action="store_true", help='print {"id", "key", ...} as JSON')
+    rotate.set_defaults(handler=_keys_rotate)
     revoke = keys_sub.add_parser("revoke", parents=[_common()], help="revoke a key by id")
     revoke.add_argument("id")
     revoke.set_defaults(handler=_keys_revoke)
+
+    projects = sub.add_parser(
+        "projects", parents=[_common()], help="manage projects (keys sharing limits)"
+    )
+    projects_sub = projects.add_subparsers(dest="projects_command", required=True)
+    pcreate = projects_sub.add_parser("create", parents=[_common()], help="create a project")
+    pcreate.add_argument("--name", required=True)
+    _limit_flags(pcreate, int, float)
+    pcreate.add_argument("--json", action="store_true")
+    pcreate.set_defaults(handler=_projects_create)
+    plist = projects_sub.add_parser("list", parents=[_common()], help="list projects")
+    plist.add_argument("--json", action="store_true")
+    plist.set_defaults(handler=_projects_list)
+    pget = projects_sub.add_parser("get", parents=[_common()], help="show a project as JSON")
+    pget.add_argument("id")
+    pget.set_defaults(handler=_projects_get)
+    pupdate = projects_sub.add_parser(
+        "update", parents=[_common()], help="change a project (`none` clears a limit)"
+    )
+    pupdate.add_argument("id")
+    pupdate.add_argument("--name")
+    _limit_flags(pupdate, _or_none(int), _or_none(float))
+    pupdate.add_argument("--json", action="store_true")
+    pupdate.set_defaults(handler=_projects_update)
 
     usage = sub.add_parser(
         "usage", parents=[_common()], help="requests, tokens and cost per key for a month"
     )
     usage.add_argument("--key", help="only this key id (`master` for the master key)")
+    usage.add_argument("--project", help="only this project's requests")
+    usage.add_argument(
+        "--by", choices=USAGE_GROUPS, help="group by key, project, model, provider or day"
+    )
     usage.add_argument("--month", type=_month, help="YYYY-MM (UTC; default: this month)")
     usage.add_argument("--json", action="store_true")
     usage.set_defaults(handler=_usage)
@@ -268,6 +602,16 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[_common()], help="validate the config file")
     check.set_defaults(handler=_check_config)
     return parser
+
+
+def _limit_flags(
+    parser: argparse.ArgumentParser,
+    count: Callable[[str], object],
+    usd: Callable[[str], object],
+) -> None:
+    parser.add_argument("--rpm", type=count, help="requests per minute limit")
+    parser.add_argument("--tpm", type=count, help="tokens per minute limit")
+    parser.add_argument("--monthly-budget", type=usd, help="monthly spend limit in USD")
 
 
 def _common() -> argparse.ArgumentParser:

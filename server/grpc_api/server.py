@@ -10,7 +10,7 @@ from switchboard.v1 import admin_pb2, admin_pb2_grpc, chat_pb2, chat_pb2_grpc
 
 from server.config import LimitsConfig, ServerConfig
 from server.core.service import Gateway
-from server.core.state import KeyStore
+from server.core.state import KeyStore, UsageReader
 from server.grpc_api.admin import AdminServicer
 from server.grpc_api.chat import ChatServicer
 from server.grpc_api.interceptors import AuthInterceptor
@@ -46,12 +46,15 @@ class GrpcServer:
         keys: KeyStore,
         server: ServerConfig | None = None,
         limits: LimitsConfig | None = None,
+        usage: UsageReader | None = None,
     ) -> None:
         self.health = health_aio.HealthServicer()
         options = server_options(server or ServerConfig(), limits or LimitsConfig())
         self.server = grpc.aio.server(interceptors=[AuthInterceptor(gateway)], options=options)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(gateway), self.server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gateway, keys), self.server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(gateway, keys, usage), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(
             (
