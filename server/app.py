@@ -35,6 +35,7 @@ from server.core.state import Stores
 from server.core.validate import RequestBounds
 from server.grpc_api.server import GrpcServer
 from server.http_shim import create_app
+from server.http_shim.app import Route
 from server.http_shim.protocol import guarded_protocol
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
@@ -47,6 +48,7 @@ from server.routing.catalog import Catalog, ProviderEntryLike
 from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.sqlite import ensure_data_dir
+from server.ui import Dashboard
 
 log = logging.getLogger("switchboard")
 
@@ -136,6 +138,14 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         responses=stores.responses,
     )
     return Components(gateway, stores, master, catalog, providers, metrics)
+
+
+def dashboard_routes(c: Components) -> list[Route]:
+    """The operator dashboard at ``/ui`` (server/ui), over the same stores as the gateway."""
+    stores = c.stores
+    return Dashboard(
+        c.master_key.secret, stores.keys, stores.ledger, stores.health, c.catalog
+    ).routes()
 
 
 def _credential_headers(config: Config) -> list[str]:
@@ -237,6 +247,7 @@ async def serve(
                     metrics=components.metrics,
                     limits=config.limits,
                     body_timeout=config.server.body_timeout,
+                    extra_routes=dashboard_routes(components),
                 ),
                 options,
                 grace,
