@@ -49,6 +49,7 @@ from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.sqlite import ensure_data_dir
 from server.ui import Dashboard
+from server.ui.timings import RecentTimings
 
 log = logging.getLogger("switchboard")
 
@@ -94,6 +95,7 @@ class Components:
     catalog: Catalog
     providers: Mapping[str, ProviderEntryLike] = field(repr=False)
     metrics: Metrics | None = None
+    timings: RecentTimings | None = None
 
 
 def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
@@ -126,6 +128,8 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     metrics.watch_health(stores.health)
     policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
     observer = RequestObserver(metrics, log_requests=config.logging.requests)
+    # TTFT and attempts of recent requests, which the ledger does not keep (the dashboard).
+    timings = RecentTimings()
     gateway = Gateway(
         Router(catalog, health=stores.health),
         Executor(config, health=stores.health, metrics=metrics),
@@ -133,19 +137,20 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         master.secret,
         default_timeout=config.timeouts.request,
         admission=policy,
-        sinks=(policy, observer),
+        sinks=(policy, observer, timings),
         bounds=RequestBounds(limits.max_messages, limits.max_parts, limits.max_tools),
         responses=stores.responses,
     )
-    return Components(gateway, stores, master, catalog, providers, metrics)
+    return Components(gateway, stores, master, catalog, providers, metrics, timings)
 
 
 def dashboard_routes(c: Components) -> list[Route]:
     """The operator dashboard at ``/ui`` (server/ui), over the same stores as the gateway."""
     stores = c.stores
-    return Dashboard(
-        c.master_key.secret, stores.keys, stores.ledger, stores.health, c.catalog
-    ).routes()
+    dashboard = Dashboard(
+        c.master_key.secret, stores.keys, stores.ledger, stores.health, c.catalog, c.timings
+    )
+    return dashboard.routes()
 
 
 def _credential_headers(config: Config) -> list[str]:

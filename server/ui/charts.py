@@ -48,8 +48,11 @@ def bar_chart(
         style=_STYLE,
         js=[],
         disable_xml_declaration=True,
-        width=760,
-        height=260,
+        width=560,
+        height=280,
+        # A handful of y labels, whole numbers where the values are.
+        max_scale=6,
+        min_scale=3,
         show_legend=len(series) > 1,
         legend_at_bottom=True,
         legend_at_bottom_columns=len(series),

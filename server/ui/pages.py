@@ -25,6 +25,7 @@ from server.http_shim.asgi import HttpRequest
 from server.routing.catalog import Catalog
 from server.ui import charts, web
 from server.ui.session import LOGIN_COOKIE, LOGIN_SECONDS, SESSION_COOKIE, SESSION_SECONDS, Sessions
+from server.ui.timings import RecentTimings
 from server.ui.usage import DAY, MAX_ROWS, Usage, fold, window
 
 _HERE = Path(__file__).parent
@@ -66,12 +67,14 @@ class Dashboard:
         ledger: UsageReader,
         health: HealthStore,
         catalog: Catalog,
+        timings: RecentTimings | None = None,
     ) -> None:
         self.sessions = Sessions(master_key)
         self.keys = keys
         self.ledger = ledger
         self.health = health
         self.catalog = catalog
+        self.timings = timings or RecentTimings(capacity=0)
 
     def routes(self) -> list[Route]:
         """Every route of the dashboard, for ``create_app(extra_routes=...)``."""
@@ -240,7 +243,8 @@ class Dashboard:
         now = time.time()
         rows = await self.ledger.rows(now - MAX_DAYS * DAY, now + DAY, limit=RECENT_ROWS)
         names = await self._key_names()
-        return Page("requests.html", {"rows": rows, "names": names})
+        timings = {r.request_id: t for r in rows if (t := self.timings.get(r.request_id))}
+        return Page("requests.html", {"rows": rows, "names": names, "timings": timings})
 
     async def _health(self, req: HttpRequest, _: dict[str, str]) -> Page:
         deployments = []

@@ -78,6 +78,27 @@ async def chat(gateway: RunningGateway, key: str, text: str = PROMPT) -> httpx.R
         )
 
 
+async def stream(gateway: RunningGateway, key: str) -> str:
+    """A streamed chat completion, read to the end; its request id."""
+    async with (
+        httpx.AsyncClient(timeout=20.0) as client,
+        client.stream(
+            "POST",
+            f"{gateway.http_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": MODEL,
+                "stream": True,
+                "messages": [{"role": "user", "content": PROMPT}],
+            },
+        ) as response,
+    ):
+        assert response.status_code == 200
+        body = await response.aread()
+    assert body.rstrip().endswith(b"data: [DONE]")
+    return response.headers["x-request-id"]
+
+
 async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
@@ -215,17 +236,24 @@ async def test_recent_requests_and_health(
     response = await chat(gateway, app_key)
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
+    stream_id = await stream(gateway, app_key)
     page = await log_in(context, gateway.master_key)
     await page.goto("/ui/requests")
     row = page.locator("tr", has_text=request_id)
     for _ in range(50):
-        if await row.count():
+        if await row.count() and await page.locator("tr", has_text=stream_id).count():
             break
         await page.wait_for_timeout(200)
         await page.reload()
     await expect(row).to_contain_text("success (200)")
     await expect(row).to_contain_text("e2e-openai-sdk")
     await expect(row).to_contain_text(MODEL)
+    await expect(row.locator("ol.attempts li")).to_have_text(re.compile(f"^{MODEL}: success"))
+    # A stream's row has its time to first token (kept by this process beside the ledger).
+    streamed = page.locator("tr", has_text=stream_id)
+    await expect(streamed).to_contain_text("stream")
+    ttft = streamed.locator("td").nth(8)
+    await expect(ttft).to_have_text(re.compile(r"^\d+\.\d ms$"))
     assert PROMPT not in await page.content()
     await shot(page, "requests")
 
