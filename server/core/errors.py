@@ -21,6 +21,7 @@ The tree (status, reason; R = retryable, F = fallback; health effect)::
     ├── RequestTimeoutError                 408 REQUEST_TIMEOUT
     ├── UnauthenticatedError                401 INVALID_API_KEY
     ├── PermissionDeniedError               403 PERMISSION_DENIED
+    │   └── ModelNotAllowedError            403 MODEL_NOT_ALLOWED
     ├── NotFoundError                       404 NOT_FOUND
     │   ├── ModelNotFoundError              404 MODEL_NOT_FOUND
     │   └── ResponseNotFoundError           404 RESPONSE_NOT_FOUND
@@ -239,6 +240,12 @@ class PermissionDeniedError(GatewayError):
     code = Code.PERMISSION_DENIED
     http_status = 403
     reason = "PERMISSION_DENIED"
+
+
+class ModelNotAllowedError(PermissionDeniedError):
+    """The key may not use the model or route it asked for (its allowed models)."""
+
+    reason = "MODEL_NOT_ALLOWED"
 
 
 class NotFoundError(GatewayError):

@@ -6,7 +6,8 @@ import hashlib
 import random
 import secrets
 
-# A gateway key looks like `sb-<43 url-safe chars>`; the prefix lets secret scanners find leaks.
+# A gateway key looks like `sb-<43 url-safe chars>`, or `sb-<env>-<43 url-safe chars>` for a
+# key with an environment label; the prefix lets secret scanners find leaks.
 KEY_PREFIX = "sb-"
 _bits = random.getrandbits
 
@@ -20,9 +21,11 @@ def new_request_id() -> str:
     return f"{_bits(96):024x}"
 
 
-def new_gateway_key() -> str:
-    """A new gateway key secret with 256 bits of entropy."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def new_gateway_key(env: str = "") -> str:
+    """A new gateway key secret with 256 bits of entropy, labelled ``sb-<env>-`` when ``env``
+    is given (letters and digits only, so the label ends at the first ``-``)."""
+    label = f"{KEY_PREFIX}{env}-" if env else KEY_PREFIX
+    return label + secrets.token_urlsafe(32)
 
 
 def hash_key(secret: str) -> str:

@@ -56,6 +56,10 @@ class Admission(Protocol):
         """Reserves its tokens and cost; returns what it took, for the record."""
         ...
 
+    def leave_call(self, ctx: CallContext) -> None:
+        """Gives back what the call holds for its whole length (concurrency slots); once."""
+        ...
+
 
 class Runner(Protocol):
     """Runs a plan against its candidates (``server.resilience.executor.Executor``)."""
@@ -156,6 +160,13 @@ class Gateway:
         if self.admission is not None and not ctx.admitted:
             await self.admission.admit_call(ctx)
         ctx.admitted = True
+
+    def end_call(self, ctx: CallContext) -> None:
+        """Releases what the call still holds (its concurrency slot) when a transport is done
+        with it: a safety net for calls that ended before their record reached the sinks
+        (a client gone while its body was read); a no-op once the record was settled."""
+        if ctx.slots and self.admission is not None:
+            self.admission.leave_call(ctx)
 
     def refused(
         self, ctx: CallContext, error: GatewayError, request: chat_pb2.ChatRequest | None = None

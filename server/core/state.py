@@ -22,6 +22,7 @@ a shared implementation keeps a local copy and replicates transitions.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,20 +34,74 @@ from switchboard.v1 import admin_pb2, chat_pb2
 from server.core.context import KeyLimits, Principal
 from server.core.money import nanos_to_usd
 
-# --- gateway keys ------------------------------------------------------------------------------
+# --- gateway keys and projects -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What a new key is created with (checked by ``server.policy.keys.check_key_spec``)."""
+
+    name: str
+    limits: KeyLimits = dataclasses.field(default_factory=KeyLimits)
+    # Lower-case letters and digits, shown in the secret's prefix (`sb-<env>-...`); "" for none.
+    env: str = ""
+    # Model or route names (`*` globs) the key may use; empty means any.
+    allowed_models: tuple[str, ...] = ()
+    max_concurrent: int | None = None
+    # Unix seconds; None means never.
+    expires_at: float | None = None
+    # An existing project's id (``NotFoundError`` otherwise), or None.
+    project_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUpdate:
+    """Changes to a key. None leaves a field as it is; to clear one, pass its "none" value:
+    ``KeyLimits()`` (unlimited), ``()`` (any model), 0 for ``max_concurrent`` (unlimited),
+    0.0 for ``expires_at`` (never), "" for ``project_id`` (no project)."""
+
+    name: str | None = None
+    limits: KeyLimits | None = None
+    allowed_models: tuple[str, ...] | None = None
+    max_concurrent: int | None = None
+    expires_at: float | None = None
+    project_id: str | None = None
 
 
 class KeyStore(Protocol):
-    """Gateway keys, stored hashed; ``lookup`` is on the hot path and is served from a cache."""
+    """Gateway keys and their projects, stored hashed; ``lookup`` is on the hot path and is
+    served from a cache.
+
+    A key's id never changes: rotation gives it a new secret, so its limits, budget state and
+    ledger rows carry on. Projects live here too because a key's ``Principal`` carries its
+    project's limits: a project change must reach cached principals exactly as a key change
+    does."""
 
     async def lookup(self, secret: str) -> Principal | None:
-        """The principal of an active key, or None for an unknown or revoked one."""
+        """The principal of an active key, or None for an unknown, revoked or expired one, or
+        for a secret replaced by ``rotate`` whose grace has ended. Expiry and grace are
+        compared with the wall clock at each lookup, so a cached entry never outlives them."""
         ...
 
     async def create(
-        self, name: str, limits: KeyLimits | None = None
+        self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
-        """A new key and its secret; the secret is returned only here."""
+        """A new key and its secret; the secret is returned only here. ``create(name, limits)``
+        is ``create(KeySpec(name, limits))``."""
+        ...
+
+    async def update(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
+        """Applies ``changes`` (``KeyUpdate``); ``NotFoundError`` for an unknown key or
+        project id, ``InvalidRequestError`` for invalid values. A revoked key may be updated
+        but stays revoked."""
+        ...
+
+    async def rotate(
+        self, key_id: str, grace_seconds: float = 0.0
+    ) -> tuple[admin_pb2.GatewayKey, str]:
+        """A new secret for the key (same id); the current secret keeps working for
+        ``grace_seconds`` (0: stops at once), then lookup refuses it. ``NotFoundError`` for an
+        unknown id, ``FailedPreconditionError`` for a revoked key."""
         ...
 
     async def get(self, key_id: str) -> admin_pb2.GatewayKey | None:
@@ -58,7 +113,27 @@ class KeyStore(Protocol):
         ...
 
     async def revoke(self, key_id: str) -> admin_pb2.GatewayKey:
-        """Revokes a key (idempotent); ``NotFoundError`` for an unknown id."""
+        """Revokes a key and every secret it has (idempotent); ``NotFoundError`` for an unknown
+        id."""
+        ...
+
+    async def create_project(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
+        """A new project (id ``proj_<hex>``) with shared limits (``None`` fields: unlimited)."""
+        ...
+
+    async def get_project(self, project_id: str) -> admin_pb2.Project | None:
+        """One project by id."""
+        ...
+
+    async def list_projects(self) -> builtins.list[admin_pb2.Project]:
+        """Projects, oldest first."""
+        ...
+
+    async def update_project(
+        self, project_id: str, *, name: str | None = None, limits: KeyLimits | None = None
+    ) -> admin_pb2.Project:
+        """Renames a project and/or replaces its limits (None: unchanged); ``NotFoundError``
+        for an unknown id. Principals of its keys carry the new limits from the next lookup."""
         ...
 
     async def aclose(self) -> None:
@@ -70,7 +145,8 @@ class KeyStore(Protocol):
 
 
 class RateLimiter(Protocol):
-    """Per-key requests-per-minute and tokens-per-minute buckets."""
+    """Requests-per-minute and tokens-per-minute buckets, and concurrent-request counters, per
+    name: a key id, or ``project_name(id)`` for a project's shared limits."""
 
     async def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
         """Counts one request and reserves ``tokens``; returns the tokens reserved. Raises
@@ -81,9 +157,26 @@ class RateLimiter(Protocol):
         """Replaces a reservation of ``reserved`` tokens by the ``actual`` count."""
         ...
 
+    def refund(self, key_id: str, requests: int, tokens: int) -> None:
+        """Gives back ``requests`` and ``tokens`` that ``acquire`` took for a call a later
+        limit then refused (the key's were taken, the project's refused): nothing leaks."""
+        ...
+
+    async def enter(self, name: str, limit: int) -> None:
+        """Takes one of ``limit`` concurrent-request slots of ``name`` for a whole call (stream
+        included). Raises ``RateLimitedError`` (nothing taken, ``retry_after`` set) when all
+        ``limit`` are held."""
+        ...
+
+    def leave(self, name: str) -> None:
+        """Gives back a slot taken by ``enter`` (the caller does so exactly once; never
+        blocks: a networked backend applies it in the background, like ``reconcile``)."""
+        ...
+
 
 class BudgetStore(Protocol):
-    """Month-to-date spend and in-flight reservations per key, in integer nano-USD."""
+    """Month-to-date spend and in-flight reservations per name (a key id, or
+    ``project_name(id)`` for a project's shared budget), in integer nano-USD."""
 
     async def reserve(self, key_id: str, limit: int, estimate: int) -> int:
         """Reserves ``estimate`` against a monthly ``limit``; returns what was reserved. Raises
@@ -133,6 +226,8 @@ class UsageRow(NamedTuple):
     latency_ms: float
     # Unique per row, so a row written twice (a journal replayed after a crash) counts once.
     row_id: str | None = None
+    # The key's project when the request was made (its budget is charged); None for none.
+    project_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +235,37 @@ class KeyTotals:
     """One key's usage over a month (what ``switchboard usage`` prints)."""
 
     key_id: str
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    input_nanousd: int
+    output_nanousd: int
+    cached_input_nanousd: int
+    cache_write_nanousd: int
+    total_nanousd: int
+
+    def to_json(self) -> dict[str, object]:
+        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
+        out: dict[str, object] = dataclasses.asdict(self)
+        out["cost_usd"] = nanos_to_usd(self.total_nanousd)
+        return out
+
+
+# What ``UsageReader.usage_by`` groups by: the ledger column, or the UTC day of ``time``.
+USAGE_GROUPS = ("key", "project", "model", "provider", "day")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """The totals of one group of ledger rows (``UsageReader.usage_by``)."""
+
+    # The key id, project id ("" for rows without one), model as the caller named it,
+    # provider, or UTC day as YYYY-MM-DD.
+    group: str
     requests: int
     errors: int
     input_tokens: int
@@ -180,7 +306,23 @@ class UsageReader(Protocol):
     """Queries over the ledger (the CLI's ``usage``, budgets at startup)."""
 
     async def month_spend(self, start: float, end: float) -> dict[str, int]:
-        """Total cost per key of the rows in [start, end), nano-USD."""
+        """Total cost of the rows in [start, end), nano-USD, per budget name: per key id, and
+        per ``project_name(id)`` for rows that carry a project (what ``BudgetStore`` starts
+        from)."""
+        ...
+
+    async def usage_by(
+        self,
+        group: str,
+        start: float,
+        end: float,
+        *,
+        key_id: str | None = None,
+        project_id: str | None = None,
+    ) -> list[UsageTotals]:
+        """Totals of the rows in [start, end) grouped by one of ``USAGE_GROUPS`` (only one
+        key's / project's rows when given): highest cost first (ties by group), except by
+        ``day``: oldest first. Errors count rows whose outcome is not ``success``."""
         ...
 
     async def month_totals(

@@ -145,49 +145,58 @@ class ChatEndpoint:
         dialect = self.dialect
         gateway = self.gateway
         ctx: CallContext | None = None
+        # The finally is a safety net for the concurrency slot admission took: a client gone
+        # while its body was read never reaches the sinks that give it back.
         try:
-            token = dialect.token(req)
-            if not token:
-                raise UnauthenticatedError(dialect.missing_key)
-            principal = await gateway.authenticate(token)
-            ctx = gateway.new_context(
-                principal, transport="http", request_id=req.request_id, timeout=timeout_header(req)
-            )
-            # The key's request rate is checked before the body is read and decoded, the
-            # expensive part of a large request.
-            await gateway.admit_call(ctx)
-            body = await req.body(dialect.max_body, self.body_timeout)
-            if len(body) > THREAD_PARSE_BYTES:
-                # Validating and converting a large body takes milliseconds to seconds of
-                # CPU: in a worker thread the event loop keeps serving everyone else.
-                parsed = await asyncio.to_thread(dialect.parse, body)
-            else:
-                parsed = dialect.parse(body)
-            apply_route_header(req, parsed.request)
-        except GatewayError as exc:
-            if ctx is not None:
-                # Refused at the edge, after the key was known: still one request of the key's.
-                gateway.refused(ctx, exc)
-            return await self._error(req, exc)
-        except ClientDisconnected:
-            raise
-        try:
-            if parsed.stream:
-                return await self._stream(req, parsed, ctx)
-            return await self._complete(req, parsed, ctx)
-        except GatewayError as exc:
-            return await self._error(req, exc)
-        except ClientDisconnected:
-            raise
-        except Exception:
-            # Never a trace to the client; the log names the request so it can be found.
-            log.exception(
-                "unhandled error in %s %s (request %s)", req.method, req.path, req.request_id
-            )
-            # RuntimeError: the response had already started; the server closes the connection.
-            with contextlib.suppress(RuntimeError):
-                await self._error(req, GatewayError(INTERNAL_MESSAGE))
-            return 500
+            try:
+                token = dialect.token(req)
+                if not token:
+                    raise UnauthenticatedError(dialect.missing_key)
+                principal = await gateway.authenticate(token)
+                ctx = gateway.new_context(
+                    principal,
+                    transport="http",
+                    request_id=req.request_id,
+                    timeout=timeout_header(req),
+                )
+                # The key's request rate is checked before the body is read and decoded, the
+                # expensive part of a large request.
+                await gateway.admit_call(ctx)
+                body = await req.body(dialect.max_body, self.body_timeout)
+                if len(body) > THREAD_PARSE_BYTES:
+                    # Validating and converting a large body takes milliseconds to seconds of
+                    # CPU: in a worker thread the event loop keeps serving everyone else.
+                    parsed = await asyncio.to_thread(dialect.parse, body)
+                else:
+                    parsed = dialect.parse(body)
+                apply_route_header(req, parsed.request)
+            except GatewayError as exc:
+                if ctx is not None:
+                    # Refused at the edge, after the key was known: still one request of the key's.
+                    gateway.refused(ctx, exc)
+                return await self._error(req, exc)
+            except ClientDisconnected:
+                raise
+            try:
+                if parsed.stream:
+                    return await self._stream(req, parsed, ctx)
+                return await self._complete(req, parsed, ctx)
+            except GatewayError as exc:
+                return await self._error(req, exc)
+            except ClientDisconnected:
+                raise
+            except Exception:
+                # Never a trace to the client; the log names the request so it can be found.
+                log.exception(
+                    "unhandled error in %s %s (request %s)", req.method, req.path, req.request_id
+                )
+                # RuntimeError: the response had already started; the server closes the connection.
+                with contextlib.suppress(RuntimeError):
+                    await self._error(req, GatewayError(INTERNAL_MESSAGE))
+                return 500
+        finally:
+            if ctx is not None and ctx.slots:
+                gateway.end_call(ctx)
 
     async def _error(self, req: HttpRequest, exc: GatewayError) -> int:
         headers = self.dialect.headers(req)

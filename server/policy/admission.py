@@ -26,28 +26,37 @@ import time
 
 from switchboard.v1 import chat_pb2, types_pb2
 
-from server.core.context import CallContext
-from server.core.errors import RateLimitedError
+from server.core.context import CallContext, Principal, project_name
+from server.core.errors import BudgetExceededError, ModelNotAllowedError, RateLimitedError
 from server.core.ids import new_request_id
 from server.core.money import NANOS_PER_USD, cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
 from server.core.state import BudgetStore, RateLimiter, UsageRow, UsageSink
+from server.policy.keys import model_allowed
 from server.routing.cost import estimate_cost, output_token_bound
 
 log = logging.getLogger(__name__)
 
 
 class Reservation:
-    """What ``admit`` took for one request: TPM tokens and nano-USD."""
+    """What ``admit`` took for one request: TPM tokens and nano-USD, the key's and (for a key
+    in a project) the project's."""
 
-    __slots__ = ("cost", "tokens")
+    __slots__ = ("cost", "project_cost", "project_tokens", "tokens")
 
-    def __init__(self, tokens: int = 0, cost: int = 0) -> None:
+    def __init__(
+        self, tokens: int = 0, cost: int = 0, project_tokens: int = 0, project_cost: int = 0
+    ) -> None:
         self.tokens = tokens
         self.cost = cost
+        self.project_tokens = project_tokens
+        self.project_cost = project_cost
 
     def __repr__(self) -> str:
-        return f"Reservation(tokens={self.tokens}, cost={self.cost})"
+        return (
+            f"Reservation(tokens={self.tokens}, cost={self.cost}, "
+            f"project_tokens={self.project_tokens}, project_cost={self.project_cost})"
+        )
 
 
 # Shared by every request that reserves nothing (master key, keys without token/$ limits).
@@ -55,7 +64,8 @@ NOTHING = Reservation()
 
 
 class UsagePolicy:
-    """Per-key RPM/TPM limits, monthly budgets and the usage ledger (module docstring)."""
+    """Per-key and per-project RPM/TPM limits, monthly budgets, concurrency, allowed models
+    and the usage ledger (module docstring)."""
 
     def __init__(
         self,
@@ -68,30 +78,58 @@ class UsagePolicy:
         self.ledger = ledger
 
     async def admit_call(self, ctx: CallContext) -> None:
-        """Counts one request against the key's RPM, and refuses a key whose monthly budget
-        is spent, before its body is decoded (429; nothing taken when refused)."""
+        """Takes the key's concurrent-request slot, counts one request against the key's and
+        the project's RPM, and refuses a spent budget (the key's or the project's), before the
+        body is decoded (429; nothing taken when refused)."""
         principal = ctx.principal
         if principal.is_admin:
             return
         limits = principal.limits
+        shared = principal.project_limits
+        project = project_name(principal.project_id) if principal.project_id else None
+        # A zero reservation refuses exactly when the month's spend reached the budget.
         if limits.monthly_budget_usd is not None:
-            # A zero reservation refuses exactly when the month's spend reached the budget.
             await self.budgets.reserve(principal.key_id, usd_to_nanos(limits.monthly_budget_usd), 0)
-        if limits.requests_per_minute is not None:
-            await self.limiter.acquire(principal.key_id, limits.requests_per_minute, None, 0)
+        if project is not None and shared is not None and shared.monthly_budget_usd is not None:
+            await self.budgets.reserve(project, usd_to_nanos(shared.monthly_budget_usd), 0)
+        limiter = self.limiter
+        if principal.max_concurrent is not None:
+            await limiter.enter(principal.key_id, principal.max_concurrent)
+            # Given back by ``finish`` (or below, when a rate limit refuses the call).
+            ctx.slots = (principal.key_id,)
+        try:
+            taken = False
+            if limits.requests_per_minute is not None:
+                await limiter.acquire(principal.key_id, limits.requests_per_minute, None, 0)
+                taken = True
+            if project is not None and shared is not None and shared.requests_per_minute:
+                try:
+                    await limiter.acquire(project, shared.requests_per_minute, None, 0)
+                except RateLimitedError:
+                    if taken:
+                        limiter.refund(principal.key_id, 1, 0)
+                    raise
+        except RateLimitedError:
+            self.leave_call(ctx)
+            raise
 
     async def admit(self, ctx: CallContext, plan: Plan) -> Reservation:
-        """Reserves the request's tokens and cost against the key's TPM and budget (its RPM
-        was counted by ``admit_call``), or raises the 429 (nothing taken)."""
+        """Refuses a model the key may not use (403), then reserves the request's tokens and
+        cost against the key's and the project's TPM and budget (RPM was counted by
+        ``admit_call``), or raises the 429 with nothing taken."""
         principal = ctx.principal
         if principal.is_admin:
             return NOTHING
+        if principal.allowed_models:
+            _check_model(principal.allowed_models, plan)
         limits = principal.limits
+        shared = principal.project_limits if principal.project_id else None
         tpm = limits.tokens_per_minute
         budget = limits.monthly_budget_usd
-        if tpm is None and budget is None:
+        project_tpm = shared.tokens_per_minute if shared is not None else None
+        project_budget = shared.monthly_budget_usd if shared is not None else None
+        if tpm is None and budget is None and project_tpm is None and project_budget is None:
             return NOTHING
-        key_id = principal.key_id
         tokens_in = plan.input_tokens
         request = plan.request or chat_pb2.ChatRequest()
         # An embedding request produces no output tokens.
@@ -104,20 +142,74 @@ class UsagePolicy:
             usd = estimate_cost(d.price, tokens_in, out)
             if usd is not None and usd > worst:
                 worst = usd
-        cost = 0
-        if budget is not None:
-            # Rounded up: the reservation is a bound, never a nano-dollar short of one.
-            cost = await self.budgets.reserve(
-                key_id, usd_to_nanos(budget), math.ceil(worst * NANOS_PER_USD)
+        # Rounded up: the reservation is a bound, never a nano-dollar short of one.
+        estimate = math.ceil(worst * NANOS_PER_USD)
+        taken = Reservation()
+        try:
+            await self._reserve(
+                principal.key_id, tpm, budget, tokens_in + tokens_out, estimate, taken, False
             )
-        tokens = 0
+            if principal.project_id:
+                await self._reserve(
+                    project_name(principal.project_id),
+                    project_tpm,
+                    project_budget,
+                    tokens_in + tokens_out,
+                    estimate,
+                    taken,
+                    True,
+                )
+        except (RateLimitedError, BudgetExceededError):
+            self._give_back(principal, taken)
+            raise
+        return taken
+
+    async def _reserve(
+        self,
+        name: str,
+        tpm: int | None,
+        budget: float | None,
+        tokens: int,
+        estimate: int,
+        into: Reservation,
+        project: bool,
+    ) -> None:
+        """Reserves ``estimate`` against ``name``'s budget and ``tokens`` against its TPM,
+        noting each in ``into`` as soon as it is taken (so a later refusal gives it back)."""
+        if budget is not None:
+            cost = await self.budgets.reserve(name, usd_to_nanos(budget), estimate)
+            if project:
+                into.project_cost = cost
+            else:
+                into.cost = cost
         if tpm is not None:
-            try:
-                tokens = await self.limiter.acquire(key_id, None, tpm, tokens_in + tokens_out)
-            except RateLimitedError:
-                self.budgets.settle(key_id, cost, 0)
-                raise
-        return Reservation(tokens, cost)
+            reserved = await self.limiter.acquire(name, None, tpm, tokens)
+            if project:
+                into.project_tokens = reserved
+            else:
+                into.tokens = reserved
+
+    def _give_back(self, principal: Principal, taken: Reservation) -> None:
+        key_id = principal.key_id
+        if taken.cost:
+            self.budgets.settle(key_id, taken.cost, 0)
+        if taken.tokens:
+            self.limiter.reconcile(key_id, taken.tokens, 0)
+        if principal.project_id:
+            project = project_name(principal.project_id)
+            if taken.project_cost:
+                self.budgets.settle(project, taken.project_cost, 0)
+            if taken.project_tokens:
+                self.limiter.reconcile(project, taken.project_tokens, 0)
+
+    def leave_call(self, ctx: CallContext) -> None:
+        """Gives back the call's concurrent slots, once (``slots`` is emptied first, so a
+        second call does nothing)."""
+        slots = ctx.slots
+        if slots:
+            ctx.slots = ()
+            for name in slots:
+                self.limiter.leave(name)
 
     def finish(self, record: RequestRecord) -> None:
         """Reconciles the reservation to the actual usage and records the ledger row.
@@ -131,6 +223,8 @@ class UsagePolicy:
     def _settle(self, record: RequestRecord) -> None:
         r = record.reservation if isinstance(record.reservation, Reservation) else NOTHING
         ctx = record.ctx
+        if ctx.slots:
+            self.leave_call(ctx)
         run = record.run
         usage = record.usage
         principal = ctx.principal
@@ -139,11 +233,17 @@ class UsagePolicy:
             input_n, output_n, cached_n, write_n, total_n = cost_nanos(record.cost)
         else:
             input_n = output_n = cached_n = write_n = total_n = 0
-        if r.tokens:
+        project_id = principal.project_id
+        if r.tokens or r.project_tokens:
             actual = usage.input_tokens + usage.output_tokens if usage is not None else 0
-            self.limiter.reconcile(key_id, r.tokens, actual)
+            if r.tokens:
+                self.limiter.reconcile(key_id, r.tokens, actual)
+            if r.project_tokens and project_id:
+                self.limiter.reconcile(project_name(project_id), r.project_tokens, actual)
         if not principal.is_admin and (r.cost or total_n):
             self.budgets.settle(key_id, r.cost, total_n)
+        if project_id and (r.project_cost or total_n):
+            self.budgets.settle(project_name(project_id), r.project_cost, total_n)
         ledger = self.ledger
         if ledger is None:
             return
@@ -179,8 +279,23 @@ class UsagePolicy:
                 total_n,
                 round((time.monotonic() - run.started) * 1000.0, 3),
                 new_request_id(),
+                project_id,
             )
         )
+
+
+def _check_model(allowed: tuple[str, ...], plan: Plan) -> None:
+    """ModelNotAllowedError unless the model the caller sent, or the route it resolved to,
+    is one the key may use."""
+    request = plan.request
+    asked = request.model if request is not None else ""
+    if model_allowed(allowed, asked, plan.route.name):
+        return
+    raise ModelNotAllowedError(
+        f"This gateway key may not use the model {asked or plan.route.name!r}; it may use: "
+        f"{', '.join(allowed)}.",
+        param="model",
+    )
 
 
 _NO_USAGE = types_pb2.Usage()

@@ -6,10 +6,13 @@ this module holds what does not depend on where they are kept.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import logging
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,34 +21,123 @@ from switchboard.v1 import admin_pb2
 from server.core.context import KeyLimits
 from server.core.errors import FieldViolation, InvalidRequestError
 from server.core.ids import new_gateway_key
+from server.core.state import KeySpec, KeyUpdate
 from server.store.embedded.sqlite import ensure_data_dir
 
 log = logging.getLogger(__name__)
 
 MASTER_KEY_ENV = "SWITCHBOARD_MASTER_KEY"
 MASTER_KEY_FILENAME = "master.key"
-# Characters of the secret kept in clear to tell keys apart (`sb-` + 8 of 43 random chars).
-PREFIX_CHARS = 11
+# Random characters of the secret kept in clear after its label (`sb-` or `sb-<env>-`), to
+# tell keys apart.
+PREFIX_RANDOM_CHARS = 8
 MAX_NAME_CHARS = 100
+# An environment label: lower-case letters and digits (no `-`: the label ends at the first).
+ENV_PATTERN = re.compile(r"[a-z0-9]{1,16}")
+MAX_ALLOWED_MODELS = 100
+MAX_MODEL_CHARS = 200
+
+
+def key_prefix(secret: str, env: str) -> str:
+    """What is kept of a secret in clear: its label and the first random characters."""
+    label = 3 + (len(env) + 1 if env else 0)
+    return secret[: label + PREFIX_RANDOM_CHARS]
+
+
+def _invalid(field: str, description: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Invalid request: {field}: {description}",
+        param=field,
+        field_violations=[FieldViolation(field, description)],
+    )
+
+
+def check_name(name: str, field: str = "name") -> str:
+    """The trimmed name of a key or project; InvalidRequestError when empty or too long."""
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise _invalid(field, f"{field} must be 1-{MAX_NAME_CHARS} characters")
+    return name
 
 
 def check_new_key(name: str, limits: KeyLimits | None) -> tuple[str, KeyLimits]:
     """The trimmed name and limits of a key to create; InvalidRequestError when invalid."""
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_CHARS:
-        raise InvalidRequestError(
-            f"Invalid request: name must be 1-{MAX_NAME_CHARS} characters",
-            param="name",
-            field_violations=[
-                FieldViolation("name", f"name must be 1-{MAX_NAME_CHARS} characters")
-            ],
-        )
     limits = limits or KeyLimits()
-    _check_limits(limits)
+    name = check_name(name)
+    check_limits(limits)
     return name, limits
 
 
-def _check_limits(limits: KeyLimits) -> None:
+def check_key_spec(spec: KeySpec, now: float) -> KeySpec:
+    """The spec of a key to create, normalised (names trimmed, models de-duplicated);
+    InvalidRequestError naming the first invalid field. The project's existence is the
+    store's to check."""
+    name, limits = check_new_key(spec.name, spec.limits)
+    if spec.env and not ENV_PATTERN.fullmatch(spec.env):
+        raise _invalid("env", "env must be 1-16 lower-case letters or digits")
+    if spec.expires_at is not None and spec.expires_at <= now:
+        raise _invalid("expire_time", "expire_time must be in the future")
+    return dataclasses.replace(
+        spec,
+        name=name,
+        limits=limits,
+        allowed_models=check_allowed_models(spec.allowed_models),
+        max_concurrent=_check_max_concurrent(spec.max_concurrent),
+        project_id=spec.project_id or None,
+    )
+
+
+def check_key_update(changes: KeyUpdate) -> KeyUpdate:
+    """``changes`` normalised; InvalidRequestError naming the first invalid field. An expiry
+    in the past is allowed here: it expires the key at once."""
+    if changes.limits is not None:
+        check_limits(changes.limits)
+    if changes.max_concurrent is not None and changes.max_concurrent < 0:
+        raise _invalid("max_concurrent", "max_concurrent must be positive (0: unlimited)")
+    if changes.expires_at is not None and changes.expires_at < 0:
+        raise _invalid("expire_time", "expire_time must not be negative (0: never)")
+    return dataclasses.replace(
+        changes,
+        name=None if changes.name is None else check_name(changes.name),
+        allowed_models=None
+        if changes.allowed_models is None
+        else check_allowed_models(changes.allowed_models),
+    )
+
+
+def check_allowed_models(models: Sequence[str]) -> tuple[str, ...]:
+    """Trimmed, de-duplicated (first occurrence kept) model patterns."""
+    out = tuple(dict.fromkeys(m.strip() for m in models))
+    if len(out) > MAX_ALLOWED_MODELS:
+        raise _invalid("allowed_models", f"at most {MAX_ALLOWED_MODELS} models")
+    for model in out:
+        if not model or len(model) > MAX_MODEL_CHARS:
+            raise _invalid("allowed_models", f"each model must be 1-{MAX_MODEL_CHARS} characters")
+    return out
+
+
+def _check_max_concurrent(value: int | None) -> int | None:
+    if value is not None and value <= 0:
+        raise _invalid("max_concurrent", "max_concurrent must be positive")
+    return value
+
+
+def model_allowed(allowed: Sequence[str], *names: str) -> bool:
+    """Whether any of ``names`` (the model the caller sent, the route it resolved to) matches
+    a pattern of ``allowed`` (exact, or ``fnmatch`` when it has ``*``); empty allows all."""
+    if not allowed:
+        return True
+    for pattern in allowed:
+        if "*" in pattern or "?" in pattern or "[" in pattern:
+            if any(fnmatch.fnmatchcase(name, pattern) for name in names if name):
+                return True
+        elif pattern in names:
+            return True
+    return False
+
+
+def check_limits(limits: KeyLimits) -> None:
+    """InvalidRequestError when a limit is set but not positive."""
     violations = [
         FieldViolation(f"limits.{name}", f"{name} must be positive")
         for name in ("requests_per_minute", "tokens_per_minute", "monthly_budget_usd")
@@ -57,6 +149,16 @@ def _check_limits(limits: KeyLimits) -> None:
             param=violations[0].field,
             field_violations=violations,
         )
+
+
+def limits_to_proto(limits: KeyLimits, into: admin_pb2.KeyLimits) -> None:
+    """Fills the contract's KeyLimits from the core's (None stays unset)."""
+    if limits.requests_per_minute is not None:
+        into.requests_per_minute = limits.requests_per_minute
+    if limits.tokens_per_minute is not None:
+        into.tokens_per_minute = limits.tokens_per_minute
+    if limits.monthly_budget_usd is not None:
+        into.monthly_budget_usd = limits.monthly_budget_usd
 
 
 def limits_from_proto(limits: admin_pb2.KeyLimits) -> KeyLimits:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from server.core.context import limit_subject
 from server.core.errors import BudgetExceededError, QuotaViolation
 from server.core.money import format_usd, month_bounds, month_of
 
@@ -61,10 +62,10 @@ class MemoryBudgets:
         self._roll(now)
         spent = self._spent.get(key_id, 0)
         held = self._reserved.get(key_id, 0)
-        subject = f"key:{key_id}"
+        subject, who = limit_subject(key_id)
         if spent >= limit:
             raise BudgetExceededError(
-                f"Monthly budget of {format_usd(limit)} reached for gateway key {key_id} "
+                f"Monthly budget of {format_usd(limit)} reached for {who} "
                 f"({format_usd(spent)} spent this month); it renews at the start of next month "
                 "(UTC).",
                 retry_after=max(self._end - now, 0.0),
@@ -80,7 +81,7 @@ class MemoryBudgets:
             left = max(limit - spent - held, 0)
             raise BudgetExceededError(
                 f"This request's estimated cost of up to {format_usd(estimate)} exceeds what is "
-                f"left of the monthly budget of gateway key {key_id} ({format_usd(left)} of "
+                f"left of the monthly budget of {who} ({format_usd(left)} of "
                 f"{format_usd(limit)}, after {format_usd(held)} reserved by requests in flight); "
                 "lower max_tokens or retry when other requests finish.",
                 quota_violations=[

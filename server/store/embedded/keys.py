@@ -1,20 +1,29 @@
-"""The embedded ``KeyStore``: gateway keys stored hashed in SQLite, looked up from a cache.
+"""The embedded ``KeyStore``: gateway keys and projects in SQLite, looked up from a cache.
 
 The server and the ``switchboard keys`` CLI share the database file. The server must see a key
-the CLI created or revoked at once, without disk I/O per request: each lookup asks SQLite for
-``PRAGMA data_version`` (which changes whenever another connection commits to the file; it reads
-the WAL index in shared memory, not the disk) and reloads the cache of active key hashes only
-when it moved. Secrets are never stored, logged or put in a repr; only their SHA-256 is.
+the CLI created, changed or revoked at once, without disk I/O per request: each lookup asks
+SQLite for ``PRAGMA data_version`` (which changes whenever another connection commits to the
+file; it reads the WAL index in shared memory, not the disk) and reloads the cache of active
+key hashes only when it moved. Projects live in the same file, so a project change reloads the
+cache too (each principal carries its project's limits).
+
+Expiry and rotation grace are deadlines kept beside each cached principal and compared with
+the wall clock at every lookup, so no cache outlives them. A rotation moves the old hash to
+``key_secrets`` with the end of its grace; the key's id, limits and usage stay.
+
+Secrets are never stored, logged or put in a repr; only their SHA-256 is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +31,48 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
-from server.core.errors import NotFoundError
+from server.core.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidRequestError,
+    NotFoundError,
+)
 from server.core.ids import hash_key, new_gateway_key
-from server.policy.keys import PREFIX_CHARS, check_new_key
+from server.core.state import KeySpec, KeyUpdate
+from server.policy.keys import (
+    check_key_spec,
+    check_key_update,
+    check_limits,
+    check_name,
+    key_prefix,
+    limits_to_proto,
+)
 from server.store.embedded import sqlite as store
 
 _COLUMNS = (
-    "id, name, prefix, create_time, revoke_time, "
-    "requests_per_minute, tokens_per_minute, monthly_budget_usd"
+    "k.id, k.name, k.prefix, k.create_time, k.revoke_time, "
+    "k.requests_per_minute, k.tokens_per_minute, k.monthly_budget_usd, "
+    "k.env, k.project_id, k.allowed_models, k.max_concurrent, k.expire_time, k.rotate_time, "
+    "(SELECT MAX(s.expire_time) FROM key_secrets s WHERE s.key_id = k.id)"
 )
+_PROJECT_COLUMNS = (
+    "id, name, create_time, requests_per_minute, tokens_per_minute, monthly_budget_usd"
+)
+# A cached principal and the wall-clock time it stops being valid (None: never).
+_Entry = tuple[Principal, float | None]
 
 
 class SqliteKeyStore:
-    """Creates, lists and revokes gateway keys; resolves a secret to its ``Principal``.
+    """Creates, changes, rotates and revokes gateway keys and projects; resolves a secret to
+    its ``Principal``.
 
     Implements ``server.core.state.KeyStore``; the management calls run their SQLite work in a
     thread (a CLI holding the write lock must not stall the event loop), and the synchronous
     ``*_sync`` forms serve the CLI."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, wall_clock: Callable[[], float] = time.time) -> None:
         self.data_dir = data_dir
+        self._clock = wall_clock
         # The reader serves lookups (event loop thread); writes use their own connection so a
         # writer waiting on the CLI's lock never blocks a lookup.
         self._reader = store.connect(data_dir, store.KEYS)
@@ -49,7 +80,7 @@ class SqliteKeyStore:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._version: int | None = None
-        self._by_hash: dict[str, Principal] = {}
+        self._by_hash: dict[str, _Entry] = {}
 
     def __repr__(self) -> str:
         return f"SqliteKeyStore({str(self.data_dir)!r}, cached={len(self._by_hash)})"
@@ -57,7 +88,8 @@ class SqliteKeyStore:
     # --- lookups (hot path) -------------------------------------------------------------------
 
     async def lookup(self, secret: str) -> Principal | None:
-        """The principal of an active key, or None for an unknown or revoked one."""
+        """The principal of an active key, or None for an unknown, revoked or expired one or a
+        rotated-out secret past its grace."""
         return self.lookup_sync(secret)
 
     def lookup_sync(self, secret: str) -> Principal | None:
@@ -66,24 +98,53 @@ class SqliteKeyStore:
             (version,) = self._reader.execute("PRAGMA data_version").fetchone()
             if version != self._version:
                 self._reload(version)
-            return self._by_hash.get(hash_key(secret))
+            entry = self._by_hash.get(hash_key(secret))
+        if entry is None:
+            return None
+        principal, deadline = entry
+        if deadline is not None and self._clock() >= deadline:
+            return None
+        return principal
 
     def _reload(self, version: int) -> None:
         # The version is read before the rows: a commit in between only costs one more reload.
         rows = self._reader.execute(
-            "SELECT id, name, key_hash, requests_per_minute, tokens_per_minute, "
-            "monthly_budget_usd FROM gateway_keys WHERE revoke_time IS NULL"
+            "SELECT k.id, k.name, k.key_hash, k.requests_per_minute, k.tokens_per_minute, "
+            "k.monthly_budget_usd, k.env, k.project_id, k.allowed_models, k.max_concurrent, "
+            "k.expire_time, p.requests_per_minute, p.tokens_per_minute, p.monthly_budget_usd "
+            "FROM gateway_keys k LEFT JOIN projects p ON p.id = k.project_id "
+            "WHERE k.revoke_time IS NULL"
         ).fetchall()
-        self._by_hash = {
-            row[2]: Principal(key_id=row[0], name=row[1], limits=KeyLimits(row[3], row[4], row[5]))
-            for row in rows
-        }
+        by_hash: dict[str, _Entry] = {}
+        by_id: dict[str, _Entry] = {}
+        for row in rows:
+            project_id = row[7]
+            principal = Principal(
+                key_id=row[0],
+                name=row[1],
+                limits=KeyLimits(row[3], row[4], row[5]),
+                env=row[6],
+                project_id=project_id,
+                project_limits=KeyLimits(row[11], row[12], row[13]) if project_id else None,
+                allowed_models=_models(row[8]),
+                max_concurrent=row[9],
+                expires_at=row[10],
+            )
+            by_hash[row[2]] = by_id[row[0]] = (principal, row[10])
+        for key_hash, key_id, grace_end in self._reader.execute(
+            "SELECT key_hash, key_id, expire_time FROM key_secrets"
+        ).fetchall():
+            active = by_id.get(key_id)
+            if active is not None:
+                principal, expires = active
+                by_hash[key_hash] = (principal, _earliest(expires, grace_end))
+        self._by_hash = by_hash
         self._version = version
 
     # --- management (admin RPCs and the CLI) ------------------------------------------------------
 
     async def create(
-        self, name: str, limits: KeyLimits | None = None
+        self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """A new key and its secret; the secret is returned only here and stored hashed."""
         return await asyncio.to_thread(self.create_sync, name, limits)
@@ -96,74 +157,249 @@ class SqliteKeyStore:
         """Keys, oldest first."""
         return await asyncio.to_thread(self.list_sync, include_revoked=include_revoked)
 
+    async def update(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
+        """Applies ``changes`` (``server.core.state.KeyUpdate``)."""
+        return await asyncio.to_thread(self.update_sync, key_id, changes)
+
+    async def rotate(
+        self, key_id: str, grace_seconds: float = 0.0
+    ) -> tuple[admin_pb2.GatewayKey, str]:
+        """A new secret; the old one works for ``grace_seconds`` more."""
+        return await asyncio.to_thread(self.rotate_sync, key_id, grace_seconds)
+
     async def revoke(self, key_id: str) -> admin_pb2.GatewayKey:
-        """Revokes a key (idempotent); NotFoundError for an unknown id."""
+        """Revokes a key and its secrets (idempotent); NotFoundError for an unknown id."""
         return await asyncio.to_thread(self.revoke_sync, key_id)
+
+    async def create_project(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
+        """A new project with shared limits."""
+        return await asyncio.to_thread(self.create_project_sync, name, limits)
+
+    async def get_project(self, project_id: str) -> admin_pb2.Project | None:
+        """One project by id."""
+        return await asyncio.to_thread(self.get_project_sync, project_id)
+
+    async def list_projects(self) -> builtins.list[admin_pb2.Project]:
+        """Projects, oldest first."""
+        return await asyncio.to_thread(self.list_projects_sync)
+
+    async def update_project(
+        self, project_id: str, *, name: str | None = None, limits: KeyLimits | None = None
+    ) -> admin_pb2.Project:
+        """Renames a project and/or replaces its limits."""
+        return await asyncio.to_thread(
+            self.update_project_sync, project_id, name=name, limits=limits
+        )
 
     async def aclose(self) -> None:
         """Closes both connections."""
         self.close()
 
     def create_sync(
-        self, name: str, limits: KeyLimits | None = None
+        self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """``create`` for synchronous callers (the CLI)."""
-        name, limits = check_new_key(name, limits)
-        secret = new_gateway_key()
+        spec = name if isinstance(name, KeySpec) else KeySpec(name, limits or KeyLimits())
+        now = self._clock()
+        spec = check_key_spec(spec, now)
+        secret = new_gateway_key(spec.env)
         key_id = "key_" + secrets.token_hex(8)
-        now = time.time()
-        with self._write_lock:
-            self._write().execute(
+        limits = spec.limits
+        with self._write_lock, _transaction(self._write()) as conn:
+            if spec.project_id is not None:
+                _require_project(conn, spec.project_id)
+            conn.execute(
                 "INSERT INTO gateway_keys (id, name, prefix, key_hash, create_time, "
-                "requests_per_minute, tokens_per_minute, monthly_budget_usd) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "requests_per_minute, tokens_per_minute, monthly_budget_usd, env, project_id, "
+                "allowed_models, max_concurrent, expire_time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
-                    name,
-                    secret[:PREFIX_CHARS],
+                    spec.name,
+                    key_prefix(secret, spec.env),
                     hash_key(secret),
                     now,
                     limits.requests_per_minute,
                     limits.tokens_per_minute,
                     limits.monthly_budget_usd,
+                    spec.env,
+                    spec.project_id,
+                    _models_json(spec.allowed_models),
+                    spec.max_concurrent,
+                    spec.expires_at,
                 ),
             )
-        record = self.get_sync(key_id)
-        assert record is not None
-        return record, secret
+        return self._existing(key_id), secret
 
     def get_sync(self, key_id: str) -> admin_pb2.GatewayKey | None:
         """``get`` for synchronous callers."""
         with self._write_lock:
             row = (
                 self._write()
-                .execute(f"SELECT {_COLUMNS} FROM gateway_keys WHERE id = ?", (key_id,))
+                .execute(f"SELECT {_COLUMNS} FROM gateway_keys k WHERE k.id = ?", (key_id,))
                 .fetchone()
             )
-        return _record(row) if row else None
+        return _record(row, self._clock()) if row else None
 
     def list_sync(self, *, include_revoked: bool = False) -> builtins.list[admin_pb2.GatewayKey]:
         """``list`` for synchronous callers."""
-        where = "" if include_revoked else " WHERE revoke_time IS NULL"
+        where = "" if include_revoked else " WHERE k.revoke_time IS NULL"
         with self._write_lock:
             rows = (
                 self._write()
-                .execute(f"SELECT {_COLUMNS} FROM gateway_keys{where} ORDER BY create_time, id")
+                .execute(
+                    f"SELECT {_COLUMNS} FROM gateway_keys k{where} ORDER BY k.create_time, k.id"
+                )
                 .fetchall()
             )
-        return [_record(row) for row in rows]
+        now = self._clock()
+        return [_record(row, now) for row in rows]
+
+    def update_sync(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
+        """``update`` for synchronous callers."""
+        changes = check_key_update(changes)
+        sets: dict[str, object] = {}
+        if changes.name is not None:
+            sets["name"] = changes.name
+        if changes.limits is not None:
+            sets["requests_per_minute"] = changes.limits.requests_per_minute
+            sets["tokens_per_minute"] = changes.limits.tokens_per_minute
+            sets["monthly_budget_usd"] = changes.limits.monthly_budget_usd
+        if changes.allowed_models is not None:
+            sets["allowed_models"] = _models_json(changes.allowed_models)
+        if changes.max_concurrent is not None:
+            sets["max_concurrent"] = changes.max_concurrent or None
+        if changes.expires_at is not None:
+            sets["expire_time"] = changes.expires_at or None
+        if changes.project_id is not None:
+            sets["project_id"] = changes.project_id or None
+        with self._write_lock, _transaction(self._write()) as conn:
+            if not conn.execute("SELECT 1 FROM gateway_keys WHERE id = ?", (key_id,)).fetchone():
+                raise _key_not_found(key_id)
+            if changes.project_id:
+                _require_project(conn, changes.project_id)
+            if sets:
+                assignments = ", ".join(f"{column} = ?" for column in sets)
+                conn.execute(
+                    f"UPDATE gateway_keys SET {assignments} WHERE id = ?", (*sets.values(), key_id)
+                )
+        return self._existing(key_id)
+
+    def rotate_sync(
+        self, key_id: str, grace_seconds: float = 0.0
+    ) -> tuple[admin_pb2.GatewayKey, str]:
+        """``rotate`` for synchronous callers."""
+        if not grace_seconds >= 0:  # also refuses NaN
+            raise _invalid_grace()
+        now = self._clock()
+        with self._write_lock, _transaction(self._write()) as conn:
+            row = conn.execute(
+                "SELECT key_hash, env, revoke_time FROM gateway_keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            if row is None:
+                raise _key_not_found(key_id)
+            old_hash, env, revoked = row
+            if revoked is not None:
+                raise FailedPreconditionError(
+                    f"Gateway key {key_id} is revoked; create a new key instead.", param="id"
+                )
+            secret = new_gateway_key(env)
+            # Secrets whose grace has ended are of no further use.
+            conn.execute("DELETE FROM key_secrets WHERE expire_time <= ?", (now,))
+            if grace_seconds > 0:
+                conn.execute(
+                    "INSERT INTO key_secrets (key_hash, key_id, expire_time) VALUES (?, ?, ?)",
+                    (old_hash, key_id, now + grace_seconds),
+                )
+            conn.execute(
+                "UPDATE gateway_keys SET key_hash = ?, prefix = ?, rotate_time = ? WHERE id = ?",
+                (hash_key(secret), key_prefix(secret, env), now, key_id),
+            )
+        return self._existing(key_id), secret
 
     def revoke_sync(self, key_id: str) -> admin_pb2.GatewayKey:
         """``revoke`` for synchronous callers."""
+        with self._write_lock, _transaction(self._write()) as conn:
+            conn.execute(
+                "UPDATE gateway_keys SET revoke_time = ? WHERE id = ? AND revoke_time IS NULL",
+                (self._clock(), key_id),
+            )
+            conn.execute("DELETE FROM key_secrets WHERE key_id = ?", (key_id,))
+        return self._existing(key_id)
+
+    def create_project_sync(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
+        """``create_project`` for synchronous callers."""
+        name = check_name(name)
+        limits = limits or KeyLimits()
+        check_limits(limits)
+        project_id = "proj_" + secrets.token_hex(8)
         with self._write_lock:
             self._write().execute(
-                "UPDATE gateway_keys SET revoke_time = ? WHERE id = ? AND revoke_time IS NULL",
-                (time.time(), key_id),
+                "INSERT INTO projects (id, name, create_time, requests_per_minute, "
+                "tokens_per_minute, monthly_budget_usd) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    project_id,
+                    name,
+                    self._clock(),
+                    limits.requests_per_minute,
+                    limits.tokens_per_minute,
+                    limits.monthly_budget_usd,
+                ),
             )
+        return self._existing_project(project_id)
+
+    def get_project_sync(self, project_id: str) -> admin_pb2.Project | None:
+        """``get_project`` for synchronous callers."""
+        with self._write_lock:
+            row = (
+                self._write()
+                .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?", (project_id,))
+                .fetchone()
+            )
+        return _project(row) if row else None
+
+    def list_projects_sync(self) -> builtins.list[admin_pb2.Project]:
+        """``list_projects`` for synchronous callers."""
+        with self._write_lock:
+            rows = (
+                self._write()
+                .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY create_time, id")
+                .fetchall()
+            )
+        return [_project(row) for row in rows]
+
+    def update_project_sync(
+        self, project_id: str, *, name: str | None = None, limits: KeyLimits | None = None
+    ) -> admin_pb2.Project:
+        """``update_project`` for synchronous callers."""
+        sets: dict[str, object] = {}
+        if name is not None:
+            sets["name"] = check_name(name)
+        if limits is not None:
+            check_limits(limits)
+            sets["requests_per_minute"] = limits.requests_per_minute
+            sets["tokens_per_minute"] = limits.tokens_per_minute
+            sets["monthly_budget_usd"] = limits.monthly_budget_usd
+        with self._write_lock, _transaction(self._write()) as conn:
+            _require_project(conn, project_id, param="id")
+            if sets:
+                assignments = ", ".join(f"{column} = ?" for column in sets)
+                conn.execute(
+                    f"UPDATE projects SET {assignments} WHERE id = ?", (*sets.values(), project_id)
+                )
+        return self._existing_project(project_id)
+
+    def _existing(self, key_id: str) -> admin_pb2.GatewayKey:
         record = self.get_sync(key_id)
         if record is None:
-            raise NotFoundError(f"No gateway key has the id {key_id!r}.", param="id")
+            raise _key_not_found(key_id)
         return record
+
+    def _existing_project(self, project_id: str) -> admin_pb2.Project:
+        project = self.get_project_sync(project_id)
+        if project is None:
+            raise _project_not_found(project_id, "id")
+        return project
 
     def _write(self) -> sqlite3.Connection:
         if self._writer is None:
@@ -180,24 +416,95 @@ class SqliteKeyStore:
             self._reader.close()
 
 
+class _transaction:
+    """``with``: one ``BEGIN IMMEDIATE`` transaction, committed unless the block raises."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc is not None else "COMMIT")
+
+
+def _require_project(conn: sqlite3.Connection, project_id: str, param: str = "project_id") -> None:
+    if not conn.execute("SELECT 1 FROM projects WHERE id = ?", (project_id,)).fetchone():
+        raise _project_not_found(project_id, param)
+
+
+def _key_not_found(key_id: str) -> NotFoundError:
+    return NotFoundError(f"No gateway key has the id {key_id!r}.", param="id")
+
+
+def _project_not_found(project_id: str, param: str) -> NotFoundError:
+    return NotFoundError(f"No project has the id {project_id!r}.", param=param)
+
+
+def _invalid_grace() -> InvalidRequestError:
+    return InvalidRequestError(
+        "Invalid request: grace_seconds: grace_seconds must not be negative",
+        param="grace_seconds",
+        field_violations=[FieldViolation("grace_seconds", "grace_seconds must not be negative")],
+    )
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+def _models_json(models: tuple[str, ...]) -> str:
+    return json.dumps(list(models)) if models else ""
+
+
 def _timestamp(seconds: float) -> Timestamp:
     ts = Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
     return ts
 
 
-def _record(row: tuple[Any, ...]) -> admin_pb2.GatewayKey:
-    key_id, name, prefix, created, revoked, rpm, tpm, budget = row
+def _record(row: tuple[Any, ...], now: float) -> admin_pb2.GatewayKey:
+    (
+        key_id, name, prefix, created, revoked, rpm, tpm, budget,
+        env, project_id, models, max_concurrent, expires, rotated, grace_end,
+    ) = row  # fmt: skip
     record = admin_pb2.GatewayKey(
-        id=key_id, name=name, prefix=prefix, create_time=_timestamp(created)
+        id=key_id,
+        name=name,
+        prefix=prefix,
+        create_time=_timestamp(created),
+        env=env,
+        project_id=project_id or "",
+        allowed_models=_models(models),
     )
     if revoked is not None:
         record.revoked = True
         record.revoke_time.CopyFrom(_timestamp(revoked))
-    if rpm is not None:
-        record.limits.requests_per_minute = rpm
-    if tpm is not None:
-        record.limits.tokens_per_minute = tpm
-    if budget is not None:
-        record.limits.monthly_budget_usd = budget
+    limits_to_proto(KeyLimits(rpm, tpm, budget), record.limits)
+    if max_concurrent is not None:
+        record.max_concurrent = max_concurrent
+    if expires is not None:
+        record.expire_time.CopyFrom(_timestamp(expires))
+        record.expired = now >= expires
+    if rotated is not None:
+        record.rotate_time.CopyFrom(_timestamp(rotated))
+    if grace_end is not None and grace_end > now and revoked is None:
+        record.previous_secret_expire_time.CopyFrom(_timestamp(grace_end))
     return record
+
+
+def _project(row: tuple[Any, ...]) -> admin_pb2.Project:
+    project_id, name, created, rpm, tpm, budget = row
+    project = admin_pb2.Project(id=project_id, name=name, create_time=_timestamp(created))
+    limits_to_proto(KeyLimits(rpm, tpm, budget), project.limits)
+    return project

@@ -36,8 +36,9 @@ from pathlib import Path
 
 import orjson
 
+from server.core.context import project_name
 from server.core.money import month_bounds
-from server.core.state import KeyTotals, UsageRow
+from server.core.state import USAGE_GROUPS, KeyTotals, UsageRow, UsageTotals
 from server.store.embedded import sqlite as store
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ USAGE = store.Schema(
         """
         ALTER TABLE usage ADD COLUMN row_id TEXT;
         CREATE UNIQUE INDEX usage_row_id ON usage (row_id);
+        """,
+        # Issue 9: the key's project at request time (project budgets, usage by project).
+        """
+        ALTER TABLE usage ADD COLUMN project_id TEXT;
+        CREATE INDEX usage_project_time ON usage (project_id, time);
         """,
     ),
 )
@@ -336,8 +342,23 @@ class SqliteLedger:
     # --- reads --------------------------------------------------------------------------------
 
     async def month_spend(self, start: float, end: float) -> dict[str, int]:
-        """Total cost per key of the rows in [start, end), nano-USD (loaded at startup)."""
+        """Total cost per key and per project of the rows in [start, end), nano-USD (loaded
+        at startup)."""
         return month_spend(self.data_dir, start, end)
+
+    async def usage_by(
+        self,
+        group: str,
+        start: float,
+        end: float,
+        *,
+        key_id: str | None = None,
+        project_id: str | None = None,
+    ) -> list[UsageTotals]:
+        """Totals of the rows in [start, end) grouped by key, project, model, provider or day."""
+        return await asyncio.to_thread(
+            usage_by, self.data_dir, group, start, end, key_id=key_id, project_id=project_id
+        )
 
     async def month_totals(
         self, year: int, month: int, *, key_id: str | None = None
@@ -374,17 +395,75 @@ def _alive(pid: int) -> bool:
 
 
 def month_spend(data_dir: Path, start: float, end: float) -> dict[str, int]:
-    """Total cost per key of the rows in [start, end), nano-USD."""
+    """Total cost of the rows in [start, end), nano-USD, per key id and, for rows with a
+    project, per ``project_name(id)`` (the budgets' names)."""
     conn = store.connect(data_dir, USAGE)
     try:
-        rows = conn.execute(
+        by_key = conn.execute(
             "SELECT key_id, SUM(total_nanousd) FROM usage WHERE time >= ? AND time < ? "
             "GROUP BY key_id",
             (start, end),
         ).fetchall()
+        by_project = conn.execute(
+            "SELECT project_id, SUM(total_nanousd) FROM usage WHERE time >= ? AND time < ? "
+            "AND project_id IS NOT NULL GROUP BY project_id",
+            (start, end),
+        ).fetchall()
     finally:
         conn.close()
-    return {key_id: int(total) for key_id, total in rows if total}
+    spent = {key_id: int(total) for key_id, total in by_key if total}
+    spent.update((project_name(p), int(total)) for p, total in by_project if total)
+    return spent
+
+
+# The SQL expression each ``usage_by`` group is keyed by.
+_GROUP_SQL = {
+    "key": "key_id",
+    "project": "COALESCE(project_id, '')",
+    "model": "model",
+    "provider": "provider",
+    "day": "strftime('%Y-%m-%d', time, 'unixepoch')",
+}
+assert tuple(_GROUP_SQL) == USAGE_GROUPS
+_TOTALS_SQL = (
+    "COUNT(*), SUM(outcome != 'success'), SUM(input_tokens), "
+    "SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), "
+    "SUM(reasoning_tokens), SUM(input_nanousd), SUM(output_nanousd), "
+    "SUM(cached_input_nanousd), SUM(cache_write_nanousd), SUM(total_nanousd)"
+)
+
+
+def usage_by(
+    data_dir: Path,
+    group: str,
+    start: float,
+    end: float,
+    *,
+    key_id: str | None = None,
+    project_id: str | None = None,
+) -> list[UsageTotals]:
+    """``UsageReader.usage_by`` (reads while the server writes)."""
+    column = _GROUP_SQL.get(group)
+    if column is None:
+        raise ValueError(f"cannot group usage by {group!r}; one of {', '.join(USAGE_GROUPS)}")
+    where = "time >= ? AND time < ?"
+    params: tuple[object, ...] = (start, end)
+    if key_id is not None:
+        where += " AND key_id = ?"
+        params += (key_id,)
+    if project_id is not None:
+        where += " AND project_id = ?"
+        params += (project_id,)
+    order = "1" if group == "day" else "SUM(total_nanousd) DESC, 1"
+    conn = store.connect(data_dir, USAGE)
+    try:
+        rows = conn.execute(
+            f"SELECT {column}, {_TOTALS_SQL} FROM usage WHERE {where} GROUP BY 1 ORDER BY {order}",
+            params,
+        ).fetchall()
+    finally:
+        conn.close()
+    return [UsageTotals(str(row[0]), *(int(v or 0) for v in row[1:])) for row in rows]
 
 
 def month_totals(
@@ -400,10 +479,7 @@ def month_totals(
     conn = store.connect(data_dir, USAGE)
     try:
         rows = conn.execute(
-            "SELECT key_id, COUNT(*), SUM(outcome != 'success'), SUM(input_tokens), "
-            "SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), "
-            "SUM(reasoning_tokens), SUM(input_nanousd), SUM(output_nanousd), "
-            "SUM(cached_input_nanousd), SUM(cache_write_nanousd), SUM(total_nanousd) "
+            f"SELECT key_id, {_TOTALS_SQL} "
             f"FROM usage WHERE {where} GROUP BY key_id ORDER BY SUM(total_nanousd) DESC, key_id",
             params,
         ).fetchall()

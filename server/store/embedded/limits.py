@@ -22,7 +22,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from server.core.context import limit_subject
 from server.core.errors import QuotaViolation, RateLimitedError
+
+# What a refusal for concurrency tells the caller to wait: requests usually end within
+# seconds, and nothing predicts which one ends first.
+CONCURRENCY_RETRY_AFTER = 1.0
 
 # Capacity that remains after rounding error is not worth a refusal.
 _EPSILON = 1e-9
@@ -61,7 +66,8 @@ class _Bucket:
 
 
 class MemoryRateLimiter:
-    """RPM and TPM token buckets per gateway key (``server.core.state.RateLimiter``)."""
+    """RPM and TPM token buckets and in-flight counters per gateway key or project
+    (``server.core.state.RateLimiter``)."""
 
     def __init__(
         self, *, window: float = 60.0, clock: Callable[[], float] = time.monotonic
@@ -71,6 +77,7 @@ class MemoryRateLimiter:
         self._clock = clock
         self._rpm: dict[str, _Bucket] = {}
         self._tpm: dict[str, _Bucket] = {}
+        self._in_flight: dict[str, int] = {}
 
     async def acquire(self, key_id: str, rpm: int | None, tpm: int | None, tokens: int) -> int:
         """Counts one request and reserves ``tokens``; returns the tokens actually reserved.
@@ -82,6 +89,7 @@ class MemoryRateLimiter:
         wait = 0.0
         exhausted: list[str] = []
         violations: list[QuotaViolation] = []
+        subject, who = limit_subject(key_id)
         rb = tb = None
         if rpm is not None:
             rb = self._bucket(self._rpm, key_id, rpm, now)
@@ -90,7 +98,7 @@ class MemoryRateLimiter:
                 wait = w
                 exhausted.append(f"{rpm} requests per minute")
                 violations.append(
-                    QuotaViolation(f"key:{key_id}", f"requests_per_minute limit of {rpm} reached")
+                    QuotaViolation(subject, f"requests_per_minute limit of {rpm} reached")
                 )
         reserved = 0
         if tpm is not None:
@@ -102,15 +110,14 @@ class MemoryRateLimiter:
                 exhausted.append(f"{tpm} tokens per minute; this request reserves {reserved}")
                 violations.append(
                     QuotaViolation(
-                        f"key:{key_id}",
+                        subject,
                         f"tokens_per_minute limit of {tpm} reached "
                         f"(this request reserves {reserved} tokens)",
                     )
                 )
         if violations:
             raise RateLimitedError(
-                f"Rate limit reached for gateway key {key_id} ({', '.join(exhausted)}); "
-                f"retry in {wait:.3g}s.",
+                f"Rate limit reached for {who} ({', '.join(exhausted)}); retry in {wait:.3g}s.",
                 retry_after=wait,
                 quota_violations=violations,
             )
@@ -130,6 +137,43 @@ class MemoryRateLimiter:
         tb.refill(self._clock())
         level = tb.level + (reserved - actual)
         tb.level = level if level < tb.capacity else tb.capacity
+
+    def refund(self, key_id: str, requests: int, tokens: int) -> None:
+        """Gives back ``requests`` and ``tokens`` taken by ``acquire`` (capped at capacity)."""
+        now = self._clock()
+        for buckets, amount in ((self._rpm, requests), (self._tpm, tokens)):
+            bucket = buckets.get(key_id)
+            if bucket is not None and amount:
+                level = bucket.refill(now) + amount
+                bucket.level = level if level < bucket.capacity else bucket.capacity
+
+    async def enter(self, name: str, limit: int) -> None:
+        """Takes one of ``limit`` concurrent slots of ``name``, or raises ``RateLimitedError``
+        (nothing taken)."""
+        held = self._in_flight.get(name, 0)
+        if held >= limit:
+            subject, who = limit_subject(name)
+            raise RateLimitedError(
+                f"Concurrency limit reached for {who} ({limit} requests in flight); retry when "
+                "one of them ends.",
+                retry_after=CONCURRENCY_RETRY_AFTER,
+                quota_violations=[
+                    QuotaViolation(subject, f"max_concurrent limit of {limit} reached")
+                ],
+            )
+        self._in_flight[name] = held + 1
+
+    def leave(self, name: str) -> None:
+        """Gives back a slot taken by ``enter``."""
+        held = self._in_flight.get(name, 0) - 1
+        if held > 0:
+            self._in_flight[name] = held
+        else:
+            self._in_flight.pop(name, None)
+
+    def in_flight(self, name: str) -> int:
+        """Concurrent slots of ``name`` held now."""
+        return self._in_flight.get(name, 0)
 
     def available(self, key_id: str, kind: str = "tpm") -> float | None:
         """Capacity left now in a key's ``rpm`` or ``tpm`` bucket (None: never limited)."""

@@ -52,6 +52,33 @@ KEYS = Schema(
         );
         CREATE INDEX gateway_keys_create_time ON gateway_keys (create_time);
         """,
+        # Issue 9: environments, model scoping, concurrency, expiry, rotation and projects.
+        # allowed_models is a JSON array ('' for any). key_secrets holds secrets replaced by a
+        # rotation until their grace ends; projects sit in this file so that a project change
+        # reloads the key cache (their limits are part of each key's principal).
+        """
+        ALTER TABLE gateway_keys ADD COLUMN env TEXT NOT NULL DEFAULT '';
+        ALTER TABLE gateway_keys ADD COLUMN project_id TEXT;
+        ALTER TABLE gateway_keys ADD COLUMN allowed_models TEXT NOT NULL DEFAULT '';
+        ALTER TABLE gateway_keys ADD COLUMN max_concurrent INTEGER;
+        ALTER TABLE gateway_keys ADD COLUMN expire_time REAL;
+        ALTER TABLE gateway_keys ADD COLUMN rotate_time REAL;
+        CREATE TABLE key_secrets (
+            key_hash TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL REFERENCES gateway_keys (id),
+            expire_time REAL NOT NULL
+        );
+        CREATE INDEX key_secrets_key_id ON key_secrets (key_id);
+        CREATE TABLE projects (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            create_time REAL NOT NULL,
+            requests_per_minute INTEGER,
+            tokens_per_minute INTEGER,
+            monthly_budget_usd REAL
+        );
+        CREATE INDEX projects_create_time ON projects (create_time);
+        """,
     ),
 )
 

@@ -123,7 +123,7 @@ async def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path)
     fields = UsageRow._fields
     cols, marks = ", ".join(fields), ", ".join("?" * len(fields))
     values: list[object] = [month_start + 5, "r", "key_a", "grpc", "m", "m", "p", "m", "p/m"]
-    values += [0, "success", 200, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2 * NANO, 1.0, "row-1"]
+    values += [0, "success", 200, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2 * NANO, 1.0, "row-1", None]
     conn.execute(f"INSERT INTO usage ({cols}) VALUES ({marks})", values)
     conn.close()
     stores = open_embedded(tmp_path)

@@ -22,32 +22,71 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchboard/v1/admin.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\tKeyLimits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1f\n\x12monthly_budget_usd\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_tokens_per_minuteB\x15\n\x13_monthly_budget_usd\"\xd4\x01\n\nGatewayKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\x12)\n\x06limits\x18\x07 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\"K\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06limits\x18\x02 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\"L\n\x11\x43reateKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"*\n\x0fListKeysRequest\x12\x17\n\x0finclude_revoked\x18\x01 \x01(\x08\"<\n\x10ListKeysResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.GatewayKey\"\x1e\n\x10RevokeKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x11RevokeKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey2\x81\x02\n\x0c\x41\x64minService\x12P\n\tCreateKey\x12 .switchboard.v1.CreateKeyRequest\x1a!.switchboard.v1.CreateKeyResponse\x12M\n\x08ListKeys\x12\x1f.switchboard.v1.ListKeysRequest\x1a .switchboard.v1.ListKeysResponse\x12P\n\tRevokeKey\x12 .switchboard.v1.RevokeKeyRequest\x1a!.switchboard.v1.RevokeKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchboard/v1/admin.proto\x12\x0eswitchboard.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\tKeyLimits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1f\n\x12monthly_budget_usd\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_tokens_per_minuteB\x15\n\x13_monthly_budget_usd\"\xf1\x03\n\nGatewayKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x06 \x01(\x08\x12)\n\x06limits\x18\x07 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\x12\x0b\n\x03\x65nv\x18\x08 \x01(\t\x12\x12\n\nproject_id\x18\t \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\n \x03(\t\x12\x1b\n\x0emax_concurrent\x18\x0b \x01(\x03H\x00\x88\x01\x01\x12/\n\x0b\x65xpire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x65xpired\x18\r \x01(\x08\x12/\n\x0brotate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1bprevious_secret_expire_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x11\n\x0f_max_concurrent\"\xe5\x01\n\x10\x43reateKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06limits\x18\x02 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\x12\x0b\n\x03\x65nv\x18\x03 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x04 \x03(\t\x12\x1b\n\x0emax_concurrent\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\x07 \x01(\tB\x11\n\x0f_max_concurrent\"L\n\x11\x43reateKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"*\n\x0fListKeysRequest\x12\x17\n\x0finclude_revoked\x18\x01 \x01(\x08\"<\n\x10ListKeysResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.GatewayKey\"\x1e\n\x10RevokeKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x11RevokeKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\"\x1b\n\rGetKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x0eGetKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\"l\n\x10UpdateKeyRequest\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"<\n\x11UpdateKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\"5\n\x10RotateKeyRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"L\n\x11RotateKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.GatewayKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x7f\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12)\n\x06limits\x18\x03 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x14\x43reateProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06limits\x18\x02 \x01(\x0b\x32\x19.switchboard.v1.KeyLimits\"A\n\x15\x43reateProjectResponse\x12(\n\x07project\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Project\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\">\n\x12GetProjectResponse\x12(\n\x07project\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Project\"\x15\n\x13ListProjectsRequest\"A\n\x14ListProjectsResponse\x12)\n\x08projects\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Project\"q\n\x14UpdateProjectRequest\x12(\n\x07project\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Project\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"A\n\x15UpdateProjectResponse\x12(\n\x07project\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Project\"\xc3\x01\n\x0fGetUsageRequest\x12.\n\x08group_by\x18\x01 \x01(\x0e\x32\x1c.switchboard.v1.UsageGroupBy\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\"\xd1\x02\n\x0bUsageTotals\x12\r\n\x05group\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x06 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x07 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x08 \x01(\x03\x12\x15\n\rinput_nanousd\x18\t \x01(\x03\x12\x16\n\x0eoutput_nanousd\x18\n \x01(\x03\x12\x1c\n\x14\x63\x61\x63hed_input_nanousd\x18\x0b \x01(\x03\x12\x1b\n\x13\x63\x61\x63he_write_nanousd\x18\x0c \x01(\x03\x12\x15\n\rtotal_nanousd\x18\r \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x0e \x01(\x01\"\xcb\x01\n\x10GetUsageResponse\x12.\n\x08group_by\x18\x01 \x01(\x0e\x32\x1c.switchboard.v1.UsageGroupBy\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04rows\x18\x04 \x03(\x0b\x32\x1b.switchboard.v1.UsageTotals*\xb1\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x16\n\x12USAGE_GROUP_BY_KEY\x10\x01\x12\x1a\n\x16USAGE_GROUP_BY_PROJECT\x10\x02\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x03\x12\x1b\n\x17USAGE_GROUP_BY_PROVIDER\x10\x04\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x05\x32\xa9\x07\n\x0c\x41\x64minService\x12P\n\tCreateKey\x12 .switchboard.v1.CreateKeyRequest\x1a!.switchboard.v1.CreateKeyResponse\x12M\n\x08ListKeys\x12\x1f.switchboard.v1.ListKeysRequest\x1a .switchboard.v1.ListKeysResponse\x12P\n\tRevokeKey\x12 .switchboard.v1.RevokeKeyRequest\x1a!.switchboard.v1.RevokeKeyResponse\x12G\n\x06GetKey\x12\x1d.switchboard.v1.GetKeyRequest\x1a\x1e.switchboard.v1.GetKeyResponse\x12P\n\tUpdateKey\x12 .switchboard.v1.UpdateKeyRequest\x1a!.switchboard.v1.UpdateKeyResponse\x12P\n\tRotateKey\x12 .switchboard.v1.RotateKeyRequest\x1a!.switchboard.v1.RotateKeyResponse\x12\\\n\rCreateProject\x12$.switchboard.v1.CreateProjectRequest\x1a%.switchboard.v1.CreateProjectResponse\x12S\n\nGetProject\x12!.switchboard.v1.GetProjectRequest\x1a\".switchboard.v1.GetProjectResponse\x12Y\n\x0cListProjects\x12#.switchboard.v1.ListProjectsRequest\x1a$.switchboard.v1.ListProjectsResponse\x12\\\n\rUpdateProject\x12$.switchboard.v1.UpdateProjectRequest\x1a%.switchboard.v1.UpdateProjectResponse\x12M\n\x08GetUsage\x12\x1f.switchboard.v1.GetUsageRequest\x1a .switchboard.v1.GetUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYLIMITS']._serialized_start=80
-  _globals['_KEYLIMITS']._serialized_end=259
-  _globals['_GATEWAYKEY']._serialized_start=262
-  _globals['_GATEWAYKEY']._serialized_end=474
-  _globals['_CREATEKEYREQUEST']._serialized_start=476
-  _globals['_CREATEKEYREQUEST']._serialized_end=551
-  _globals['_CREATEKEYRESPONSE']._serialized_start=553
-  _globals['_CREATEKEYRESPONSE']._serialized_end=629
-  _globals['_LISTKEYSREQUEST']._serialized_start=631
-  _globals['_LISTKEYSREQUEST']._serialized_end=673
-  _globals['_LISTKEYSRESPONSE']._serialized_start=675
-  _globals['_LISTKEYSRESPONSE']._serialized_end=735
-  _globals['_REVOKEKEYREQUEST']._serialized_start=737
-  _globals['_REVOKEKEYREQUEST']._serialized_end=767
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=769
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=829
-  _globals['_ADMINSERVICE']._serialized_start=832
-  _globals['_ADMINSERVICE']._serialized_end=1089
+  _globals['_USAGEGROUPBY']._serialized_start=3089
+  _globals['_USAGEGROUPBY']._serialized_end=3266
+  _globals['_KEYLIMITS']._serialized_start=114
+  _globals['_KEYLIMITS']._serialized_end=293
+  _globals['_GATEWAYKEY']._serialized_start=296
+  _globals['_GATEWAYKEY']._serialized_end=793
+  _globals['_CREATEKEYREQUEST']._serialized_start=796
+  _globals['_CREATEKEYREQUEST']._serialized_end=1025
+  _globals['_CREATEKEYRESPONSE']._serialized_start=1027
+  _globals['_CREATEKEYRESPONSE']._serialized_end=1103
+  _globals['_LISTKEYSREQUEST']._serialized_start=1105
+  _globals['_LISTKEYSREQUEST']._serialized_end=1147
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1149
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1209
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1211
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1241
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=1243
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=1303
+  _globals['_GETKEYREQUEST']._serialized_start=1305
+  _globals['_GETKEYREQUEST']._serialized_end=1332
+  _globals['_GETKEYRESPONSE']._serialized_start=1334
+  _globals['_GETKEYRESPONSE']._serialized_end=1391
+  _globals['_UPDATEKEYREQUEST']._serialized_start=1393
+  _globals['_UPDATEKEYREQUEST']._serialized_end=1501
+  _globals['_UPDATEKEYRESPONSE']._serialized_start=1503
+  _globals['_UPDATEKEYRESPONSE']._serialized_end=1563
+  _globals['_ROTATEKEYREQUEST']._serialized_start=1565
+  _globals['_ROTATEKEYREQUEST']._serialized_end=1618
+  _globals['_ROTATEKEYRESPONSE']._serialized_start=1620
+  _globals['_ROTATEKEYRESPONSE']._serialized_end=1696
+  _globals['_PROJECT']._serialized_start=1698
+  _globals['_PROJECT']._serialized_end=1825
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=1827
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=1906
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=1908
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=1973
+  _globals['_GETPROJECTREQUEST']._serialized_start=1975
+  _globals['_GETPROJECTREQUEST']._serialized_end=2006
+  _globals['_GETPROJECTRESPONSE']._serialized_start=2008
+  _globals['_GETPROJECTRESPONSE']._serialized_end=2070
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=2072
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=2093
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=2095
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=2160
+  _globals['_UPDATEPROJECTREQUEST']._serialized_start=2162
+  _globals['_UPDATEPROJECTREQUEST']._serialized_end=2275
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=2277
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=2342
+  _globals['_GETUSAGEREQUEST']._serialized_start=2345
+  _globals['_GETUSAGEREQUEST']._serialized_end=2540
+  _globals['_USAGETOTALS']._serialized_start=2543
+  _globals['_USAGETOTALS']._serialized_end=2880
+  _globals['_GETUSAGERESPONSE']._serialized_start=2883
+  _globals['_GETUSAGERESPONSE']._serialized_end=3086
+  _globals['_ADMINSERVICE']._serialized_start=3269
+  _globals['_ADMINSERVICE']._serialized_end=4206
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """Gateway key management; needs the master key.
+    """Gateway keys, projects and usage; every call needs the master key (PERMISSION_DENIED
+    otherwise).
     """
 
     def __init__(self, channel):
@@ -50,10 +51,51 @@ class AdminServiceStub:
                 request_serializer=switchboard_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
                 _registered_method=True)
+        self.GetKey = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetKey',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.GetKeyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.GetKeyResponse.FromString,
+                _registered_method=True)
+        self.UpdateKey = channel.unary_unary(
+                '/switchboard.v1.AdminService/UpdateKey',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.UpdateKeyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.UpdateKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/switchboard.v1.AdminService/RotateKey',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.RotateKeyResponse.FromString,
+                _registered_method=True)
+        self.CreateProject = channel.unary_unary(
+                '/switchboard.v1.AdminService/CreateProject',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.CreateProjectResponse.FromString,
+                _registered_method=True)
+        self.GetProject = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetProject',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.GetProjectRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.GetProjectResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/switchboard.v1.AdminService/ListProjects',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.UpdateProject = channel.unary_unary(
+                '/switchboard.v1.AdminService/UpdateProject',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.UpdateProjectRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.UpdateProjectResponse.FromString,
+                _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/switchboard.v1.AdminService/GetUsage',
+                request_serializer=switchboard_dot_v1_dot_admin__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_admin__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """Gateway key management; needs the master key.
+    """Gateway keys, projects and usage; every call needs the master key (PERMISSION_DENIED
+    otherwise).
     """
 
     def CreateKey(self, request, context):
@@ -71,6 +113,60 @@ class AdminServiceServicer:
 
     def RevokeKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKey(self, request, context):
+        """Changes the fields named in update_mask (name, limits, limits.<field>, allowed_models,
+        max_concurrent, expire_time, project_id); a named field left unset clears it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKey(self, request, context):
+        """A new secret for the same key (same id, limits and usage); the old secret keeps working
+        for grace_seconds, then stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProject(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProject(self, request, context):
+        """Changes the fields named in update_mask (name, limits, limits.<field>).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsage(self, request, context):
+        """Ledger totals over a time range, grouped by key, project, model, provider or day.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -93,6 +189,46 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=switchboard_dot_v1_dot_admin__pb2.RevokeKeyRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_admin__pb2.RevokeKeyResponse.SerializeToString,
             ),
+            'GetKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKey,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.GetKeyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.GetKeyResponse.SerializeToString,
+            ),
+            'UpdateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKey,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.UpdateKeyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.UpdateKeyResponse.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.RotateKeyRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.RotateKeyResponse.SerializeToString,
+            ),
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.CreateProjectRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.CreateProjectResponse.SerializeToString,
+            ),
+            'GetProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProject,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.GetProjectRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.GetProjectResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.ListProjectsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'UpdateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProject,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.UpdateProjectRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.UpdateProjectResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=switchboard_dot_v1_dot_admin__pb2.GetUsageRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_admin__pb2.GetUsageResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'switchboard.v1.AdminService', rpc_method_handlers)
@@ -102,7 +238,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """Gateway key management; needs the master key.
+    """Gateway keys, projects and usage; every call needs the master key (PERMISSION_DENIED
+    otherwise).
     """
 
     @staticmethod
@@ -176,6 +313,222 @@ class AdminService:
             '/switchboard.v1.AdminService/RevokeKey',
             switchboard_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
             switchboard_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetKey',
+            switchboard_dot_v1_dot_admin__pb2.GetKeyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.GetKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/UpdateKey',
+            switchboard_dot_v1_dot_admin__pb2.UpdateKeyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.UpdateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/RotateKey',
+            switchboard_dot_v1_dot_admin__pb2.RotateKeyRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.RotateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/CreateProject',
+            switchboard_dot_v1_dot_admin__pb2.CreateProjectRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.CreateProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetProject',
+            switchboard_dot_v1_dot_admin__pb2.GetProjectRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.GetProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/ListProjects',
+            switchboard_dot_v1_dot_admin__pb2.ListProjectsRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/UpdateProject',
+            switchboard_dot_v1_dot_admin__pb2.UpdateProjectRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.UpdateProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AdminService/GetUsage',
+            switchboard_dot_v1_dot_admin__pb2.GetUsageRequest.SerializeToString,
+            switchboard_dot_v1_dot_admin__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,9 +2,9 @@
 // @generated from file switchboard/v1/admin.proto (package switchboard.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file switchboard/v1/admin.proto.
@@ -12,7 +12,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 export declare const file_switchboard_v1_admin: GenFile;
 
 /**
- * Per-key limits; unset means unlimited.
+ * Per-key (or per-project) limits; unset means unlimited.
  *
  * @generated from message switchboard.v1.KeyLimits
  */
@@ -81,6 +81,62 @@ export declare type GatewayKey = Message<"switchboard.v1.GatewayKey"> & {
    * @generated from field: switchboard.v1.KeyLimits limits = 7;
    */
   limits?: KeyLimits | undefined;
+
+  /**
+   * Environment label (dev, staging, prod, ...), also in the prefix: `sb-<env>-...`.
+   * Empty for keys created without one (prefix `sb-...`).
+   *
+   * @generated from field: string env = 8;
+   */
+  env: string;
+
+  /**
+   * The project whose shared limits apply as well; empty for none.
+   *
+   * @generated from field: string project_id = 9;
+   */
+  projectId: string;
+
+  /**
+   * Models (as the caller names them, or the route they resolve to; `*` globs) this key may
+   * use; empty means any.
+   *
+   * @generated from field: repeated string allowed_models = 10;
+   */
+  allowedModels: string[];
+
+  /**
+   * Requests of this key in flight at once; unset means unlimited.
+   *
+   * @generated from field: optional int64 max_concurrent = 11;
+   */
+  maxConcurrent?: bigint | undefined;
+
+  /**
+   * When the key stops working; unset means never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 12;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * True once expire_time has passed.
+   *
+   * @generated from field: bool expired = 13;
+   */
+  expired: boolean;
+
+  /**
+   * Last rotation, and until when the secret it replaced keeps working.
+   *
+   * @generated from field: google.protobuf.Timestamp rotate_time = 14;
+   */
+  rotateTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp previous_secret_expire_time = 15;
+   */
+  previousSecretExpireTime?: Timestamp | undefined;
 };
 
 /**
@@ -102,6 +158,33 @@ export declare type CreateKeyRequest = Message<"switchboard.v1.CreateKeyRequest"
    * @generated from field: switchboard.v1.KeyLimits limits = 2;
    */
   limits?: KeyLimits | undefined;
+
+  /**
+   * Lower-case letters and digits, 1-16 characters; empty for none.
+   *
+   * @generated from field: string env = 3;
+   */
+  env: string;
+
+  /**
+   * @generated from field: repeated string allowed_models = 4;
+   */
+  allowedModels: string[];
+
+  /**
+   * @generated from field: optional int64 max_concurrent = 5;
+   */
+  maxConcurrent?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string project_id = 7;
+   */
+  projectId: string;
 };
 
 /**
@@ -198,7 +281,497 @@ export declare type RevokeKeyResponse = Message<"switchboard.v1.RevokeKeyRespons
 export declare const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse>;
 
 /**
- * Gateway key management; needs the master key.
+ * @generated from message switchboard.v1.GetKeyRequest
+ */
+export declare type GetKeyRequest = Message<"switchboard.v1.GetKeyRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message switchboard.v1.GetKeyRequest.
+ * Use `create(GetKeyRequestSchema)` to create a new message.
+ */
+export declare const GetKeyRequestSchema: GenMessage<GetKeyRequest>;
+
+/**
+ * @generated from message switchboard.v1.GetKeyResponse
+ */
+export declare type GetKeyResponse = Message<"switchboard.v1.GetKeyResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.GatewayKey key = 1;
+   */
+  key?: GatewayKey | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.GetKeyResponse.
+ * Use `create(GetKeyResponseSchema)` to create a new message.
+ */
+export declare const GetKeyResponseSchema: GenMessage<GetKeyResponse>;
+
+/**
+ * @generated from message switchboard.v1.UpdateKeyRequest
+ */
+export declare type UpdateKeyRequest = Message<"switchboard.v1.UpdateKeyRequest"> & {
+  /**
+   * The key's id and the new values of the fields named in update_mask.
+   *
+   * @generated from field: switchboard.v1.GatewayKey key = 1;
+   */
+  key?: GatewayKey | undefined;
+
+  /**
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.UpdateKeyRequest.
+ * Use `create(UpdateKeyRequestSchema)` to create a new message.
+ */
+export declare const UpdateKeyRequestSchema: GenMessage<UpdateKeyRequest>;
+
+/**
+ * @generated from message switchboard.v1.UpdateKeyResponse
+ */
+export declare type UpdateKeyResponse = Message<"switchboard.v1.UpdateKeyResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.GatewayKey key = 1;
+   */
+  key?: GatewayKey | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.UpdateKeyResponse.
+ * Use `create(UpdateKeyResponseSchema)` to create a new message.
+ */
+export declare const UpdateKeyResponseSchema: GenMessage<UpdateKeyResponse>;
+
+/**
+ * @generated from message switchboard.v1.RotateKeyRequest
+ */
+export declare type RotateKeyRequest = Message<"switchboard.v1.RotateKeyRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Seconds the old secret keeps working; 0 (the default) stops it at once.
+   *
+   * @generated from field: double grace_seconds = 2;
+   */
+  graceSeconds: number;
+};
+
+/**
+ * Describes the message switchboard.v1.RotateKeyRequest.
+ * Use `create(RotateKeyRequestSchema)` to create a new message.
+ */
+export declare const RotateKeyRequestSchema: GenMessage<RotateKeyRequest>;
+
+/**
+ * @generated from message switchboard.v1.RotateKeyResponse
+ */
+export declare type RotateKeyResponse = Message<"switchboard.v1.RotateKeyResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.GatewayKey key = 1;
+   */
+  key?: GatewayKey | undefined;
+
+  /**
+   * The new secret; shown only here.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message switchboard.v1.RotateKeyResponse.
+ * Use `create(RotateKeyResponseSchema)` to create a new message.
+ */
+export declare const RotateKeyResponseSchema: GenMessage<RotateKeyResponse>;
+
+/**
+ * Keys grouped under one shared monthly budget and RPM/TPM (a key's own limits apply as
+ * well; the tighter wins).
+ *
+ * @generated from message switchboard.v1.Project
+ */
+export declare type Project = Message<"switchboard.v1.Project"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: switchboard.v1.KeyLimits limits = 3;
+   */
+  limits?: KeyLimits | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.Project.
+ * Use `create(ProjectSchema)` to create a new message.
+ */
+export declare const ProjectSchema: GenMessage<Project>;
+
+/**
+ * @generated from message switchboard.v1.CreateProjectRequest
+ */
+export declare type CreateProjectRequest = Message<"switchboard.v1.CreateProjectRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: switchboard.v1.KeyLimits limits = 2;
+   */
+  limits?: KeyLimits | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.CreateProjectRequest.
+ * Use `create(CreateProjectRequestSchema)` to create a new message.
+ */
+export declare const CreateProjectRequestSchema: GenMessage<CreateProjectRequest>;
+
+/**
+ * @generated from message switchboard.v1.CreateProjectResponse
+ */
+export declare type CreateProjectResponse = Message<"switchboard.v1.CreateProjectResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.CreateProjectResponse.
+ * Use `create(CreateProjectResponseSchema)` to create a new message.
+ */
+export declare const CreateProjectResponseSchema: GenMessage<CreateProjectResponse>;
+
+/**
+ * @generated from message switchboard.v1.GetProjectRequest
+ */
+export declare type GetProjectRequest = Message<"switchboard.v1.GetProjectRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message switchboard.v1.GetProjectRequest.
+ * Use `create(GetProjectRequestSchema)` to create a new message.
+ */
+export declare const GetProjectRequestSchema: GenMessage<GetProjectRequest>;
+
+/**
+ * @generated from message switchboard.v1.GetProjectResponse
+ */
+export declare type GetProjectResponse = Message<"switchboard.v1.GetProjectResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.GetProjectResponse.
+ * Use `create(GetProjectResponseSchema)` to create a new message.
+ */
+export declare const GetProjectResponseSchema: GenMessage<GetProjectResponse>;
+
+/**
+ * @generated from message switchboard.v1.ListProjectsRequest
+ */
+export declare type ListProjectsRequest = Message<"switchboard.v1.ListProjectsRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.v1.ListProjectsRequest.
+ * Use `create(ListProjectsRequestSchema)` to create a new message.
+ */
+export declare const ListProjectsRequestSchema: GenMessage<ListProjectsRequest>;
+
+/**
+ * @generated from message switchboard.v1.ListProjectsResponse
+ */
+export declare type ListProjectsResponse = Message<"switchboard.v1.ListProjectsResponse"> & {
+  /**
+   * @generated from field: repeated switchboard.v1.Project projects = 1;
+   */
+  projects: Project[];
+};
+
+/**
+ * Describes the message switchboard.v1.ListProjectsResponse.
+ * Use `create(ListProjectsResponseSchema)` to create a new message.
+ */
+export declare const ListProjectsResponseSchema: GenMessage<ListProjectsResponse>;
+
+/**
+ * @generated from message switchboard.v1.UpdateProjectRequest
+ */
+export declare type UpdateProjectRequest = Message<"switchboard.v1.UpdateProjectRequest"> & {
+  /**
+   * @generated from field: switchboard.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+
+  /**
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.UpdateProjectRequest.
+ * Use `create(UpdateProjectRequestSchema)` to create a new message.
+ */
+export declare const UpdateProjectRequestSchema: GenMessage<UpdateProjectRequest>;
+
+/**
+ * @generated from message switchboard.v1.UpdateProjectResponse
+ */
+export declare type UpdateProjectResponse = Message<"switchboard.v1.UpdateProjectResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Project project = 1;
+   */
+  project?: Project | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.UpdateProjectResponse.
+ * Use `create(UpdateProjectResponseSchema)` to create a new message.
+ */
+export declare const UpdateProjectResponseSchema: GenMessage<UpdateProjectResponse>;
+
+/**
+ * @generated from message switchboard.v1.GetUsageRequest
+ */
+export declare type GetUsageRequest = Message<"switchboard.v1.GetUsageRequest"> & {
+  /**
+   * Unspecified groups by key.
+   *
+   * @generated from field: switchboard.v1.UsageGroupBy group_by = 1;
+   */
+  groupBy: UsageGroupBy;
+
+  /**
+   * [start_time, end_time); unset: the current UTC month.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Only this key's / project's rows when set.
+   *
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: string project_id = 5;
+   */
+  projectId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.GetUsageRequest.
+ * Use `create(GetUsageRequestSchema)` to create a new message.
+ */
+export declare const GetUsageRequestSchema: GenMessage<GetUsageRequest>;
+
+/**
+ * Totals of one group; money in integer nano-USD (cost_usd is total_nanousd for display).
+ *
+ * @generated from message switchboard.v1.UsageTotals
+ */
+export declare type UsageTotals = Message<"switchboard.v1.UsageTotals"> & {
+  /**
+   * The key id, project id (empty: keys without a project), model, provider or day.
+   *
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * @generated from field: int64 requests = 2;
+   */
+  requests: bigint;
+
+  /**
+   * @generated from field: int64 errors = 3;
+   */
+  errors: bigint;
+
+  /**
+   * @generated from field: int64 input_tokens = 4;
+   */
+  inputTokens: bigint;
+
+  /**
+   * @generated from field: int64 output_tokens = 5;
+   */
+  outputTokens: bigint;
+
+  /**
+   * @generated from field: int64 cached_input_tokens = 6;
+   */
+  cachedInputTokens: bigint;
+
+  /**
+   * @generated from field: int64 cache_write_tokens = 7;
+   */
+  cacheWriteTokens: bigint;
+
+  /**
+   * @generated from field: int64 reasoning_tokens = 8;
+   */
+  reasoningTokens: bigint;
+
+  /**
+   * @generated from field: int64 input_nanousd = 9;
+   */
+  inputNanousd: bigint;
+
+  /**
+   * @generated from field: int64 output_nanousd = 10;
+   */
+  outputNanousd: bigint;
+
+  /**
+   * @generated from field: int64 cached_input_nanousd = 11;
+   */
+  cachedInputNanousd: bigint;
+
+  /**
+   * @generated from field: int64 cache_write_nanousd = 12;
+   */
+  cacheWriteNanousd: bigint;
+
+  /**
+   * @generated from field: int64 total_nanousd = 13;
+   */
+  totalNanousd: bigint;
+
+  /**
+   * @generated from field: double cost_usd = 14;
+   */
+  costUsd: number;
+};
+
+/**
+ * Describes the message switchboard.v1.UsageTotals.
+ * Use `create(UsageTotalsSchema)` to create a new message.
+ */
+export declare const UsageTotalsSchema: GenMessage<UsageTotals>;
+
+/**
+ * @generated from message switchboard.v1.GetUsageResponse
+ */
+export declare type GetUsageResponse = Message<"switchboard.v1.GetUsageResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.UsageGroupBy group_by = 1;
+   */
+  groupBy: UsageGroupBy;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Highest cost first (by day: oldest first).
+   *
+   * @generated from field: repeated switchboard.v1.UsageTotals rows = 4;
+   */
+  rows: UsageTotals[];
+};
+
+/**
+ * Describes the message switchboard.v1.GetUsageResponse.
+ * Use `create(GetUsageResponseSchema)` to create a new message.
+ */
+export declare const GetUsageResponseSchema: GenMessage<GetUsageResponse>;
+
+/**
+ * @generated from enum switchboard.v1.UsageGroupBy
+ */
+export enum UsageGroupBy {
+  /**
+   * @generated from enum value: USAGE_GROUP_BY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: USAGE_GROUP_BY_KEY = 1;
+   */
+  KEY = 1,
+
+  /**
+   * @generated from enum value: USAGE_GROUP_BY_PROJECT = 2;
+   */
+  PROJECT = 2,
+
+  /**
+   * The model as the caller named it.
+   *
+   * @generated from enum value: USAGE_GROUP_BY_MODEL = 3;
+   */
+  MODEL = 3,
+
+  /**
+   * @generated from enum value: USAGE_GROUP_BY_PROVIDER = 4;
+   */
+  PROVIDER = 4,
+
+  /**
+   * UTC calendar day, `YYYY-MM-DD`.
+   *
+   * @generated from enum value: USAGE_GROUP_BY_DAY = 5;
+   */
+  DAY = 5,
+}
+
+/**
+ * Describes the enum switchboard.v1.UsageGroupBy.
+ */
+export declare const UsageGroupBySchema: GenEnum<UsageGroupBy>;
+
+/**
+ * Gateway keys, projects and usage; every call needs the master key (PERMISSION_DENIED
+ * otherwise).
  *
  * @generated from service switchboard.v1.AdminService
  */
@@ -228,6 +801,80 @@ export declare const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RevokeKeyRequestSchema;
     output: typeof RevokeKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc switchboard.v1.AdminService.GetKey
+   */
+  getKey: {
+    methodKind: "unary";
+    input: typeof GetKeyRequestSchema;
+    output: typeof GetKeyResponseSchema;
+  },
+  /**
+   * Changes the fields named in update_mask (name, limits, limits.<field>, allowed_models,
+   * max_concurrent, expire_time, project_id); a named field left unset clears it.
+   *
+   * @generated from rpc switchboard.v1.AdminService.UpdateKey
+   */
+  updateKey: {
+    methodKind: "unary";
+    input: typeof UpdateKeyRequestSchema;
+    output: typeof UpdateKeyResponseSchema;
+  },
+  /**
+   * A new secret for the same key (same id, limits and usage); the old secret keeps working
+   * for grace_seconds, then stops.
+   *
+   * @generated from rpc switchboard.v1.AdminService.RotateKey
+   */
+  rotateKey: {
+    methodKind: "unary";
+    input: typeof RotateKeyRequestSchema;
+    output: typeof RotateKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc switchboard.v1.AdminService.CreateProject
+   */
+  createProject: {
+    methodKind: "unary";
+    input: typeof CreateProjectRequestSchema;
+    output: typeof CreateProjectResponseSchema;
+  },
+  /**
+   * @generated from rpc switchboard.v1.AdminService.GetProject
+   */
+  getProject: {
+    methodKind: "unary";
+    input: typeof GetProjectRequestSchema;
+    output: typeof GetProjectResponseSchema;
+  },
+  /**
+   * @generated from rpc switchboard.v1.AdminService.ListProjects
+   */
+  listProjects: {
+    methodKind: "unary";
+    input: typeof ListProjectsRequestSchema;
+    output: typeof ListProjectsResponseSchema;
+  },
+  /**
+   * Changes the fields named in update_mask (name, limits, limits.<field>).
+   *
+   * @generated from rpc switchboard.v1.AdminService.UpdateProject
+   */
+  updateProject: {
+    methodKind: "unary";
+    input: typeof UpdateProjectRequestSchema;
+    output: typeof UpdateProjectResponseSchema;
+  },
+  /**
+   * Ledger totals over a time range, grouped by key, project, model, provider or day.
+   *
+   * @generated from rpc switchboard.v1.AdminService.GetUsage
+   */
+  getUsage: {
+    methodKind: "unary";
+    input: typeof GetUsageRequestSchema;
+    output: typeof GetUsageResponseSchema;
   },
 }>;
 

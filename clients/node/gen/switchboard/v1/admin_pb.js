@@ -2,14 +2,14 @@
 // @generated from file switchboard/v1/admin.proto (package switchboard.v1, syntax proto3)
 /* eslint-disable */
 
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiswEKCUtleUxpbWl0cxIgChNyZXF1ZXN0c19wZXJfbWludXRlGAEgASgDSACIAQESHgoRdG9rZW5zX3Blcl9taW51dGUYAiABKANIAYgBARIfChJtb250aGx5X2J1ZGdldF91c2QYAyABKAFIAogBAUIWChRfcmVxdWVzdHNfcGVyX21pbnV0ZUIUChJfdG9rZW5zX3Blcl9taW51dGVCFQoTX21vbnRobHlfYnVkZ2V0X3VzZCLUAQoKR2F0ZXdheUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Jldm9rZWQYBiABKAgSKQoGbGltaXRzGAcgASgLMhkuc3dpdGNoYm9hcmQudjEuS2V5TGltaXRzIksKEENyZWF0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIpCgZsaW1pdHMYAiABKAsyGS5zd2l0Y2hib2FyZC52MS5LZXlMaW1pdHMiTAoRQ3JlYXRlS2V5UmVzcG9uc2USJwoDa2V5GAEgASgLMhouc3dpdGNoYm9hcmQudjEuR2F0ZXdheUtleRIOCgZzZWNyZXQYAiABKAkiKgoPTGlzdEtleXNSZXF1ZXN0EhcKD2luY2x1ZGVfcmV2b2tlZBgBIAEoCCI8ChBMaXN0S2V5c1Jlc3BvbnNlEigKBGtleXMYASADKAsyGi5zd2l0Y2hib2FyZC52MS5HYXRld2F5S2V5Ih4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPAoRUmV2b2tlS2V5UmVzcG9uc2USJwoDa2V5GAEgASgLMhouc3dpdGNoYm9hcmQudjEuR2F0ZXdheUtleTKBAgoMQWRtaW5TZXJ2aWNlElAKCUNyZWF0ZUtleRIgLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUtleVJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5DcmVhdGVLZXlSZXNwb25zZRJNCghMaXN0S2V5cxIfLnN3aXRjaGJvYXJkLnYxLkxpc3RLZXlzUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLkxpc3RLZXlzUmVzcG9uc2USUAoJUmV2b2tlS2V5EiAuc3dpdGNoYm9hcmQudjEuUmV2b2tlS2V5UmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLlJldm9rZUtleVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiswEKCUtleUxpbWl0cxIgChNyZXF1ZXN0c19wZXJfbWludXRlGAEgASgDSACIAQESHgoRdG9rZW5zX3Blcl9taW51dGUYAiABKANIAYgBARIfChJtb250aGx5X2J1ZGdldF91c2QYAyABKAFIAogBAUIWChRfcmVxdWVzdHNfcGVyX21pbnV0ZUIUChJfdG9rZW5zX3Blcl9taW51dGVCFQoTX21vbnRobHlfYnVkZ2V0X3VzZCLxAwoKR2F0ZXdheUtleRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV2b2tlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Jldm9rZWQYBiABKAgSKQoGbGltaXRzGAcgASgLMhkuc3dpdGNoYm9hcmQudjEuS2V5TGltaXRzEgsKA2VudhgIIAEoCRISCgpwcm9qZWN0X2lkGAkgASgJEhYKDmFsbG93ZWRfbW9kZWxzGAogAygJEhsKDm1heF9jb25jdXJyZW50GAsgASgDSACIAQESLwoLZXhwaXJlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2V4cGlyZWQYDSABKAgSLwoLcm90YXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj8KG3ByZXZpb3VzX3NlY3JldF9leHBpcmVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCEQoPX21heF9jb25jdXJyZW50IuUBChBDcmVhdGVLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSKQoGbGltaXRzGAIgASgLMhkuc3dpdGNoYm9hcmQudjEuS2V5TGltaXRzEgsKA2VudhgDIAEoCRIWCg5hbGxvd2VkX21vZGVscxgEIAMoCRIbCg5tYXhfY29uY3VycmVudBgFIAEoA0gAiAEBEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpwcm9qZWN0X2lkGAcgASgJQhEKD19tYXhfY29uY3VycmVudCJMChFDcmVhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5zd2l0Y2hib2FyZC52MS5HYXRld2F5S2V5Eg4KBnNlY3JldBgCIAEoCSIqCg9MaXN0S2V5c1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIjwKEExpc3RLZXlzUmVzcG9uc2USKAoEa2V5cxgBIAMoCzIaLnN3aXRjaGJvYXJkLnYxLkdhdGV3YXlLZXkiHgoQUmV2b2tlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI8ChFSZXZva2VLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5zd2l0Y2hib2FyZC52MS5HYXRld2F5S2V5IhsKDUdldEtleVJlcXVlc3QSCgoCaWQYASABKAkiOQoOR2V0S2V5UmVzcG9uc2USJwoDa2V5GAEgASgLMhouc3dpdGNoYm9hcmQudjEuR2F0ZXdheUtleSJsChBVcGRhdGVLZXlSZXF1ZXN0EicKA2tleRgBIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkdhdGV3YXlLZXkSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIjwKEVVwZGF0ZUtleVJlc3BvbnNlEicKA2tleRgBIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkdhdGV3YXlLZXkiNQoQUm90YXRlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCRIVCg1ncmFjZV9zZWNvbmRzGAIgASgBIkwKEVJvdGF0ZUtleVJlc3BvbnNlEicKA2tleRgBIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkdhdGV3YXlLZXkSDgoGc2VjcmV0GAIgASgJIn8KB1Byb2plY3QSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIpCgZsaW1pdHMYAyABKAsyGS5zd2l0Y2hib2FyZC52MS5LZXlMaW1pdHMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk8KFENyZWF0ZVByb2plY3RSZXF1ZXN0EgwKBG5hbWUYASABKAkSKQoGbGltaXRzGAIgASgLMhkuc3dpdGNoYm9hcmQudjEuS2V5TGltaXRzIkEKFUNyZWF0ZVByb2plY3RSZXNwb25zZRIoCgdwcm9qZWN0GAEgASgLMhcuc3dpdGNoYm9hcmQudjEuUHJvamVjdCIfChFHZXRQcm9qZWN0UmVxdWVzdBIKCgJpZBgBIAEoCSI+ChJHZXRQcm9qZWN0UmVzcG9uc2USKAoHcHJvamVjdBgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlByb2plY3QiFQoTTGlzdFByb2plY3RzUmVxdWVzdCJBChRMaXN0UHJvamVjdHNSZXNwb25zZRIpCghwcm9qZWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLlByb2plY3QicQoUVXBkYXRlUHJvamVjdFJlcXVlc3QSKAoHcHJvamVjdBgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlByb2plY3QSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIkEKFVVwZGF0ZVByb2plY3RSZXNwb25zZRIoCgdwcm9qZWN0GAEgASgLMhcuc3dpdGNoYm9hcmQudjEuUHJvamVjdCLDAQoPR2V0VXNhZ2VSZXF1ZXN0Ei4KCGdyb3VwX2J5GAEgASgOMhwuc3dpdGNoYm9hcmQudjEuVXNhZ2VHcm91cEJ5Ei4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZrZXlfaWQYBCABKAkSEgoKcHJvamVjdF9pZBgFIAEoCSLRAgoLVXNhZ2VUb3RhbHMSDQoFZ3JvdXAYASABKAkSEAoIcmVxdWVzdHMYAiABKAMSDgoGZXJyb3JzGAMgASgDEhQKDGlucHV0X3Rva2VucxgEIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAUgASgDEhsKE2NhY2hlZF9pbnB1dF90b2tlbnMYBiABKAMSGgoSY2FjaGVfd3JpdGVfdG9rZW5zGAcgASgDEhgKEHJlYXNvbmluZ190b2tlbnMYCCABKAMSFQoNaW5wdXRfbmFub3VzZBgJIAEoAxIWCg5vdXRwdXRfbmFub3VzZBgKIAEoAxIcChRjYWNoZWRfaW5wdXRfbmFub3VzZBgLIAEoAxIbChNjYWNoZV93cml0ZV9uYW5vdXNkGAwgASgDEhUKDXRvdGFsX25hbm91c2QYDSABKAMSEAoIY29zdF91c2QYDiABKAEiywEKEEdldFVzYWdlUmVzcG9uc2USLgoIZ3JvdXBfYnkYASABKA4yHC5zd2l0Y2hib2FyZC52MS5Vc2FnZUdyb3VwQnkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBHJvd3MYBCADKAsyGy5zd2l0Y2hib2FyZC52MS5Vc2FnZVRvdGFscyqxAQoMVXNhZ2VHcm91cEJ5Eh4KGlVTQUdFX0dST1VQX0JZX1VOU1BFQ0lGSUVEEAASFgoSVVNBR0VfR1JPVVBfQllfS0VZEAESGgoWVVNBR0VfR1JPVVBfQllfUFJPSkVDVBACEhgKFFVTQUdFX0dST1VQX0JZX01PREVMEAMSGwoXVVNBR0VfR1JPVVBfQllfUFJPVklERVIQBBIWChJVU0FHRV9HUk9VUF9CWV9EQVkQBTKpBwoMQWRtaW5TZXJ2aWNlElAKCUNyZWF0ZUtleRIgLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUtleVJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5DcmVhdGVLZXlSZXNwb25zZRJNCghMaXN0S2V5cxIfLnN3aXRjaGJvYXJkLnYxLkxpc3RLZXlzUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLkxpc3RLZXlzUmVzcG9uc2USUAoJUmV2b2tlS2V5EiAuc3dpdGNoYm9hcmQudjEuUmV2b2tlS2V5UmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLlJldm9rZUtleVJlc3BvbnNlEkcKBkdldEtleRIdLnN3aXRjaGJvYXJkLnYxLkdldEtleVJlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5HZXRLZXlSZXNwb25zZRJQCglVcGRhdGVLZXkSIC5zd2l0Y2hib2FyZC52MS5VcGRhdGVLZXlSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuVXBkYXRlS2V5UmVzcG9uc2USUAoJUm90YXRlS2V5EiAuc3dpdGNoYm9hcmQudjEuUm90YXRlS2V5UmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLlJvdGF0ZUtleVJlc3BvbnNlElwKDUNyZWF0ZVByb2plY3QSJC5zd2l0Y2hib2FyZC52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZVByb2plY3RSZXNwb25zZRJTCgpHZXRQcm9qZWN0EiEuc3dpdGNoYm9hcmQudjEuR2V0UHJvamVjdFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5HZXRQcm9qZWN0UmVzcG9uc2USWQoMTGlzdFByb2plY3RzEiMuc3dpdGNoYm9hcmQudjEuTGlzdFByb2plY3RzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlElwKDVVwZGF0ZVByb2plY3QSJC5zd2l0Y2hib2FyZC52MS5VcGRhdGVQcm9qZWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlVwZGF0ZVByb2plY3RSZXNwb25zZRJNCghHZXRVc2FnZRIfLnN3aXRjaGJvYXJkLnYxLkdldFVzYWdlUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLkdldFVzYWdlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message switchboard.v1.KeyLimits.
@@ -68,7 +68,146 @@ export const RevokeKeyResponseSchema = /*@__PURE__*/
   messageDesc(file_switchboard_v1_admin, 7);
 
 /**
- * Gateway key management; needs the master key.
+ * Describes the message switchboard.v1.GetKeyRequest.
+ * Use `create(GetKeyRequestSchema)` to create a new message.
+ */
+export const GetKeyRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 8);
+
+/**
+ * Describes the message switchboard.v1.GetKeyResponse.
+ * Use `create(GetKeyResponseSchema)` to create a new message.
+ */
+export const GetKeyResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 9);
+
+/**
+ * Describes the message switchboard.v1.UpdateKeyRequest.
+ * Use `create(UpdateKeyRequestSchema)` to create a new message.
+ */
+export const UpdateKeyRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 10);
+
+/**
+ * Describes the message switchboard.v1.UpdateKeyResponse.
+ * Use `create(UpdateKeyResponseSchema)` to create a new message.
+ */
+export const UpdateKeyResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 11);
+
+/**
+ * Describes the message switchboard.v1.RotateKeyRequest.
+ * Use `create(RotateKeyRequestSchema)` to create a new message.
+ */
+export const RotateKeyRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 12);
+
+/**
+ * Describes the message switchboard.v1.RotateKeyResponse.
+ * Use `create(RotateKeyResponseSchema)` to create a new message.
+ */
+export const RotateKeyResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 13);
+
+/**
+ * Describes the message switchboard.v1.Project.
+ * Use `create(ProjectSchema)` to create a new message.
+ */
+export const ProjectSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 14);
+
+/**
+ * Describes the message switchboard.v1.CreateProjectRequest.
+ * Use `create(CreateProjectRequestSchema)` to create a new message.
+ */
+export const CreateProjectRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 15);
+
+/**
+ * Describes the message switchboard.v1.CreateProjectResponse.
+ * Use `create(CreateProjectResponseSchema)` to create a new message.
+ */
+export const CreateProjectResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 16);
+
+/**
+ * Describes the message switchboard.v1.GetProjectRequest.
+ * Use `create(GetProjectRequestSchema)` to create a new message.
+ */
+export const GetProjectRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 17);
+
+/**
+ * Describes the message switchboard.v1.GetProjectResponse.
+ * Use `create(GetProjectResponseSchema)` to create a new message.
+ */
+export const GetProjectResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 18);
+
+/**
+ * Describes the message switchboard.v1.ListProjectsRequest.
+ * Use `create(ListProjectsRequestSchema)` to create a new message.
+ */
+export const ListProjectsRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 19);
+
+/**
+ * Describes the message switchboard.v1.ListProjectsResponse.
+ * Use `create(ListProjectsResponseSchema)` to create a new message.
+ */
+export const ListProjectsResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 20);
+
+/**
+ * Describes the message switchboard.v1.UpdateProjectRequest.
+ * Use `create(UpdateProjectRequestSchema)` to create a new message.
+ */
+export const UpdateProjectRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 21);
+
+/**
+ * Describes the message switchboard.v1.UpdateProjectResponse.
+ * Use `create(UpdateProjectResponseSchema)` to create a new message.
+ */
+export const UpdateProjectResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 22);
+
+/**
+ * Describes the message switchboard.v1.GetUsageRequest.
+ * Use `create(GetUsageRequestSchema)` to create a new message.
+ */
+export const GetUsageRequestSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 23);
+
+/**
+ * Describes the message switchboard.v1.UsageTotals.
+ * Use `create(UsageTotalsSchema)` to create a new message.
+ */
+export const UsageTotalsSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 24);
+
+/**
+ * Describes the message switchboard.v1.GetUsageResponse.
+ * Use `create(GetUsageResponseSchema)` to create a new message.
+ */
+export const GetUsageResponseSchema = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 25);
+
+/**
+ * Describes the enum switchboard.v1.UsageGroupBy.
+ */
+export const UsageGroupBySchema = /*@__PURE__*/
+  enumDesc(file_switchboard_v1_admin, 0);
+
+/**
+ * @generated from enum switchboard.v1.UsageGroupBy
+ */
+export const UsageGroupBy = /*@__PURE__*/
+  tsEnum(UsageGroupBySchema);
+
+/**
+ * Gateway keys, projects and usage; every call needs the master key (PERMISSION_DENIED
+ * otherwise).
  *
  * @generated from service switchboard.v1.AdminService
  */
