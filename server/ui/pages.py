@@ -19,20 +19,21 @@ from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits
 from server.core.errors import GatewayError
-from server.core.state import CircuitState, HealthStore, KeyStore, UsageReader
+from server.core.state import CircuitState, HealthStore, KeySpec, KeyStore, KeyUpdate, UsageReader
 from server.http_shim.app import Route
 from server.http_shim.asgi import HttpRequest
 from server.routing.catalog import Catalog
 from server.ui import charts, web
 from server.ui.session import LOGIN_COOKIE, LOGIN_SECONDS, SESSION_COOKIE, SESSION_SECONDS, Sessions
 from server.ui.timings import RecentTimings
-from server.ui.usage import DAY, MAX_ROWS, Usage, fold, window
+from server.ui.usage import Usage, load
 
 _HERE = Path(__file__).parent
 _STYLESHEET = (_HERE / "static" / "style.css").read_bytes()
 DEFAULT_DAYS = 14
 MAX_DAYS = 90
 RECENT_ROWS = 100
+DAY = 86400.0
 
 _env = Environment(
     loader=FileSystemLoader(_HERE / "templates"),
@@ -89,6 +90,8 @@ class Dashboard:
             Route("GET", "/ui/keys", self._guard(self._keys)),
             Route("POST", "/ui/keys/create", self._guard(self._create_key)),
             Route("POST", "/ui/keys/revoke", self._guard(self._revoke_key)),
+            Route("POST", "/ui/keys/rotate", self._guard(self._rotate_key)),
+            Route("POST", "/ui/keys/update", self._guard(self._update_key)),
             Route("GET", "/ui/requests", self._guard(self._requests)),
             Route("GET", "/ui/health", self._guard(self._health)),
         ]
@@ -185,19 +188,8 @@ class Dashboard:
 
     async def _usage(self, req: HttpRequest, _: dict[str, str]) -> Page:
         days = _int(web.query(req).get("days"), DEFAULT_DAYS, 1, MAX_DAYS)
-        start, end, dates = window(days)
-        rows = await self.ledger.rows(start, end, limit=MAX_ROWS)
-        names = await self._key_names()
-        usage = fold(
-            rows,
-            dates,
-            {
-                "key": lambda r: names.get(r.key_id, r.key_id),
-                "model": lambda r: r.model,
-                "provider": lambda r: r.provider,
-            },
-            truncated=len(rows) >= MAX_ROWS,
-        )
+        names = {"key": await self._key_names(), "project": await self._project_names()}
+        usage = await load(self.ledger, days, names)
         return Page(
             "usage.html",
             {
@@ -214,23 +206,63 @@ class Dashboard:
     async def _keys_page(
         self, *, status: int = 200, created: Any = None, error: str | None = None
     ) -> Page:
-        keys = [_key_view(k) for k in await self.keys.list(include_revoked=True)]
-        return Page("keys.html", {"keys": keys, "created": created, "error": error}, status)
+        projects = await self._project_names()
+        keys = [_key_view(k, projects) for k in await self.keys.list(include_revoked=True)]
+        context = {
+            "keys": keys,
+            "projects": projects,
+            "created": created,
+            "error": error,
+            "now": time.time(),
+        }
+        return Page("keys.html", context, status)
 
     async def _create_key(self, req: HttpRequest, fields: dict[str, str]) -> Page:
         try:
-            limits = KeyLimits(
-                requests_per_minute=_optional(fields, "rpm", int),
-                tokens_per_minute=_optional(fields, "tpm", int),
-                monthly_budget_usd=_optional(fields, "budget", float),
+            spec = KeySpec(
+                name=fields.get("name", ""),
+                limits=_limits(fields),
+                env=fields.get("env", "").strip(),
+                allowed_models=_models(fields),
+                max_concurrent=_optional(fields, "max_concurrent", int),
+                project_id=fields.get("project_id", "").strip() or None,
             )
-            key, secret = await self.keys.create(fields.get("name", ""), limits)
+            key, secret = await self.keys.create(spec)
         except ValueError as exc:
             return await self._keys_page(status=400, error=str(exc))
         except GatewayError as exc:
             return await self._keys_page(status=exc.http_status, error=exc.message)
+        return await self._shown_once("Created", key, secret)
+
+    async def _shown_once(self, what: str, key: admin_pb2.GatewayKey, secret: str) -> Page:
         # The secret is in this one response only (no-store): never in a URL or a redirect.
-        return await self._keys_page(created={"key": _key_view(key), "secret": secret})
+        view = _key_view(key, await self._project_names())
+        return await self._keys_page(created={"what": what, "key": view, "secret": secret})
+
+    async def _rotate_key(self, req: HttpRequest, fields: dict[str, str]) -> Page:
+        try:
+            grace = _optional(fields, "grace", float) or 0.0
+            key, secret = await self.keys.rotate(fields.get("key_id", ""), grace)
+        except ValueError as exc:
+            return await self._keys_page(status=400, error=str(exc))
+        except GatewayError as exc:
+            return await self._keys_page(status=exc.http_status, error=exc.message)
+        return await self._shown_once("Rotated", key, secret)
+
+    async def _update_key(self, req: HttpRequest, fields: dict[str, str]) -> Page | int:
+        try:
+            changes = KeyUpdate(
+                limits=_limits(fields),
+                allowed_models=_models(fields),
+                # Blank: unlimited, which KeyUpdate spells 0.
+                max_concurrent=_optional(fields, "max_concurrent", int) or 0,
+            )
+            await self.keys.update(fields.get("key_id", ""), changes)
+        except ValueError as exc:
+            return await self._keys_page(status=400, error=str(exc))
+        except GatewayError as exc:
+            return await self._keys_page(status=exc.http_status, error=exc.message)
+        return await web.redirect(req, "/ui/keys")
 
     async def _revoke_key(self, req: HttpRequest, fields: dict[str, str]) -> Page | int:
         try:
@@ -278,8 +310,11 @@ class Dashboard:
     async def _key_names(self) -> dict[str, str]:
         return {k.id: k.name for k in await self.keys.list(include_revoked=True)}
 
+    async def _project_names(self) -> dict[str, str]:
+        return {p.id: p.name for p in await self.keys.list_projects()}
 
-def _key_view(key: admin_pb2.GatewayKey) -> dict[str, Any]:
+
+def _key_view(key: admin_pb2.GatewayKey, projects: dict[str, str]) -> dict[str, Any]:
     limits = key.limits
 
     def limit(name: str) -> Any:
@@ -295,6 +330,16 @@ def _key_view(key: admin_pb2.GatewayKey) -> dict[str, Any]:
         "rpm": limit("requests_per_minute"),
         "tpm": limit("tokens_per_minute"),
         "budget": limit("monthly_budget_usd"),
+        "env": key.env,
+        "project_id": key.project_id,
+        "project": projects.get(key.project_id, key.project_id),
+        "allowed_models": list(key.allowed_models),
+        "max_concurrent": key.max_concurrent if key.HasField("max_concurrent") else None,
+        "expires": key.expire_time.seconds if key.HasField("expire_time") else None,
+        "expired": key.expired,
+        "grace_until": key.previous_secret_expire_time.seconds
+        if key.HasField("previous_secret_expire_time")
+        else None,
     }
 
 
@@ -331,6 +376,20 @@ def _usage_charts(usage: Usage) -> dict[str, Any]:
             stacked=True,
         ),
     }
+
+
+def _limits(fields: dict[str, str]) -> KeyLimits:
+    """The form's limits; a blank field is unlimited."""
+    return KeyLimits(
+        requests_per_minute=_optional(fields, "rpm", int),
+        tokens_per_minute=_optional(fields, "tpm", int),
+        monthly_budget_usd=_optional(fields, "budget", float),
+    )
+
+
+def _models(fields: dict[str, str]) -> tuple[str, ...]:
+    """Allowed models, separated by commas or spaces; none means any."""
+    return tuple(m for m in fields.get("allowed_models", "").replace(",", " ").split() if m)
 
 
 def _int(raw: str | None, default: int, low: int, high: int) -> int:

@@ -1,24 +1,24 @@
-"""The dashboard's usage figures: ledger rows of a window folded into totals per day and per
-key, project, model and provider."""
+"""The dashboard's usage figures: the ledger's totals of a window per UTC day and per key,
+project, model and provider (``UsageReader.usage_by``, summed by the store)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from server.core.money import nanos_to_usd
-from server.core.state import UsageRow
+from server.core.state import UsageReader, UsageTotals
 
-DAY = 86400.0
-# Rows folded per page view at most: a window with more shows the newest ones, and says so.
-MAX_ROWS = 200_000
+# The groups shown, in order; "day" feeds the charts and its own table.
+GROUPS = ("key", "project", "model", "provider")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Totals:
-    """Requests, errors, tokens and cost of one group of ledger rows."""
+    """What a table row or a chart bar shows of one group of ledger rows."""
 
     requests: int = 0
     errors: int = 0
@@ -26,26 +26,35 @@ class Totals:
     output_tokens: int = 0
     nanousd: int = 0
 
-    def add(self, row: UsageRow) -> None:
-        self.requests += 1
-        self.errors += row.outcome != "success"
-        self.input_tokens += row.input_tokens
-        self.output_tokens += row.output_tokens
-        self.nanousd += row.total_nanousd
+    @classmethod
+    def of(cls, t: UsageTotals) -> Totals:
+        return cls(t.requests, t.errors, t.input_tokens, t.output_tokens, t.total_nanousd)
 
     @property
     def cost_usd(self) -> float:
         return nanos_to_usd(self.nanousd)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One group: what to call it, the id behind that name ("" when it is the name), totals."""
+
+    label: str
+    ident: str
+    totals: Totals
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
-    """One window's figures: per UTC day (every day of the window, oldest first) and per group."""
+    """One window's figures: every UTC day of it (oldest first) and each group's rows."""
 
     days: dict[str, Totals]
-    by: dict[str, dict[str, Totals]]
-    total: Totals = field(default_factory=Totals)
-    truncated: bool = False
+    by: dict[str, list[Row]]
+    total: Totals
+
+    @property
+    def day_rows(self) -> list[Row]:
+        return [Row(day, "", totals) for day, totals in self.days.items()]
 
 
 def window(days: int, now: float | None = None) -> tuple[float, float, list[str]]:
@@ -57,29 +66,30 @@ def window(days: int, now: float | None = None) -> tuple[float, float, list[str]
     return first.timestamp(), (today + timedelta(days=1)).timestamp(), dates
 
 
-def fold(
-    rows: Iterable[UsageRow],
-    dates: list[str],
-    groups: Mapping[str, Callable[[UsageRow], str]],
-    *,
-    truncated: bool = False,
+async def load(
+    ledger: UsageReader,
+    days: int,
+    names: Mapping[str, Mapping[str, str]],
+    now: float | None = None,
 ) -> Usage:
-    """Totals of ``rows`` per day of ``dates`` and per value of each group's key function."""
-    usage = Usage(
-        days={d: Totals() for d in dates}, by={g: {} for g in groups}, truncated=truncated
+    """The last ``days`` UTC days of usage; ``names[group]`` turns ids into names (keys,
+    projects)."""
+    start, end, dates = window(days, now)
+    per_group = await asyncio.gather(
+        *(ledger.usage_by(group, start, end) for group in ("day", *GROUPS))
     )
-    for row in rows:
-        day = datetime.fromtimestamp(row.time, UTC).strftime("%Y-%m-%d")
-        if day in usage.days:
-            usage.days[day].add(row)
-        usage.total.add(row)
-        for name, key_of in groups.items():
-            bucket = usage.by[name]
-            key = key_of(row) or "(none)"
-            totals = bucket.get(key)
-            if totals is None:
-                totals = bucket[key] = Totals()
-            totals.add(row)
-    for name, bucket in usage.by.items():
-        usage.by[name] = dict(sorted(bucket.items(), key=lambda kv: (-kv[1].nanousd, kv[0])))
-    return usage
+    by_day = {t.group: Totals.of(t) for t in per_group[0]}
+    day_totals = {d: by_day.get(d, Totals()) for d in dates}
+    by: dict[str, list[Row]] = {}
+    for group, totals in zip(GROUPS, per_group[1:], strict=True):
+        known = names.get(group, {})
+        by[group] = [_row(t, known) for t in totals]
+    total = Totals(*(sum(getattr(t, f) for t in day_totals.values()) for f in Totals.__slots__))
+    return Usage(day_totals, by, total)
+
+
+def _row(t: UsageTotals, names: Mapping[str, str]) -> Row:
+    if not t.group:
+        return Row("(none)", "", Totals.of(t))
+    name = names.get(t.group)
+    return Row(name, t.group, Totals.of(t)) if name else Row(t.group, "", Totals.of(t))

@@ -181,7 +181,7 @@ async def test_create_and_revoke_a_key(context: BrowserContext, gateway: Running
     await page.goto("/ui/keys")
     assert secret not in await page.content()
     row = page.locator("tr", has_text=name)
-    await expect(row.locator("td").nth(4)).to_have_text("60")
+    await expect(row.locator("td").nth(5)).to_have_text("60")
     await row.locator("button", has_text="Revoke").click()
     await expect(page).to_have_url(re.compile(r"/ui/keys$"))
     await expect(page.locator("tr", has_text=name)).to_contain_text("revoked")
@@ -189,6 +189,62 @@ async def test_create_and_revoke_a_key(context: BrowserContext, gateway: Running
     refused = await chat(gateway, secret, "hello again")
     assert refused.status_code == 401, refused.text
     assert refused.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_rotate_a_key_and_edit_its_limits(
+    context: BrowserContext, gateway: RunningGateway
+) -> None:
+    old = gateway.create_key("dash-rotate")
+    assert (await chat(gateway, old, "hello")).status_code == 200
+    page = await log_in(context, gateway.master_key)
+    await page.goto("/ui/keys")
+    row = page.locator("tr", has_text="dash-rotate")
+    await row.locator("form.rotate input[name=grace]").fill("0")
+    await row.locator("form.rotate button").click()
+    await expect(page.locator(".secret")).to_contain_text("Rotated dash-rotate")
+    new = (await page.locator("#new-secret").inner_text()).strip()
+    assert new != old
+    # Grace 0: the old secret stops at once, the new one works.
+    assert (await chat(gateway, old, "hello")).status_code == 401
+    assert (await chat(gateway, new, "hello")).status_code == 200
+
+    await page.goto("/ui/keys")
+    row = page.locator("tr", has_text="dash-rotate")
+    await row.locator("details.limits summary").click()
+    await row.locator("form.edit input[name=rpm]").fill("1")
+    await row.locator("form.edit input[name=max_concurrent]").fill("3")
+    await row.locator("form.edit button").click()
+    await expect(page).to_have_url(re.compile(r"/ui/keys$"))
+    row = page.locator("tr", has_text="dash-rotate")
+    await expect(row.locator("td").nth(5)).to_have_text("1")
+    await expect(row.locator("td").nth(8)).to_have_text("3")
+    # The new limit holds at once: one request a minute, the next refused.
+    statuses = [(await chat(gateway, new, "hello")).status_code for _ in range(2)]
+    assert 429 in statuses, statuses
+
+
+async def test_usage_by_project(context: BrowserContext, gateway: RunningGateway) -> None:
+    from server.core.state import KeySpec
+    from server.store.embedded.keys import SqliteKeyStore
+
+    store = SqliteKeyStore(gateway.data_dir)
+    try:
+        project = store.create_project_sync("<b>Team</b> Atlas")
+        _, key = store.create_sync(KeySpec("dash-project", project_id=project.id))
+    finally:
+        store.close()
+    assert (await chat(gateway, key)).status_code == 200
+    page = await log_in(context, gateway.master_key)
+    row = page.locator("table[data-group=project] tr", has_text="<b>Team</b> Atlas")
+    for _ in range(50):
+        if await row.count():
+            break
+        await page.wait_for_timeout(200)
+        await page.reload()
+    await expect(row.locator("td").nth(1)).to_have_text("1")
+    await expect(row).to_contain_text(project.id)
+    await page.goto("/ui/keys")
+    await expect(page.locator("tr", has_text="dash-project")).to_contain_text("<b>Team</b> Atlas")
 
 
 async def test_invalid_key_form_is_refused_with_a_message(
