@@ -38,6 +38,7 @@ from server.core.validate import RequestBounds
 from server.grpc_api.server import GrpcServer
 from server.http_shim import create_app
 from server.http_shim.admin_api import AdminApi
+from server.http_shim.app import Route
 from server.http_shim.protocol import guarded_protocol
 from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
@@ -52,6 +53,8 @@ from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.cache import MemoryCache
 from server.store.embedded.sqlite import ensure_data_dir
+from server.ui import Dashboard
+from server.ui.timings import RecentTimings
 
 log = logging.getLogger("switchboard")
 
@@ -98,6 +101,7 @@ class Components:
     providers: Mapping[str, ProviderEntryLike] = field(repr=False)
     metrics: Metrics | None = None
     tracing: Tracing | None = None
+    timings: RecentTimings | None = None
 
 
 def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
@@ -135,6 +139,8 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     except ValueError as exc:
         raise ConfigError(f"tracing: {exc}") from None
     cache = _response_cache(config.cache)
+    # TTFT and attempts of recent requests, which the ledger does not keep (the dashboard).
+    timings = RecentTimings()
     gateway = Gateway(
         Router(catalog, health=stores.health),
         Executor(config, health=stores.health, metrics=metrics, tracing=tracing),
@@ -143,13 +149,17 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
         default_timeout=config.timeouts.request,
         admission=policy,
         # The tracing sink ends the request's span after the others have booked it.
-        sinks=(policy, observer) if tracing is None else (policy, observer, tracing),
+        sinks=(policy, observer, timings)
+        if tracing is None
+        else (policy, observer, timings, tracing),
         bounds=RequestBounds(limits.max_messages, limits.max_parts, limits.max_tools),
         responses=stores.responses,
         cache=cache,
         tracer=tracing,
     )
-    return Components(gateway, stores, master, catalog, providers, metrics, tracing)
+    return Components(
+        gateway, stores, master, catalog, providers, metrics, tracing=tracing, timings=timings
+    )
 
 
 def _response_cache(config: CacheConfig) -> CachePolicy | None:
@@ -172,6 +182,15 @@ def _response_cache(config: CacheConfig) -> CachePolicy | None:
     return CachePolicy(
         store, config.ttl, frozenset(config.routes), frozenset(config.keys), config.shared
     )
+
+
+def dashboard_routes(c: Components) -> list[Route]:
+    """The operator dashboard at ``/ui`` (server/ui), over the same stores as the gateway."""
+    stores = c.stores
+    dashboard = Dashboard(
+        c.master_key.secret, stores.keys, stores.ledger, stores.health, c.catalog, c.timings
+    )
+    return dashboard.routes()
 
 
 def _credential_headers(config: Config) -> list[str]:
@@ -279,7 +298,8 @@ async def serve(
                         components.stores.keys,
                         components.stores.ledger,
                         config.server.body_timeout,
-                    ).routes(),
+                    ).routes()
+                    + dashboard_routes(components),
                     metrics=components.metrics,
                     limits=config.limits,
                     body_timeout=config.server.body_timeout,

@@ -331,6 +331,11 @@ class UsageReader(Protocol):
         """Per-key totals of one UTC month, highest cost first."""
         ...
 
+    async def rows(self, start: float, end: float, *, limit: int) -> list[UsageRow]:
+        """The newest ``limit`` rows with a time in [start, end), newest first (the
+        dashboard's recent requests and its charts)."""
+        ...
+
 
 # --- deployment and key health ------------------------------------------------------------------
 

@@ -366,6 +366,10 @@ class SqliteLedger:
         """Per-key totals of one UTC month, highest cost first."""
         return await asyncio.to_thread(month_totals, self.data_dir, year, month, key_id=key_id)
 
+    async def rows(self, start: float, end: float, *, limit: int) -> list[UsageRow]:
+        """The newest ``limit`` rows in [start, end), newest first."""
+        return await asyncio.to_thread(recent_rows, self.data_dir, start, end, limit)
+
     def _connect(self) -> sqlite3.Connection:
         conn = store.connect(self.data_dir, USAGE)
         if self._busy_timeout_ms is not None:
@@ -483,3 +487,17 @@ def month_totals(
     finally:
         conn.close()
     return [KeyTotals(row[0], *(int(v or 0) for v in row[1:])) for row in rows]
+
+
+def recent_rows(data_dir: Path, start: float, end: float, limit: int) -> list[UsageRow]:
+    """The newest ``limit`` rows in [start, end), newest first (the ``usage_time`` index)."""
+    conn = store.connect(data_dir, USAGE)
+    try:
+        rows = conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM usage WHERE time >= ? AND time < ? "
+            "ORDER BY time DESC, id DESC LIMIT ?",
+            (start, end, limit),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [UsageRow(*row)._replace(stream=bool(row[COLUMNS.index("stream")])) for row in rows]

@@ -211,6 +211,21 @@ async def test_rows_are_summed_exactly_per_key_and_month(backend: Backend) -> No
     assert (totals.input_tokens, totals.output_tokens, totals.cached_input_tokens) == (20, 10, 4)
 
 
+async def test_rows_come_back_newest_first_within_the_window(backend: Backend) -> None:
+    ledger = backend.stores.ledger
+    key = fresh("key")
+    base = time.time() - 1000
+    written = [row(key, nanos=n, when=base + n) for n in (1, 2, 3, 4)]
+    for r in (*written, row(key, nanos=9, when=base + 50)):
+        ledger.record(r)
+    await ledger.flush()
+    got = [r for r in await ledger.rows(base, base + 10, limit=1000) if r.key_id == key]
+    assert got == written[::-1]
+    newest = await ledger.rows(base, base + 10, limit=2)
+    assert [r.total_nanousd for r in newest if r.key_id == key] == [4, 3]
+    assert await ledger.rows(base + 100, base + 200, limit=10) == []
+
+
 async def test_a_replica_reads_what_another_wrote_after_it_closed(backend: Backend) -> None:
     key = fresh("key")
     year, month = month_of(time.time())

@@ -1,0 +1,1 @@
+"""The distributed backend: PostgreSQL and Redis implementations of the state seams."""
