@@ -230,8 +230,21 @@ class UsageRow(NamedTuple):
     project_id: str | None = None
 
 
+class _Totals:
+    """What every totals row prints (its dataclass fields end in ``total_nanousd``)."""
+
+    __slots__ = ()
+    total_nanousd: int
+
+    def to_json(self) -> dict[str, object]:
+        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
+        out: dict[str, object] = dataclasses.asdict(self)  # type: ignore[call-overload]
+        out["cost_usd"] = nanos_to_usd(self.total_nanousd)
+        return out
+
+
 @dataclass(frozen=True, slots=True)
-class KeyTotals:
+class KeyTotals(_Totals):
     """One key's usage over a month (what ``switchboard usage`` prints)."""
 
     key_id: str
@@ -248,19 +261,13 @@ class KeyTotals:
     cache_write_nanousd: int
     total_nanousd: int
 
-    def to_json(self) -> dict[str, object]:
-        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
-        out: dict[str, object] = dataclasses.asdict(self)
-        out["cost_usd"] = nanos_to_usd(self.total_nanousd)
-        return out
-
 
 # What ``UsageReader.usage_by`` groups by: the ledger column, or the UTC day of ``time``.
 USAGE_GROUPS = ("key", "project", "model", "provider", "day")
 
 
 @dataclass(frozen=True, slots=True)
-class UsageTotals:
+class UsageTotals(_Totals):
     """The totals of one group of ledger rows (``UsageReader.usage_by``)."""
 
     # The key id, project id ("" for rows without one), model as the caller named it,
@@ -278,12 +285,6 @@ class UsageTotals:
     cached_input_nanousd: int
     cache_write_nanousd: int
     total_nanousd: int
-
-    def to_json(self) -> dict[str, object]:
-        """Every field, plus ``cost_usd`` (the total as a float, for display)."""
-        out: dict[str, object] = dataclasses.asdict(self)
-        out["cost_usd"] = nanos_to_usd(self.total_nanousd)
-        return out
 
 
 class UsageSink(Protocol):

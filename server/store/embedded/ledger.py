@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -471,22 +472,8 @@ def month_totals(
     data_dir: Path, year: int, month: int, *, key_id: str | None = None
 ) -> list[KeyTotals]:
     """Per-key totals of one UTC month, highest cost first (reads while the server writes)."""
-    start, end = month_bounds(year, month)
-    where = "time >= ? AND time < ?"
-    params: tuple[object, ...] = (start, end)
-    if key_id is not None:
-        where += " AND key_id = ?"
-        params += (key_id,)
-    conn = store.connect(data_dir, USAGE)
-    try:
-        rows = conn.execute(
-            f"SELECT key_id, {_TOTALS_SQL} "
-            f"FROM usage WHERE {where} GROUP BY key_id ORDER BY SUM(total_nanousd) DESC, key_id",
-            params,
-        ).fetchall()
-    finally:
-        conn.close()
-    return [KeyTotals(row[0], *(int(v or 0) for v in row[1:])) for row in rows]
+    per_key = usage_by(data_dir, "key", *month_bounds(year, month), key_id=key_id)
+    return [KeyTotals(t.group, *dataclasses.astuple(t)[1:]) for t in per_key]
 
 
 def recent_rows(data_dir: Path, start: float, end: float, limit: int) -> list[UsageRow]:
