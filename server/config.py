@@ -106,6 +106,10 @@ class LimitsConfig(_Strict):
     # Content parts over all messages (texts, images, tool calls and results).
     max_parts: int = Field(default=16384, ge=1)
     max_tools: int = Field(default=512, ge=0)
+    # When the shared limit store (Redis) or key store (PostgreSQL) cannot be reached:
+    # `deny` answers 503 STORE_UNAVAILABLE (fail closed); `allow` serves the request without
+    # the rate limit, concurrency and budget checks it could not make (fail open).
+    on_store_error: Literal["deny", "allow"] = "deny"
 
     def body_limit(self, dialect: str) -> int:
         """The body size limit of one dialect."""
@@ -195,6 +199,28 @@ class CacheConfig(_Strict):
         return bool(self.routes or self.keys)
 
 
+class StoreConfig(_Strict):
+    """Where state lives. Both unset: the embedded backend (SQLite in `server.data_dir`,
+    counters in this process; one process only). Both set: the distributed backend
+    (PostgreSQL for keys, projects, the ledger and stored responses; Redis for limits,
+    budgets, circuit state and notifications), shared by any number of processes and
+    replicas. `SWITCHBOARD_DATABASE_URL`, `SWITCHBOARD_DATABASE_SCHEMA` and
+    `SWITCHBOARD_REDIS_URL` override these (``store_settings``)."""
+
+    # postgresql://user:password@host:port/database
+    database_url: str | None = None
+    # The PostgreSQL schema the gateway's tables live in (created if missing).
+    database_schema: str = Field(default="switchboard", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # redis://[:password@]host:port/db
+    redis_url: str | None = None
+    # Prefix of every Redis key the gateway writes (several gateways may share one Redis).
+    redis_prefix: str = Field(default="sb:", pattern=r"^[A-Za-z0-9_:.-]{1,64}$")
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.database_url or self.redis_url)
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -211,6 +237,7 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     tracing: TracingConfig = TracingConfig()
     cache: CacheConfig = CacheConfig()
+    store: StoreConfig = StoreConfig()
 
     @field_validator("routes")
     @classmethod
@@ -220,6 +247,11 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"duplicate route names: {', '.join(dupes)}")
         return routes
+
+    @field_validator("store")
+    @classmethod
+    def _store_pair(cls, store: StoreConfig) -> StoreConfig:
+        return _check_store_pair(store)
 
     @field_validator("cache")
     @classmethod
@@ -268,6 +300,44 @@ def _describe(path: Path, exc: ValidationError) -> str:
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
         lines.append(f"  {loc}: {err['msg']}")
     return "\n".join(lines)
+
+
+def _check_store_pair(store: StoreConfig) -> StoreConfig:
+    if bool(store.database_url) != bool(store.redis_url):
+        missing = "redis_url" if store.database_url else "database_url"
+        raise ValueError(
+            f"the distributed backend needs both database_url and redis_url ({missing} is "
+            "unset); leave both unset for the embedded backend"
+        )
+    for name, url, schemes in (
+        ("database_url", store.database_url, ("postgresql", "postgres")),
+        ("redis_url", store.redis_url, ("redis", "rediss", "unix")),
+    ):
+        if url and url.split("://", 1)[0] not in schemes:
+            raise ValueError(f"{name} must start with {' or '.join(s + '://' for s in schemes)}")
+    return store
+
+
+def store_settings(config: Config, env: Mapping[str, str] = os.environ) -> StoreConfig:
+    """The store section with `SWITCHBOARD_DATABASE_URL`, `SWITCHBOARD_DATABASE_SCHEMA` and
+    `SWITCHBOARD_REDIS_URL` applied over the file; raises ``ConfigError`` when only one of
+    the two URLs is set or either is malformed. Every command (serve, keys, usage) opens its
+    backend from this, so they all see the same state."""
+    overrides = {
+        field: env[var]
+        for field, var in (
+            ("database_url", "SWITCHBOARD_DATABASE_URL"),
+            ("database_schema", "SWITCHBOARD_DATABASE_SCHEMA"),
+            ("redis_url", "SWITCHBOARD_REDIS_URL"),
+        )
+        if env.get(var)
+    }
+    try:
+        store = StoreConfig.model_validate({**config.store.model_dump(), **overrides})
+        return _check_store_pair(store)
+    except (ValidationError, ValueError) as exc:
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"store: {detail}") from None
 
 
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:

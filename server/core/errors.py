@@ -31,6 +31,7 @@ The tree (status, reason; R = retryable, F = fallback; health effect)::
     │   └── MaxTurnsExceededError           400 MAX_TURNS_EXCEEDED
     ├── DeadlineExceededError               504 DEADLINE_EXCEEDED
     ├── UnimplementedError                  501 UNIMPLEMENTED
+    ├── StoreUnavailableError               503 STORE_UNAVAILABLE
     └── UpstreamError                       502 UPSTREAM_ERROR
         ├── UpstreamRateLimitedError        429 UPSTREAM_RATE_LIMITED        R F  cool key
         │   ├── KeysCoolingError            429 UPSTREAM_RATE_LIMITED        R F  (skipped)
@@ -307,6 +308,16 @@ class DeadlineExceededError(GatewayError):
     http_status = 504
     reason = "DEADLINE_EXCEEDED"
     outcome = _O.ATTEMPT_OUTCOME_TIMEOUT
+
+
+class StoreUnavailableError(GatewayError):
+    """A shared state store (Redis or PostgreSQL) cannot be reached, so a limit, budget or key
+    cannot be checked (UNAVAILABLE / 503). Limits fail closed unless `limits.on_store_error` is
+    `allow`. The message names the store, never its URL or password."""
+
+    code = Code.UNAVAILABLE
+    http_status = 503
+    reason = "STORE_UNAVAILABLE"
 
 
 class UnimplementedError(GatewayError):
