@@ -452,6 +452,19 @@ class Stores:
     # None: this backend keeps no responses (stateful Responses API requests are refused).
     responses: ResponseStore | None = None
 
+    def problems(self) -> list[str]:
+        """What is degraded now, for ``/healthz`` (a shared store that cannot be reached,
+        ledger rows waiting for the database); empty when all is well. A backend part reports
+        through an optional ``problems()`` method of its own."""
+        found: dict[str, None] = {}
+        for part in (self.keys, self.limiter, self.budgets, self.ledger, self.health):
+            check = getattr(part, "problems", None)
+            if check is not None:
+                found.update(dict.fromkeys(check()))
+        if self.responses is not None and (check := getattr(self.responses, "problems", None)):
+            found.update(dict.fromkeys(check()))
+        return list(found)
+
     async def aclose(self) -> None:
         """Drains the ledger (every accepted request's row written), then closes the keys and
         the response store."""
