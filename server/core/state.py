@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple, Protocol
@@ -451,6 +451,9 @@ class Stores:
     health: HealthStore
     # None: this backend keeps no responses (stateful Responses API requests are refused).
     responses: ResponseStore | None = None
+    # Run last by ``aclose``, in order: what else the backend opened (a Redis client whose
+    # queue of reconciliations must drain, a connection pool).
+    closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
 
     def problems(self) -> list[str]:
         """What is degraded now, for ``/healthz`` (a shared store that cannot be reached,
@@ -472,3 +475,5 @@ class Stores:
         await self.keys.aclose()
         if self.responses is not None:
             await self.responses.aclose()
+        for close in self.closers:
+            await close()
