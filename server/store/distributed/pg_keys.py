@@ -27,7 +27,6 @@ import asyncio
 import builtins
 import contextlib
 import logging
-import secrets
 import time
 import weakref
 from collections import OrderedDict
@@ -39,30 +38,29 @@ import asyncpg
 from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
-from server.core.errors import FailedPreconditionError
 from server.core.ids import hash_key, new_gateway_key
 from server.core.state import KeySpec, KeyUpdate
-from server.policy.keys import (
-    check_key_spec,
-    check_key_update,
-    check_limits,
-    check_name,
-    key_prefix,
-)
+from server.policy.keys import key_prefix
 from server.store.distributed import pg_pool
 from server.store.distributed.pg_pool import PoolHandle, reachable
 from server.store.keyrows import (
     KEY_COLUMNS,
+    KEY_INSERT_COLUMNS,
     PRINCIPAL_COLUMNS,
     PROJECT_COLUMNS,
+    PROJECT_INSERT_COLUMNS,
+    check_grace,
     earliest,
-    invalid_grace,
     key_not_found,
     key_record,
-    models_json,
+    key_revoked,
+    key_update_columns,
+    new_key,
+    new_project,
     principal_from_row,
     project_not_found,
     project_record,
+    project_update_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +82,15 @@ _LOOKUP = (
     "FROM key_secrets s JOIN gateway_keys k ON k.id = s.key_id "
     "LEFT JOIN projects p ON p.id = k.project_id WHERE s.key_hash = $1 "
     "LIMIT 1"
+)
+
+_INSERT_KEY = (
+    f"INSERT INTO gateway_keys ({', '.join(KEY_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(KEY_INSERT_COLUMNS) + 1))})"
+)
+_INSERT_PROJECT = (
+    f"INSERT INTO projects ({', '.join(PROJECT_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(PROJECT_INSERT_COLUMNS) + 1))})"
 )
 
 
@@ -292,38 +299,15 @@ class PgKeyStore:
         self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """A new key and its secret; the secret is returned only here and stored hashed."""
-        spec = name if isinstance(name, KeySpec) else KeySpec(name, limits or KeyLimits())
-        now = self._clock()
-        spec = check_key_spec(spec, now)
-        secret = new_gateway_key(spec.env)
-        key_id = "key_" + secrets.token_hex(8)
-        limits = spec.limits
+        new = new_key(name, limits, self._clock())
 
         async def work(conn: asyncpg.Connection) -> None:
-            if spec.project_id is not None:
-                await _require_project(conn, spec.project_id)
-            await conn.execute(
-                "INSERT INTO gateway_keys (id, name, prefix, key_hash, create_time, "
-                "requests_per_minute, tokens_per_minute, monthly_budget_usd, env, project_id, "
-                "allowed_models, max_concurrent, expire_time) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                key_id,
-                spec.name,
-                key_prefix(secret, spec.env),
-                hash_key(secret),
-                now,
-                limits.requests_per_minute,
-                limits.tokens_per_minute,
-                limits.monthly_budget_usd,
-                spec.env,
-                spec.project_id,
-                models_json(spec.allowed_models),
-                spec.max_concurrent,
-                spec.expires_at,
-            )
+            if new.spec.project_id is not None:
+                await _require_project(conn, new.spec.project_id)
+            await conn.execute(_INSERT_KEY, *new.values())
 
-        await self._write("key", key_id, work)
-        return await self._existing(key_id), secret
+        await self._write("key", new.key_id, work)
+        return await self._existing(new.key_id), new.secret
 
     async def get(self, key_id: str) -> admin_pb2.GatewayKey | None:
         """One key by id, revoked or not."""
@@ -345,22 +329,7 @@ class PgKeyStore:
 
     async def update(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
         """Applies ``changes`` (``server.core.state.KeyUpdate``)."""
-        changes = check_key_update(changes)
-        sets: dict[str, object] = {}
-        if changes.name is not None:
-            sets["name"] = changes.name
-        if changes.limits is not None:
-            sets["requests_per_minute"] = changes.limits.requests_per_minute
-            sets["tokens_per_minute"] = changes.limits.tokens_per_minute
-            sets["monthly_budget_usd"] = changes.limits.monthly_budget_usd
-        if changes.allowed_models is not None:
-            sets["allowed_models"] = models_json(changes.allowed_models)
-        if changes.max_concurrent is not None:
-            sets["max_concurrent"] = changes.max_concurrent or None
-        if changes.expires_at is not None:
-            sets["expire_time"] = changes.expires_at or None
-        if changes.project_id is not None:
-            sets["project_id"] = changes.project_id or None
+        sets = key_update_columns(changes)
 
         async def work(conn: asyncpg.Connection) -> None:
             found = await conn.fetchval(
@@ -380,8 +349,7 @@ class PgKeyStore:
         self, key_id: str, grace_seconds: float = 0.0
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """A new secret; the old one works for ``grace_seconds`` more."""
-        if not grace_seconds >= 0:  # also refuses NaN
-            raise invalid_grace()
+        check_grace(grace_seconds)
         now = self._clock()
 
         async def work(conn: asyncpg.Connection) -> str:
@@ -393,9 +361,7 @@ class PgKeyStore:
                 raise key_not_found(key_id)
             old_hash, env, revoked = row
             if revoked is not None:
-                raise FailedPreconditionError(
-                    f"Gateway key {key_id} is revoked; create a new key instead.", param="id"
-                )
+                raise key_revoked(key_id)
             secret = new_gateway_key(env)
             # Secrets whose grace has ended are of no further use.
             await conn.execute("DELETE FROM key_secrets WHERE expire_time <= $1", now)
@@ -435,22 +401,10 @@ class PgKeyStore:
 
     async def create_project(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
         """A new project with shared limits."""
-        name = check_name(name)
-        limits = limits or KeyLimits()
-        check_limits(limits)
-        project_id = "proj_" + secrets.token_hex(8)
+        row = new_project(name, limits, self._clock())
         with reachable(STORE):
-            await self._pool.execute(
-                "INSERT INTO projects (id, name, create_time, requests_per_minute, "
-                "tokens_per_minute, monthly_budget_usd) VALUES ($1, $2, $3, $4, $5, $6)",
-                project_id,
-                name,
-                self._clock(),
-                limits.requests_per_minute,
-                limits.tokens_per_minute,
-                limits.monthly_budget_usd,
-            )
-        return await self._existing_project(project_id)
+            await self._pool.execute(_INSERT_PROJECT, *row)
+        return await self._existing_project(str(row[0]))
 
     async def get_project(self, project_id: str) -> admin_pb2.Project | None:
         """One project by id."""
@@ -473,14 +427,7 @@ class PgKeyStore:
     ) -> admin_pb2.Project:
         """Renames a project and/or replaces its limits; every replica's cached principals of
         its keys are dropped."""
-        sets: dict[str, object] = {}
-        if name is not None:
-            sets["name"] = check_name(name)
-        if limits is not None:
-            check_limits(limits)
-            sets["requests_per_minute"] = limits.requests_per_minute
-            sets["tokens_per_minute"] = limits.tokens_per_minute
-            sets["monthly_budget_usd"] = limits.monthly_budget_usd
+        sets = project_update_columns(name, limits)
 
         async def work(conn: asyncpg.Connection) -> None:
             await _require_project(conn, project_id, param="id")

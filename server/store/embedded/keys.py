@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import secrets
 import sqlite3
 import threading
 import time
@@ -28,31 +27,30 @@ from pathlib import Path
 from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
-from server.core.errors import (
-    FailedPreconditionError,
-)
 from server.core.ids import hash_key, new_gateway_key
 from server.core.state import KeySpec, KeyUpdate
 from server.policy.keys import (
-    check_key_spec,
-    check_key_update,
-    check_limits,
-    check_name,
     key_prefix,
 )
 from server.store.embedded import sqlite as store
 from server.store.keyrows import (
     KEY_COLUMNS,
+    KEY_INSERT_COLUMNS,
     PRINCIPAL_COLUMNS,
     PROJECT_COLUMNS,
+    PROJECT_INSERT_COLUMNS,
+    check_grace,
     earliest,
-    invalid_grace,
     key_not_found,
     key_record,
-    models_json,
+    key_revoked,
+    key_update_columns,
+    new_key,
+    new_project,
     principal_from_row,
     project_not_found,
     project_record,
+    project_update_columns,
 )
 
 # A cached principal and the wall-clock time it stops being valid (None: never).
@@ -183,37 +181,16 @@ class SqliteKeyStore:
         self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """``create`` for synchronous callers (the CLI)."""
-        spec = name if isinstance(name, KeySpec) else KeySpec(name, limits or KeyLimits())
-        now = self._clock()
-        spec = check_key_spec(spec, now)
-        secret = new_gateway_key(spec.env)
-        key_id = "key_" + secrets.token_hex(8)
-        limits = spec.limits
+        new = new_key(name, limits, self._clock())
         with self._write_lock, _transaction(self._write()) as conn:
-            if spec.project_id is not None:
-                _require_project(conn, spec.project_id)
+            if new.spec.project_id is not None:
+                _require_project(conn, new.spec.project_id)
             conn.execute(
-                "INSERT INTO gateway_keys (id, name, prefix, key_hash, create_time, "
-                "requests_per_minute, tokens_per_minute, monthly_budget_usd, env, project_id, "
-                "allowed_models, max_concurrent, expire_time) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    spec.name,
-                    key_prefix(secret, spec.env),
-                    hash_key(secret),
-                    now,
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                    limits.monthly_budget_usd,
-                    spec.env,
-                    spec.project_id,
-                    models_json(spec.allowed_models),
-                    spec.max_concurrent,
-                    spec.expires_at,
-                ),
+                f"INSERT INTO gateway_keys ({', '.join(KEY_INSERT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(KEY_INSERT_COLUMNS))})",
+                new.values(),
             )
-        return self._existing(key_id), secret
+        return self._existing(new.key_id), new.secret
 
     def get_sync(self, key_id: str) -> admin_pb2.GatewayKey | None:
         """``get`` for synchronous callers."""
@@ -241,22 +218,7 @@ class SqliteKeyStore:
 
     def update_sync(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
         """``update`` for synchronous callers."""
-        changes = check_key_update(changes)
-        sets: dict[str, object] = {}
-        if changes.name is not None:
-            sets["name"] = changes.name
-        if changes.limits is not None:
-            sets["requests_per_minute"] = changes.limits.requests_per_minute
-            sets["tokens_per_minute"] = changes.limits.tokens_per_minute
-            sets["monthly_budget_usd"] = changes.limits.monthly_budget_usd
-        if changes.allowed_models is not None:
-            sets["allowed_models"] = models_json(changes.allowed_models)
-        if changes.max_concurrent is not None:
-            sets["max_concurrent"] = changes.max_concurrent or None
-        if changes.expires_at is not None:
-            sets["expire_time"] = changes.expires_at or None
-        if changes.project_id is not None:
-            sets["project_id"] = changes.project_id or None
+        sets = key_update_columns(changes)
         with self._write_lock, _transaction(self._write()) as conn:
             if not conn.execute("SELECT 1 FROM gateway_keys WHERE id = ?", (key_id,)).fetchone():
                 raise key_not_found(key_id)
@@ -273,8 +235,7 @@ class SqliteKeyStore:
         self, key_id: str, grace_seconds: float = 0.0
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """``rotate`` for synchronous callers."""
-        if not grace_seconds >= 0:  # also refuses NaN
-            raise invalid_grace()
+        check_grace(grace_seconds)
         now = self._clock()
         with self._write_lock, _transaction(self._write()) as conn:
             row = conn.execute(
@@ -284,9 +245,7 @@ class SqliteKeyStore:
                 raise key_not_found(key_id)
             old_hash, env, revoked = row
             if revoked is not None:
-                raise FailedPreconditionError(
-                    f"Gateway key {key_id} is revoked; create a new key instead.", param="id"
-                )
+                raise key_revoked(key_id)
             secret = new_gateway_key(env)
             # Secrets whose grace has ended are of no further use.
             conn.execute("DELETE FROM key_secrets WHERE expire_time <= ?", (now,))
@@ -313,24 +272,14 @@ class SqliteKeyStore:
 
     def create_project_sync(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
         """``create_project`` for synchronous callers."""
-        name = check_name(name)
-        limits = limits or KeyLimits()
-        check_limits(limits)
-        project_id = "proj_" + secrets.token_hex(8)
+        row = new_project(name, limits, self._clock())
         with self._write_lock:
             self._write().execute(
-                "INSERT INTO projects (id, name, create_time, requests_per_minute, "
-                "tokens_per_minute, monthly_budget_usd) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    project_id,
-                    name,
-                    self._clock(),
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                    limits.monthly_budget_usd,
-                ),
+                f"INSERT INTO projects ({', '.join(PROJECT_INSERT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(PROJECT_INSERT_COLUMNS))})",
+                row,
             )
-        return self._existing_project(project_id)
+        return self._existing_project(str(row[0]))
 
     def get_project_sync(self, project_id: str) -> admin_pb2.Project | None:
         """``get_project`` for synchronous callers."""
@@ -356,14 +305,7 @@ class SqliteKeyStore:
         self, project_id: str, *, name: str | None = None, limits: KeyLimits | None = None
     ) -> admin_pb2.Project:
         """``update_project`` for synchronous callers."""
-        sets: dict[str, object] = {}
-        if name is not None:
-            sets["name"] = check_name(name)
-        if limits is not None:
-            check_limits(limits)
-            sets["requests_per_minute"] = limits.requests_per_minute
-            sets["tokens_per_minute"] = limits.tokens_per_minute
-            sets["monthly_budget_usd"] = limits.monthly_budget_usd
+        sets = project_update_columns(name, limits)
         with self._write_lock, _transaction(self._write()) as conn:
             _require_project(conn, project_id, param="id")
             if sets:
