@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -37,7 +36,8 @@ import asyncpg
 
 from server.core.context import project_name
 from server.core.money import month_bounds
-from server.core.state import USAGE_GROUPS, KeyTotals, UsageRow, UsageTotals
+from server.core.state import KeyTotals, UsageRow, UsageTotals
+from server.store import usage_sql
 from server.store.distributed import pg_pool
 from server.store.distributed.pg_pool import PoolHandle, reachable
 
@@ -61,22 +61,6 @@ _ROW_ID = COLUMNS.index("row_id")
 # A buffered row and whether its row_id was generated here (read back as None).
 _Buffered = tuple[UsageRow, bool]
 
-# The SQL expression each ``usage_by`` group is keyed by.
-_GROUP_SQL = {
-    "key": "key_id",
-    "project": "COALESCE(project_id, '')",
-    "model": "model",
-    "provider": "provider",
-    "day": "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-}
-assert tuple(_GROUP_SQL) == USAGE_GROUPS
-# A cache hit is a success answered without an upstream call: not an error (as embedded).
-_TOTALS_SQL = (
-    "COUNT(*), COUNT(*) FILTER (WHERE outcome NOT IN ('success', 'cache_hit')), "
-    "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), "
-    "SUM(reasoning_tokens), SUM(input_nanousd), SUM(output_nanousd), "
-    "SUM(cached_input_nanousd), SUM(cache_write_nanousd), SUM(total_nanousd)"
-)
 # How long a drop of buffered rows stays among ``problems()``.
 DROP_REPORT_SECONDS = 300.0
 
@@ -334,14 +318,14 @@ class PgLedger:
         sql, params = usage_by_sql(group, start, end, key_id=key_id, project_id=project_id)
         with reachable(STORE):
             rows = await self._pool.fetch(sql, *params)
-        return [UsageTotals(str(row[0]), *(int(v or 0) for v in row[1:])) for row in rows]
+        return usage_sql.usage_totals(rows)
 
     async def month_totals(
         self, year: int, month: int, *, key_id: str | None = None
     ) -> list[KeyTotals]:
         """Per-key totals of one UTC month, highest cost first."""
         per_key = await self.usage_by("key", *month_bounds(year, month), key_id=key_id)
-        return [KeyTotals(t.group, *dataclasses.astuple(t)[1:]) for t in per_key]
+        return usage_sql.key_totals(per_key)
 
     async def rows(self, start: float, end: float, *, limit: int) -> list[UsageRow]:
         """The newest ``limit`` rows in [start, end), newest first."""
@@ -371,17 +355,12 @@ def usage_by_sql(
     project_id: str | None = None,
 ) -> tuple[str, list[object]]:
     """The SQL and parameters of ``PgLedger.usage_by`` (tests EXPLAIN it)."""
-    column = _GROUP_SQL.get(group)
-    if column is None:
-        raise ValueError(f"cannot group usage by {group!r}; one of {', '.join(USAGE_GROUPS)}")
-    where = "time >= $1 AND time < $2"
-    params: list[object] = [start, end]
-    if key_id is not None:
-        params.append(key_id)
-        where += f" AND key_id = ${len(params)}"
-    if project_id is not None:
-        params.append(project_id)
-        where += f" AND project_id = ${len(params)}"
-    order = "1" if group == "day" else "SUM(total_nanousd) DESC, 1"
-    sql = f"SELECT {column}, {_TOTALS_SQL} FROM usage WHERE {where} GROUP BY 1 ORDER BY {order}"
-    return sql, params
+    return usage_sql.usage_by_sql(
+        group,
+        start,
+        end,
+        key_id=key_id,
+        project_id=project_id,
+        day_sql="to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        param=lambda n: f"${n}",
+    )
