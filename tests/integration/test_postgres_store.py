@@ -28,6 +28,8 @@ from server.store.distributed.postgres import PgStores, open_postgres
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.postgres import fresh_schema, postgres_url, with_port
 
+pytestmark = pytest.mark.postgres
+
 PASSWORD = "hunter2-not-for-logs"
 
 

@@ -108,7 +108,13 @@ async def _postgres(tmp_path: Path) -> AsyncIterator[Backend]:
 BACKENDS = {"embedded": _embedded, "postgres": _postgres}
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+# Backends on a shared service carry its marker (`-m "not postgres"` leaves them out).
+_MARKS = {"postgres": pytest.mark.postgres}
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=_MARKS.get(name, ())) for name in sorted(BACKENDS)]
+)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     async with BACKENDS[request.param](tmp_path) as b:
         yield b
