@@ -228,6 +228,10 @@ async def test_an_outage_fails_lookups_closed_buffers_rows_and_recovers_without_
             with pytest.raises(StoreUnavailableError) as flush_info:
                 await pg.ledger.flush()
             await eventually(lambda: not pg.keys.listening, within=7.0)
+            # Past its TTL even a cached answer fails closed.
+            await asyncio.sleep(pg.keys.cache_ttl)
+            with pytest.raises(StoreUnavailableError):
+                await pg.keys.lookup(cached)
             texts = [
                 message,
                 flush_info.value.message,

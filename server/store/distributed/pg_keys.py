@@ -38,6 +38,7 @@ import asyncpg
 from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
+from server.core.errors import StoreUnavailableError
 from server.core.ids import hash_key, new_gateway_key
 from server.core.state import KeySpec, KeyUpdate
 from server.policy.keys import key_prefix
@@ -70,6 +71,8 @@ STORE = "the key store"
 CHANNEL = "switchboard_keys"
 DEFAULT_CACHE_TTL = 1.0
 DEFAULT_CACHE_SIZE = 10_000
+# After a lookup found PostgreSQL unreachable, others fail at once for this long.
+FAIL_FAST_SECONDS = 0.25
 # How often an idle listener is pinged (a silently dropped connection is found this soon).
 LISTENER_PING = 5.0
 
@@ -131,6 +134,8 @@ class PgKeyStore:
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._generation = 0
         self._loading: dict[str, asyncio.Future[_Entry]] = {}
+        self._failure: str | None = None
+        self._retry_at = 0.0
         self._listener: asyncpg.Connection | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_lost = asyncio.Event()
@@ -190,8 +195,17 @@ class PgKeyStore:
 
     async def _fetch(self, key_hash: str) -> _Entry:
         generation = self._generation
-        with reachable(STORE):
-            row = await self._pool.fetchrow(_LOOKUP, key_hash)
+        if self._failure is not None and time.monotonic() < self._retry_at:
+            # Just failed: answer at once rather than have every request try to connect.
+            raise StoreUnavailableError(self._failure, retry_after=1.0)
+        try:
+            with reachable(STORE):
+                row = await self._pool.fetchrow(_LOOKUP, key_hash)
+        except StoreUnavailableError as exc:
+            self._failure = exc.message
+            self._retry_at = time.monotonic() + FAIL_FAST_SECONDS
+            raise
+        self._failure = None
         stale_at = time.monotonic() + self.cache_ttl
         if row is None:
             entry = _Entry(None, None, stale_at, None)

@@ -62,7 +62,8 @@ def unavailable(store: str, exc: BaseException) -> StoreUnavailableError:
     """The error for an unreachable ``store`` ("the key store"), naming the failure's class
     only: a driver's message may quote the server address or more."""
     return StoreUnavailableError(
-        f"{store} (PostgreSQL) is unreachable ({type(exc).__name__}); try again shortly."
+        f"{store} (PostgreSQL) is unreachable ({type(exc).__name__}); try again shortly.",
+        retry_after=1.0,
     )
 
 
