@@ -21,6 +21,7 @@ import pytest
 from server.core.errors import StoreUnavailableError
 from server.core.state import UsageRow
 from server.store.distributed import pg_pool
+from server.store.distributed.pg_keys import FAIL_FAST_SECONDS
 from server.store.distributed.pg_ledger import PgLedger, usage_by_sql
 from server.store.distributed.pg_pool import PoolHandle
 from server.store.distributed.pg_schema import MIGRATIONS, migrate
@@ -247,6 +248,8 @@ async def test_an_outage_fails_lookups_closed_buffers_rows_and_recovers_without_
             await eventually(lambda: pg.ledger.buffered == 0, within=5.0)
             assert pg.ledger.problems() == []
             assert await key_total(url, schema, key) == (25, 250)
+            # Lookups fail fast for FAIL_FAST_SECONDS after a failure, then reach it again.
+            await asyncio.sleep(FAIL_FAST_SECONDS)
             assert (await pg.keys.lookup(uncached)) is not None
             # The listener is back: a revocation elsewhere reaches this store's cache.
             await eventually(lambda: pg.keys.listening, within=5.0)
