@@ -136,7 +136,6 @@ class PgKeyStore:
         self._loading: dict[str, asyncio.Future[_Entry]] = {}
         self._failure: str | None = None
         self._retry_at = 0.0
-        self._listener: asyncpg.Connection | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._listener_lost = asyncio.Event()
         self._listening = asyncio.Event()
@@ -252,7 +251,6 @@ class PgKeyStore:
                 self._listener_lost.clear()
                 conn.add_termination_listener(lambda _c: self._listener_lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
-                self._listener = conn
                 # Changes made while no listener ran were missed.
                 self._invalidate("all", "")
                 self._listening.set()
@@ -270,7 +268,6 @@ class PgKeyStore:
                     log.warning("key change listener lost (%s); reconnecting", type(exc).__name__)
             finally:
                 self._listening.clear()
-                self._listener = None
                 if conn is not None:
                     conn.terminate()
             if not self._closed:
