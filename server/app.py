@@ -72,6 +72,10 @@ class ServeOptions:
     host: str
     http_port: int
     grpc_port: int
+    # Set in a worker of `serve --workers N` (server/supervisor.py): its index. The worker
+    # shares its ports with the others (SO_REUSEPORT), leaves ports.json and the banner to
+    # the supervisor, and says it is ready in its own file instead.
+    worker: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +280,12 @@ async def serve(
 ) -> int:
     """Runs the gateway in the current loop until ``stop`` is set (or a signal arrives)."""
     ensure_data_dir(options.data_dir)
-    ports_file = options.data_dir / PORTS_FILENAME
+    worker = options.worker
+    ports_file = (
+        options.data_dir / PORTS_FILENAME
+        if worker is None
+        else worker_ready_file(options.data_dir, worker)
+    )
     # A stale file (a gateway that was killed) must not be mistaken for this run's ports.
     _remove_own_ports_file(ports_file, force=True)
     stores = await open_stores(options.config, env, options.data_dir)
@@ -294,6 +303,7 @@ async def serve(
         config.server,
         config.limits,
         usage=components.stores.ledger,
+        reuse_port=worker is not None,
     )
     http_socket: socket.socket | None = None
     # Signals are handled from here on: a SIGTERM during startup still means a clean stop.
@@ -301,7 +311,9 @@ async def serve(
         try:
             try:
                 grpc_port = grpc_server.bind(options.host, options.grpc_port)
-                http_socket = _bind_http(options.host, options.http_port)
+                http_socket = _bind_http(
+                    options.host, options.http_port, reuse_port=worker is not None
+                )
             except OSError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 await grpc_server.server.stop(None)
@@ -320,6 +332,7 @@ async def serve(
                     limits=config.limits,
                     body_timeout=config.server.body_timeout,
                     problems=components.stores.problems,
+                    worker=worker,
                 ),
                 options,
                 grace,
@@ -340,7 +353,8 @@ async def serve(
                 http_port=http_socket.getsockname()[1],
             )
             _write_ports_file(ports_file, ports)
-            _announce(out, ports, components, options)
+            if worker is None:
+                _announce(out, ports, components, options)
             if on_ready is not None:
                 on_ready(ports)
             await stop.wait()
@@ -383,12 +397,15 @@ def _signals(stop: asyncio.Event, *, enabled: bool) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-def _bind_http(host: str, port: int) -> socket.socket:
+def _bind_http(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # SO_REUSEADDR only skips TIME_WAIT; a port another process listens on still fails.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # A worker of `serve --workers N`: the kernel spreads connections over them all.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -450,6 +467,21 @@ def _remove_own_ports_file(path: Path, *, force: bool = False) -> None:
         return
     if force or data.get("pid") == os.getpid():
         path.unlink(missing_ok=True)
+
+
+def worker_ready_file(data_dir: Path, worker: int) -> Path:
+    """Where worker ``worker`` of `serve --workers N` writes its ports once it serves."""
+    return data_dir / f".worker-{worker}.json"
+
+
+def write_ports_file(path: Path, ports: BoundPorts) -> None:
+    """Writes ``ports.json`` (the supervisor of `serve --workers N` writes its own)."""
+    _write_ports_file(path, ports)
+
+
+def remove_own_ports_file(path: Path) -> None:
+    """Removes ``path`` if this process wrote it."""
+    _remove_own_ports_file(path)
 
 
 def read_ports_file(data_dir: Path) -> BoundPorts | None:

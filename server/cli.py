@@ -31,6 +31,8 @@ from server.core.state import USAGE_GROUPS, KeySpec, KeyUpdate
 from server.store.blocking import BlockingKeys, BlockingUsage, open_blocking
 
 CONFIG_ENV = "SWITCHBOARD_CONFIG"
+# Set by `serve --workers N`'s supervisor in each worker's environment (server/supervisor.py).
+WORKER_ENV = "SWITCHBOARD_WORKER"
 DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
 
 
@@ -58,14 +60,31 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     config = _config(args, env)
     configure_logging(config.logging.level)
+    worker = env.get(WORKER_ENV)
     options = ServeOptions(
         config=config,
         data_dir=_data_dir(args, env, config),
         host=args.host if args.host is not None else config.server.host,
         http_port=args.http_port if args.http_port is not None else config.server.http_port,
         grpc_port=args.grpc_port if args.grpc_port is not None else config.server.grpc_port,
+        worker=int(worker) if worker and worker.isdigit() else None,
     )
-    return run(options, env)
+    if args.workers == 1 or options.worker is not None:
+        return run(options, env)
+    if not store_settings(config, env).distributed:
+        print(
+            f"error: --workers {args.workers} needs the distributed backend: the embedded "
+            "backend keeps rate limits, concurrency, budgets and circuits in one process, so "
+            f"{args.workers} workers would multiply every limit by {args.workers}. Set "
+            "SWITCHBOARD_DATABASE_URL and SWITCHBOARD_REDIS_URL (or store.database_url and "
+            "store.redis_url in the config file), or run one worker.",
+            file=sys.stderr,
+        )
+        return 2
+    from server.supervisor import Supervisor
+
+    config_path = getattr(args, "config", None) or env.get(CONFIG_ENV) or None
+    return Supervisor(options, env, args.workers, config_path=config_path).run()
 
 
 def _keys_create(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -466,6 +485,16 @@ def _or_none(kind: Callable[[str], object]) -> Callable[[str], object]:
     return parse
 
 
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers from 1 to 64")
+    return n
+
+
 def _models(value: str) -> tuple[str, ...]:
     """``a,b,c`` (``none`` or empty: any model)."""
     if value.strip().lower() == _NONE:
@@ -521,6 +550,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 = any free)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 = any free)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes on the same ports (default 1; more need the distributed backend)",
+    )
     serve.set_defaults(handler=_serve)
 
     keys = sub.add_parser("keys", parents=[_common()], help="manage gateway keys")

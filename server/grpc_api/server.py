@@ -20,12 +20,15 @@ CHAT_SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
-def server_options(server: ServerConfig, limits: LimitsConfig) -> tuple[tuple[str, int], ...]:
+def server_options(
+    server: ServerConfig, limits: LimitsConfig, *, reuse_port: bool = False
+) -> tuple[tuple[str, int], ...]:
     """The grpc core options: message size bound, connection cap and timeouts."""
     return (
         # gRPC enables SO_REUSEPORT by default, which would let a second gateway silently share
-        # the port; a taken port must be an error at startup.
-        ("grpc.so_reuseport", 0),
+        # the port; a taken port must be an error at startup. Only `serve --workers N`'s
+        # workers share theirs (server/supervisor.py holds the port for them).
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Requests carry whole conversations (and inline images): more than gRPC's 4 MiB.
         ("grpc.max_receive_message_length", limits.max_body_bytes),
         ("grpc.max_send_message_length", limits.max_body_bytes),
@@ -47,9 +50,13 @@ class GrpcServer:
         server: ServerConfig | None = None,
         limits: LimitsConfig | None = None,
         usage: UsageReader | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.health = health_aio.HealthServicer()
-        options = server_options(server or ServerConfig(), limits or LimitsConfig())
+        options = server_options(
+            server or ServerConfig(), limits or LimitsConfig(), reuse_port=reuse_port
+        )
         self.server = grpc.aio.server(interceptors=[AuthInterceptor(gateway)], options=options)
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(gateway), self.server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(

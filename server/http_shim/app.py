@@ -172,18 +172,23 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def _health_route(problems: Callable[[], list[str]] | None) -> Route:
+def _health_route(problems: Callable[[], list[str]] | None, worker: int | None) -> Route:
     """``/healthz``: 200 while the process serves. ``{"status": "ok"}``, or ``"degraded"``
     with the problems when a shared store cannot be reached or the ledger has rows waiting
     (still 200: requests the stores need not check are served, and a load balancer must not
     pull every replica at once because their one Redis is down)."""
 
+    # A worker of `serve --workers N` says which one answered.
+    ok = _HEALTH if worker is None else orjson.dumps({"status": "ok", "worker": worker})
+    extra = {} if worker is None else {"worker": worker}
+
     async def handler(req: HttpRequest) -> int:
         found = problems() if problems is not None else []
         if not found:
-            await req.respond_json(200, _HEALTH)
+            await req.respond_json(200, ok)
         else:
-            await req.respond_json(200, orjson.dumps({"status": "degraded", "problems": found}))
+            body = {"status": "degraded", "problems": found, **extra}
+            await req.respond_json(200, orjson.dumps(body))
         return 200
 
     return Route("GET", "/healthz", handler)
@@ -244,11 +249,12 @@ def create_app(
     limits: LimitsConfig | None = None,
     body_timeout: float = BODY_TIMEOUT,
     problems: Callable[[], list[str]] | None = None,
+    worker: int | None = None,
 ) -> ShimApp:
     """The shim's ASGI app: the API surfaces, ``/healthz`` (degraded when ``problems`` lists
     any), and ``/metrics`` when a metrics hook is given."""
     api = api_routes(gateway, limits, body_timeout)
-    routes = [*api, _health_route(problems), *extra_routes]
+    routes = [*api, _health_route(problems, worker), *extra_routes]
     if metrics is not None:
         routes.append(_metrics_route(metrics))
     return ShimApp(routes, metrics)
