@@ -152,6 +152,16 @@ class PgKeyStore:
         """Whether change notifications are being received now."""
         return self._listening.is_set()
 
+    def problems(self) -> list[str]:
+        """For ``/healthz``: key changes arrive only through the 1 s cache bound while the
+        listener reconnects, and uncached keys cannot be checked while PostgreSQL is down."""
+        out = []
+        if self._listener_task is not None and not self._closed and not self.listening:
+            out.append("keys: PostgreSQL change notifications reconnecting")
+        if self._failure is not None:
+            out.append("keys: PostgreSQL unreachable at the last lookup (uncached keys get 503)")
+        return out
+
     async def start(self) -> None:
         """Starts the listener and waits (bounded) for it to be connected."""
         if self._listener_task is None:
