@@ -2,7 +2,8 @@
 # Adds Switchboard as a target to the peer benchmark (../shared/bench-peers: LiteLLM, Portkey
 # and direct calls against one fake upstream), so all of them are measured in one run.
 #
-#   bench/peers.sh                 # bench.py defaults (2 rounds, ~10 min with both peers)
+#   bench/peers.sh                 # bench.py defaults (2 rounds, ~10 min with both peers),
+#                                  # then bench/peers_targets.py: issue 11's targets in one table
 #   bench/peers.sh --quick         # any further arguments go to bench.py
 #   bench/peers.sh --rounds 3 --tests c1,conc,stream
 #
@@ -127,3 +128,7 @@ log "bench.py --only $ONLY $*"
   --add-pid "switchboard=$GW_PID" \
   --upstream-pidfile "$UPSTREAM_PIDFILE" \
   --out "$PEERS_OUT" "$@"
+
+# 4. Issue 11's targets as one table from this run's raw JSON (the newest in $PEERS_OUT).
+RAW="$(ls -t "$PEERS_OUT"/raw-*.json 2>/dev/null | head -n1)"
+[ -n "$RAW" ] && "$PYTHON" "$HERE/peers_targets.py" "$RAW" | tee "${RAW%.json}-targets.md"
