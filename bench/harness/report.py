@@ -14,13 +14,8 @@ import orjson
 from harness.config import BASELINE
 from harness.summary import Summary, get_path, role
 
-# Recorded in ../shared/bench-peers/peers-results.md (2026-11-25, same kind of 2-core box,
-# one process each); printed for context only, they are not from this run.
-PEERS = (
-    "Peers (recorded earlier, NOT this run; direct c1 p50 was 0.087 ms with wrk then): "
-    "Portkey +0.51 ms p50 / +4.3 ms p99 at c1, 1,929 req/s at c64, 0.60 CPU ms/req, "
-    "TTFT +27.9 ms; LiteLLM +7.4 ms p50, 144 req/s, 7.0 CPU ms/req, TTFT +8.3 ms."
-)
+# Portkey and LiteLLM are measured in the same run only by bench/peers.sh.
+PEERS = "Peers: bench/peers.sh measures Portkey and LiteLLM beside Switchboard in one run."
 
 # Table rows in this order, each checkout's gateway next to the other's.
 HTTP_ROWS = ("direct", "shim", "shim" + BASELINE)

@@ -7,13 +7,14 @@ from typing import Any
 
 from harness.config import BASELINE
 
-# Targets from the issue; "added" is always against direct calls measured in the same run.
+# Issue 11's targets that one run of bench/run.py measures, each within the run (ratios, since
+# absolute figures drift on these machines); the Portkey ratios come from bench/peers.sh
+# (bench/peers_targets.py).
 TARGETS = {
-    "shim_added_p50_c1_ms": 0.8,
-    "grpc_added_p50_c1_ms": 0.6,
-    "shim_rps_c64": 1500.0,
-    "shim_ttft_added_p50_ms": 2.0,
-    "grpc_ttft_added_p50_ms": 2.0,
+    "grpc_vs_shim_rps_c64": 1.0,
+    "grpc_vs_shim_added_p50_c1": 1.0,
+    "shim_ttft_vs_direct": 2.0,
+    "shim_rss_c64_mb": 100.0,
 }
 
 
@@ -82,43 +83,50 @@ class Summary:
         return n
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else a / b
+
+
 def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
-    """Each issue target with the measured value and PASS/FAIL (n/a when not measured)."""
+    """Each issue target with the measured value and PASS/FAIL (n/a when not measured).
+
+    The gRPC/shim pairs compare different load generators (grpc.aio for gRPC, ``http_client``
+    for the shim: wrk when installed), as the throughput table does; "added" latency is each
+    one's difference from direct under its own client in the same round."""
     rows = [
         (
-            "shim_added_p50_c1_ms",
-            "shim added p50 @c1",
-            "<=",
-            s.added("c1", "shim", http_client, http_client, "lat_ms", "p50"),
-            "ms",
-        ),
-        (
-            "grpc_added_p50_c1_ms",
-            "gRPC added p50 @c1 (vs direct, Python clients)",
-            "<=",
-            s.added("c1", "grpc", "python", "python", "lat_ms", "p50"),
-            "ms",
-        ),
-        (
-            "shim_rps_c64",
-            "shim req/s @c64",
+            "grpc_vs_shim_rps_c64",
+            "gRPC unary req/s @c64 / shim's",
             ">=",
-            s.med("c64", "shim", http_client, "rps"),
-            "req/s",
+            _ratio(s.med("c64", "grpc", "python", "rps"), s.med("c64", "shim", http_client, "rps")),
+            "x",
         ),
         (
-            "shim_ttft_added_p50_ms",
-            "shim streaming TTFT added p50",
+            "grpc_vs_shim_added_p50_c1",
+            "gRPC added p50 @c1 / shim's",
             "<=",
-            s.added("stream", "shim", "python", "python", "ttft_ms", "p50"),
-            "ms",
+            _ratio(
+                s.added("c1", "grpc", "python", "python", "lat_ms", "p50"),
+                s.added("c1", "shim", http_client, http_client, "lat_ms", "p50"),
+            ),
+            "x",
         ),
         (
-            "grpc_ttft_added_p50_ms",
-            "gRPC streaming TTFT added p50",
+            "shim_ttft_vs_direct",
+            "shim streaming TTFT p50 / direct's",
             "<=",
-            s.added("stream", "grpc", "python", "python", "ttft_ms", "p50"),
-            "ms",
+            _ratio(
+                s.med("stream", "shim", "python", "ttft_ms", "p50"),
+                s.med("stream", "direct", "python", "ttft_ms", "p50"),
+            ),
+            "x",
+        ),
+        (
+            "shim_rss_c64_mb",
+            "gateway RSS after the shim @c64",
+            "<=",
+            s.med("c64", "shim", http_client, "cpu", "gateway", "rss_mb"),
+            "MB",
         ),
     ]
     out = []
