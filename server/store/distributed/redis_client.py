@@ -1,0 +1,272 @@
+"""The limit store's Redis client: one pooled connection set per process, shared by the rate
+limiter, the budgets and the health replication.
+
+Two kinds of calls:
+
+- ``call`` (awaited on the request path): one Lua script, one network round trip. Any failure
+  to reach Redis raises ``StoreUnavailableError`` naming the store (never its URL);
+- ``defer`` (the non-blocking half of the protocols: reconcile, refund, leave, settle, health
+  transitions): appended to an ordered in-process queue that a background task sends as ONE
+  pipelined round trip per batch. While Redis is down the queue is kept (bounded: past
+  ``max_queued`` operations new ones are dropped and counted) and sent in order when it
+  returns, without a restart.
+
+Scripts go by ``EVALSHA``; a Redis that restarted (and forgot its script cache) answers
+NOSCRIPT once, the scripts are loaded again and the call repeated. ``round_trips`` counts
+every network round trip (a pipeline or a script call is one), so the bench can report them
+per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from server.core.errors import StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE = "the limit store (Redis) is unreachable"
+# Operations kept while Redis is down; a minute of a busy gateway's settles.
+MAX_QUEUED = 100_000
+# Connections per process: enough for a burst of admissions at sub-ms round trips.
+MAX_CONNECTIONS = 32
+# Operations per pipelined round trip.
+MAX_BATCH = 1_000
+# Wait between attempts to send the queue while Redis is down.
+RETRY_MIN, RETRY_MAX = 0.05, 1.0
+
+Arg = str | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One Lua script, known to Redis by its SHA-1."""
+
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+
+class RedisClient:
+    """Scripts awaited or queued against one Redis, with outage tracking for ``/healthz``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "sb:",
+        timeout: float = 0.5,
+        max_queued: int = MAX_QUEUED,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.prefix = prefix
+        self.round_trips = 0
+        # Deferred operations dropped because the queue was full (Redis down too long).
+        self.dropped = 0
+        self._url = url
+        self._timeout = timeout
+        self._max_queued = max_queued
+        # Bounded: a burst of requests waits (up to `timeout`) for a connection instead of
+        # opening hundreds of them.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self._queue: deque[_Op] = deque()
+        self._wake = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._sender: asyncio.Task[None] | None = None
+        self._down_since: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        # Never the URL: it may carry a password.
+        return f"RedisClient(prefix={self.prefix!r})"
+
+    def pubsub_connection(self) -> aioredis.Redis:
+        """A separate client for a subscriber (a subscribed connection can do nothing else)."""
+        return aioredis.Redis.from_url(
+            self._url, socket_timeout=None, socket_connect_timeout=self._timeout
+        )
+
+    # --- awaited calls --------------------------------------------------------------------
+
+    async def call(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> object:
+        """Runs one script now (one round trip); ``StoreUnavailableError`` if Redis is down."""
+        try:
+            try:
+                self.round_trips += 1
+                result = await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                self.round_trips += 1
+                result = await self.redis.eval(script.source, len(keys), *keys, *args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self._up()
+        return result
+
+    async def command(self, *args: Arg) -> object:
+        """One plain command (one round trip), errors mapped like ``call``."""
+        try:
+            self.round_trips += 1
+            result = await self.redis.execute_command(*args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self._up()
+        return result
+
+    # --- queued calls ---------------------------------------------------------------------
+
+    def defer(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> None:
+        """Queues one script call, sent in order in the background (never blocks)."""
+        if self._closed:
+            self.dropped += 1
+            return
+        if len(self._queue) >= self._max_queued:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.warning("limit store: %d queued updates dropped (Redis down)", self.dropped)
+            return
+        self._queue.append(_Op(script, tuple(keys), tuple(args)))
+        self._wake.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_forever())
+
+    @property
+    def queued(self) -> int:
+        """Deferred operations not yet sent."""
+        return len(self._queue)
+
+    async def flush(self) -> None:
+        """Sends every queued operation now; ``StoreUnavailableError`` (queue kept) if Redis is
+        down."""
+        while self._queue:
+            await self._send_batch()
+
+    async def aclose(self) -> None:
+        """Drains the queue (within a few timeouts), then closes the connections."""
+        if self._closed:
+            return
+        with contextlib.suppress(StoreUnavailableError, TimeoutError):
+            await asyncio.wait_for(self.flush(), 4 * self._timeout + 1.0)
+        self._closed = True
+        if self._queue:
+            self.dropped += len(self._queue)
+            log.warning("limit store: %d queued updates lost at shutdown", len(self._queue))
+            self._queue.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        await self.redis.aclose()
+
+    # --- health ---------------------------------------------------------------------------
+
+    @property
+    def reachable(self) -> bool:
+        return self._down_since is None
+
+    def problems(self) -> list[str]:
+        """What ``/healthz`` reports about the limit store; empty when all is well."""
+        out: list[str] = []
+        if self._down_since is not None:
+            out.append(
+                f"limits: Redis unreachable since {time.monotonic() - self._down_since:.1f} s"
+                f" ({len(self._queue)} updates queued)"
+            )
+        if self.dropped:
+            out.append(f"limits: {self.dropped} queued updates dropped while Redis was down")
+        return out
+
+    def mark_down(self, exc: BaseException) -> None:
+        """Records an outage seen by another connection (the health subscriber)."""
+        self._unavailable(exc)
+
+    def mark_up(self) -> None:
+        """Records that another connection reached Redis again."""
+        self._up()
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _send_forever(self) -> None:
+        delay = RETRY_MIN
+        while not self._closed:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._send_batch()
+                delay = RETRY_MIN
+            except StoreUnavailableError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _send_batch(self) -> None:
+        async with self._send_lock:
+            batch = [self._queue[i] for i in range(min(len(self._queue), MAX_BATCH))]
+            if not batch:
+                return
+            results = await self._pipeline(batch)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # Redis restarted and forgot the scripts: nothing of the batch ran (every op
+                # is a script). Load them and send the batch again.
+                for source in {op.script.source for op in batch}:
+                    await self.command("SCRIPT", "LOAD", source)
+                results = await self._pipeline(batch)
+            for _ in batch:
+                self._queue.popleft()
+            for r in results:
+                if isinstance(r, ResponseError):
+                    # A script error is a bug, not an outage: log it (no values) and go on.
+                    log.error("limit store: a queued update failed (%s)", type(r).__name__)
+
+    async def _pipeline(self, batch: list[_Op]) -> list[object]:
+        pipe = self.redis.pipeline(transaction=False)
+        for op in batch:
+            pipe.execute_command("EVALSHA", op.script.sha, len(op.keys), *op.keys, *op.args)
+        try:
+            self.round_trips += 1
+            results: list[object] = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
+        self._up()
+        return results
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            # The exception's class only: a connection error's text may carry the URL.
+            log.warning("limit store: Redis unreachable (%s)", type(exc).__name__)
+        return StoreUnavailableError(UNREACHABLE)
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            log.info(
+                "limit store: Redis reachable again after %.1f s",
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
