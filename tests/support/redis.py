@@ -4,12 +4,19 @@ skip when unset), a fresh key prefix per test, and cleanup of exactly that prefi
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+
+from server.config import CircuitConfig
+from server.store.distributed.redis_budgets import Seed
+from server.store.distributed.redis_limits_backend import RedisLimits, open_redis_limits
 
 ENV = "SWITCHBOARD_TEST_REDIS_URL"
 
@@ -50,10 +57,58 @@ async def delete_prefix(url: str, prefix: str) -> None:
         await client.aclose()
 
 
-async def prefix_keys(url: str, prefix: str) -> AsyncIterator[bytes]:
-    client = aioredis.Redis.from_url(url)
+async def _no_spend(start: float, end: float) -> dict[str, int]:
+    return {}
+
+
+class LimitsFactory:
+    """Opens independent ``RedisLimits`` (each its own client, as another process would) on
+    one fresh prefix; ``aclose`` closes them all and deletes the prefix's keys."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.prefix = fresh_prefix()
+        self.opened: list[RedisLimits] = []
+
+    async def open(
+        self,
+        *,
+        url: str | None = None,
+        seed: Seed = _no_spend,
+        circuit: CircuitConfig | None = None,
+        sync: bool = True,
+        **options: Any,
+    ) -> RedisLimits:
+        limits = open_redis_limits(
+            url or self.url, seed, prefix=self.prefix, circuit=circuit, **options
+        )
+        self.opened.append(limits)
+        limits.start()
+        if sync:
+            await limits.health.synced.wait()
+        return limits
+
+    async def aclose(self) -> None:
+        for limits in self.opened:
+            await limits.aclose()
+        await delete_prefix(self.url, self.prefix)
+
+
+async def limits_factory() -> AsyncIterator[LimitsFactory]:
+    """Body of a ``LimitsFactory`` fixture (``pytest_asyncio.fixture`` it where used)."""
+    factory = LimitsFactory(redis_url())
     try:
-        async for key in client.scan_iter(match=prefix + "*", count=500):
-            yield key
+        yield factory
     finally:
-        await client.aclose()
+        await factory.aclose()
+
+
+async def eventually(check: Callable[[], bool], within: float = 3.0) -> float:
+    """Seconds until ``check()`` held (polled every ms); fails the test after ``within`` s."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            pytest.fail(f"not within {within} s")
+        await asyncio.sleep(0.001)

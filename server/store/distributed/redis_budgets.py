@@ -112,6 +112,10 @@ class RedisBudgets:
         base = f"{self.client.prefix}bud:{{{key_id}}}:"
         return f"{base}spent:{month[0]:04d}-{month[1]:02d}", base + "res"
 
+    def spend_key(self, key_id: str) -> str:
+        """The Redis key of this month's spend of ``key_id``."""
+        return self._keys(key_id, month_of(self._clock()))[0]
+
     async def reserve(self, key_id: str, limit: int, estimate: int) -> int:
         """Reserves ``estimate`` nano-USD against ``limit`` (one round trip; two more when the
         month's counter must be seeded); ``BudgetExceededError`` as ``MemoryBudgets``."""

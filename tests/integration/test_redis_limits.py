@@ -1,0 +1,157 @@
+"""The Redis rate limiter across independent instances (each its own client, as separate
+processes would be), against the machine's real Redis: exact limits, slot leases, round trips
+and an outage through a loopback proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from server.core.errors import RateLimitedError, StoreUnavailableError
+from server.store.distributed.redis_limits_backend import RedisLimits
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.support.redis import LimitsFactory, eventually, limits_factory, via
+
+
+@pytest.fixture
+async def factory() -> AsyncIterator[LimitsFactory]:
+    async for f in limits_factory():
+        yield f
+
+
+def fresh() -> str:
+    return f"key_{uuid.uuid4().hex[:12]}"
+
+
+async def admitted(limits: list[RedisLimits], key: str, n: int, rpm: int) -> int:
+    async def one(i: int) -> bool:
+        try:
+            await limits[i % len(limits)].limiter.acquire(key, rpm, None, 0)
+        except RateLimitedError:
+            return False
+        return True
+
+    return sum(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def test_three_instances_admit_exactly_the_rpm(factory: LimitsFactory) -> None:
+    instances = [await factory.open() for _ in range(3)]
+    key = fresh()
+    assert await admitted(instances, key, 120, 30) == 30
+    with pytest.raises(RateLimitedError) as info:
+        await instances[1].limiter.acquire(key, 30, None, 0)
+    # 30 per minute refills one every 2 s.
+    assert info.value.retry_after is not None and 0 < info.value.retry_after <= 2.0 + 0.1
+
+
+async def test_a_reconcile_on_one_instance_frees_tokens_for_another(
+    factory: LimitsFactory,
+) -> None:
+    a, b = await factory.open(), await factory.open()
+    key = fresh()
+    assert await a.limiter.acquire(key, None, 100, 60) == 60
+    with pytest.raises(RateLimitedError):
+        await b.limiter.acquire(key, None, 100, 50)
+    a.limiter.reconcile(key, 60, 10)
+    await a.flush()
+    assert await b.limiter.acquire(key, None, 100, 50) == 50
+
+
+async def test_slots_are_shared_and_a_left_slot_is_free_everywhere(
+    factory: LimitsFactory,
+) -> None:
+    a, b, c = [await factory.open() for _ in range(3)]
+    name = fresh()
+    await a.limiter.enter(name, 2)
+    await b.limiter.enter(name, 2)
+    with pytest.raises(RateLimitedError):
+        await c.limiter.enter(name, 2)
+    a.limiter.leave(name)
+    await a.flush()
+    await c.limiter.enter(name, 2)
+
+
+async def test_a_dead_process_s_slots_free_themselves_after_the_lease(
+    factory: LimitsFactory,
+) -> None:
+    lease = 0.3
+    dying = await factory.open(slot_lease=lease)
+    other = await factory.open(slot_lease=lease)
+    name = fresh()
+    await dying.limiter.enter(name, 2)
+    await dying.limiter.enter(name, 2)
+    # SIGKILL-like: the process stops without leaving (no heartbeat, nothing sent).
+    await dying.limiter.aclose()
+    await dying.client.redis.aclose()
+    with pytest.raises(RateLimitedError):
+        await other.limiter.enter(name, 2)
+    await asyncio.sleep(lease + 0.05)
+    await other.limiter.enter(name, 2)
+    await other.limiter.enter(name, 2)
+
+
+async def test_the_heartbeat_keeps_a_long_call_s_slot(factory: LimitsFactory) -> None:
+    lease = 0.3
+    holder = await factory.open(slot_lease=lease)
+    other = await factory.open(slot_lease=lease)
+    name = fresh()
+    await holder.limiter.enter(name, 1)
+    await asyncio.sleep(lease * 3)  # a stream longer than the lease
+    with pytest.raises(RateLimitedError):
+        await other.limiter.enter(name, 1)
+    holder.limiter.leave(name)
+    await holder.flush()
+    await other.limiter.enter(name, 1)
+
+
+async def test_round_trips_one_per_acquire_and_one_per_batch(factory: LimitsFactory) -> None:
+    limits = await factory.open()
+    client = limits.client
+    key = fresh()
+    await limits.limiter.acquire(key, 10, 1000, 5)  # loads the script once
+    before = client.round_trips
+    await limits.limiter.acquire(key, 10, 1000, 5)
+    assert client.round_trips - before == 1
+    before = client.round_trips
+    await limits.limiter.enter(key, 5)
+    assert client.round_trips - before == 1
+    await client.flush()
+    for _ in range(50):
+        limits.limiter.reconcile(key, 5, 3)
+        limits.budgets.settle(key, 0, 7)
+    limits.limiter.leave(key)
+    before = client.round_trips
+    await client.flush()  # 101 queued updates the background task has not sent yet
+    assert client.round_trips - before <= 1
+    assert client.queued == 0
+
+
+async def test_an_outage_fails_closed_keeps_the_queue_and_recovers(
+    factory: LimitsFactory,
+) -> None:
+    key = fresh()
+    async with TcpProxy("127.0.0.1", 6379) as proxy:
+        limits = await factory.open(url=via(factory.url, proxy.port))
+        direct = await factory.open()
+        assert await limits.limiter.acquire(key, None, 100, 80) == 80
+        assert limits.problems() == []
+        proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            await limits.limiter.acquire(key, None, 100, 10)
+        assert time.monotonic() - started < 1.5
+        assert "limit store (Redis)" in info.value.message and "6379" not in info.value.message
+        limits.limiter.reconcile(key, 80, 0)  # queued while Redis is unreachable
+        await asyncio.sleep(0.2)
+        assert limits.client.queued == 1
+        assert limits.problems() and "unreachable" in limits.problems()[0]
+        with pytest.raises(RateLimitedError):
+            await direct.limiter.acquire(key, None, 100, 50)  # not applied yet
+        proxy.restore()
+        await eventually(lambda: limits.client.queued == 0)
+        assert limits.problems() == []
+        assert await direct.limiter.acquire(key, None, 100, 90) == 90
