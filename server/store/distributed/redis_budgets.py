@@ -25,6 +25,7 @@ the request's row.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -38,9 +39,6 @@ from server.store.embedded.budgets import budget_refusal
 RESERVATION_LEASE = 15 * 60.0
 # How long a spend counter outlives its month (a late settle still lands; then Redis forgets).
 SPENT_TTL_AFTER_MONTH = 35 * 86400
-# A seed read this recently serves other names' misses too (one ledger query per Redis
-# restart, not one per name).
-SEED_FRESH = 5.0
 
 Seed = Callable[[float, float], Awaitable[dict[str, int]]]
 
@@ -102,7 +100,9 @@ class RedisBudgets:
         self.lease = lease
         self._seed = seed
         self._clock = wall_clock
-        self._seeded: tuple[float, float, dict[str, int]] | None = None
+        # The ledger read in flight: misses that overlap it (every name after a Redis
+        # restart) share it rather than each querying the ledger.
+        self._seeding: asyncio.Future[dict[str, int]] | None = None
         # This process's reservations: name → [(member, amount)], for settle to release.
         self._leases: dict[str, list[tuple[str, int]]] = {}
         self._process = uuid.uuid4().hex[:12]
@@ -167,12 +167,15 @@ class RedisBudgets:
         return int(value)
 
     async def _month_seed(self, start: float, end: float) -> dict[str, int]:
-        cached = self._seeded
-        if cached is not None and cached[0] == start and time.monotonic() - cached[1] < SEED_FRESH:
-            return cached[2]
-        spend = await self._seed(start, end)
-        self._seeded = (start, time.monotonic(), spend)
-        return spend
+        # Not cached beyond one read: a seed older than Redis's loss of a counter would
+        # forget what was spent in between.
+        if self._seeding is None:
+            self._seeding = asyncio.ensure_future(self._seed(start, end))
+            self._seeding.add_done_callback(self._seeded)
+        return await asyncio.shield(self._seeding)
+
+    def _seeded(self, done: asyncio.Future[dict[str, int]]) -> None:
+        self._seeding = None
 
 
 def _ints(result: object) -> tuple[int, int, int]:
