@@ -5,24 +5,13 @@ from the ledger once and again after Redis forgets it."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from server.core.errors import BudgetExceededError
-from tests.support.redis import LimitsFactory, limits_factory
-
-
-@pytest.fixture
-async def factory() -> AsyncIterator[LimitsFactory]:
-    async for f in limits_factory():
-        yield f
-
-
-def fresh() -> str:
-    return f"key_{uuid.uuid4().hex[:12]}"
+from tests.support.redis import LimitsFactory, fresh
+from tests.support.redis import factory as factory  # the fixture
 
 
 class Ledger:

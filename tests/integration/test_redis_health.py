@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from server.config import CircuitConfig
 from server.core.state import CircuitState
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.support.redis import LimitsFactory, eventually, limits_factory, via
+from tests.support.redis import LimitsFactory, eventually, fresh, via
+from tests.support.redis import factory as factory  # the fixture
 
 CIRCUIT = CircuitConfig(consecutive_failures=3, cooldown_seconds=0.3, window_seconds=30.0)
-
-
-@pytest.fixture
-async def factory() -> AsyncIterator[LimitsFactory]:
-    async for f in limits_factory():
-        yield f
-
-
-def fresh() -> str:
-    return f"dep_{uuid.uuid4().hex[:12]}"
 
 
 async def test_a_trip_on_one_replica_is_refused_on_another_within_500_ms(
@@ -35,7 +22,7 @@ async def test_a_trip_on_one_replica_is_refused_on_another_within_500_ms(
     b = await factory.open(circuit=CIRCUIT)
     figures = []
     for _ in range(5):
-        name = fresh()
+        name = fresh("dep")
         assert b.health.acquire(name)
         b.health.release(name)
         started = time.monotonic()
@@ -51,7 +38,7 @@ async def test_a_trip_on_one_replica_is_refused_on_another_within_500_ms(
 async def test_a_closed_circuit_and_a_cooled_key_replicate_too(factory: LimitsFactory) -> None:
     a = await factory.open(circuit=CIRCUIT)
     b = await factory.open(circuit=CIRCUIT)
-    name = fresh()
+    name = fresh("dep")
     for _ in range(CIRCUIT.consecutive_failures):
         a.health.record_failure(name)
     await eventually(lambda: b.health.snapshot(name).state is CircuitState.OPEN)
@@ -61,7 +48,7 @@ async def test_a_closed_circuit_and_a_cooled_key_replicate_too(factory: LimitsFa
     await eventually(lambda: b.health.snapshot(name).state is CircuitState.CLOSED)
     assert b.health.acquire(name)
 
-    key = fresh() + "#1"
+    key = fresh("dep") + "#1"
     b.health.cool(key, 0.3)
     await eventually(lambda: not a.health.acquire(key))
     assert a.health.snapshot(key).state is CircuitState.CLOSED  # the circuit is untouched
@@ -70,7 +57,7 @@ async def test_a_closed_circuit_and_a_cooled_key_replicate_too(factory: LimitsFa
 
 async def test_a_replica_that_starts_later_sees_open_circuits(factory: LimitsFactory) -> None:
     a = await factory.open(circuit=CIRCUIT)
-    name = fresh()
+    name = fresh("dep")
     a.health.record_failure(name, trip=True)
     await a.flush()
     late = await factory.open(circuit=CIRCUIT)  # returns once subscribed and synced
@@ -87,7 +74,7 @@ async def test_without_redis_health_works_locally_and_resyncs_on_return(
         slow = CircuitConfig(consecutive_failures=3, cooldown_seconds=5.0, window_seconds=30.0)
         a = await factory.open(url=url, circuit=slow)
         b = await factory.open(url=url, circuit=slow)
-        name = fresh()
+        name = fresh("dep")
         proxy.cut()
         a.health.record_failure(name, trip=True)
         assert not a.health.acquire(name)  # decided locally

@@ -6,25 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from server.core.errors import RateLimitedError, StoreUnavailableError
 from server.store.distributed.redis_limits_backend import RedisLimits
 from tests.fakes.tcp_proxy import TcpProxy
-from tests.support.redis import LimitsFactory, eventually, limits_factory, via
-
-
-@pytest.fixture
-async def factory() -> AsyncIterator[LimitsFactory]:
-    async for f in limits_factory():
-        yield f
-
-
-def fresh() -> str:
-    return f"key_{uuid.uuid4().hex[:12]}"
+from tests.support.redis import LimitsFactory, eventually, fresh, via
+from tests.support.redis import factory as factory  # the fixture
 
 
 async def admitted(limits: list[RedisLimits], key: str, n: int, rpm: int) -> int:

@@ -29,6 +29,11 @@ def redis_url() -> str:
     return url
 
 
+def fresh(kind: str = "key") -> str:
+    """A name no other test uses."""
+    return f"{kind}_{uuid.uuid4().hex[:12]}"
+
+
 def fresh_prefix() -> str:
     return f"sbtest:{uuid.uuid4().hex[:12]}:"
 
@@ -94,8 +99,9 @@ class LimitsFactory:
         await delete_prefix(self.url, self.prefix)
 
 
-async def limits_factory() -> AsyncIterator[LimitsFactory]:
-    """Body of a ``LimitsFactory`` fixture (``pytest_asyncio.fixture`` it where used)."""
+@pytest.fixture
+async def factory() -> AsyncIterator[LimitsFactory]:
+    """A ``LimitsFactory`` on a fresh prefix (import it into a test module to use it)."""
     factory = LimitsFactory(redis_url())
     try:
         yield factory
