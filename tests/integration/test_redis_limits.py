@@ -71,16 +71,21 @@ async def test_a_dead_process_s_slots_free_themselves_after_the_lease(
     dying = await factory.open(slot_lease=lease)
     other = await factory.open(slot_lease=lease)
     name = fresh()
-    await dying.limiter.enter(name, 2)
-    await dying.limiter.enter(name, 2)
+    # The survivor holds a slot too: its heartbeat keeps the set alive, so only the purge of
+    # expired members can free the dead one's.
+    await other.limiter.enter(name, 3)
+    await dying.limiter.enter(name, 3)
+    await dying.limiter.enter(name, 3)
     # SIGKILL-like: the process stops without leaving (no heartbeat, nothing sent).
     await dying.limiter.aclose()
     await dying.client.redis.aclose()
     with pytest.raises(RateLimitedError):
-        await other.limiter.enter(name, 2)
+        await other.limiter.enter(name, 3)
     await asyncio.sleep(lease + 0.05)
-    await other.limiter.enter(name, 2)
-    await other.limiter.enter(name, 2)
+    await other.limiter.enter(name, 3)
+    await other.limiter.enter(name, 3)
+    with pytest.raises(RateLimitedError):
+        await other.limiter.enter(name, 3)
 
 
 async def test_the_heartbeat_keeps_a_long_call_s_slot(factory: LimitsFactory) -> None:
