@@ -132,6 +132,7 @@ async def test_an_outage_fails_closed_keeps_the_queue_and_recovers(
         limits = await factory.open(url=via(factory.url, proxy.port))
         direct = await factory.open()
         assert await limits.limiter.acquire(key, None, 100, 80) == 80
+        assert await limits.budgets.reserve(key, 10_000, 4_000) == 4_000
         assert limits.problems() == []
         proxy.cut()
         started = time.monotonic()
@@ -139,9 +140,11 @@ async def test_an_outage_fails_closed_keeps_the_queue_and_recovers(
             await limits.limiter.acquire(key, None, 100, 10)
         assert time.monotonic() - started < 1.5
         assert "limit store (Redis)" in info.value.message and "6379" not in info.value.message
-        limits.limiter.reconcile(key, 80, 0)  # queued while Redis is unreachable
+        # Queued while Redis is unreachable, kept, sent in order when it returns.
+        limits.limiter.reconcile(key, 80, 0)
+        limits.budgets.settle(key, 4_000, 1_500)
         await asyncio.sleep(0.2)
-        assert limits.client.queued == 1
+        assert limits.client.queued == 2
         assert limits.problems() and "unreachable" in limits.problems()[0]
         with pytest.raises(RateLimitedError):
             await direct.limiter.acquire(key, None, 100, 50)  # not applied yet
@@ -149,3 +152,33 @@ async def test_an_outage_fails_closed_keeps_the_queue_and_recovers(
         await eventually(lambda: limits.client.queued == 0)
         assert limits.problems() == []
         assert await direct.limiter.acquire(key, None, 100, 90) == 90
+        assert await direct.budgets.spent(key) == 1_500
+        assert await direct.budgets.reserve(key, 10_000, 8_500) == 8_500  # reservation gone
+
+
+async def test_a_script_error_is_not_reported_as_an_outage(factory: LimitsFactory) -> None:
+    limits = await factory.open()
+    key = fresh()
+    rpm_key, _ = limits.limiter._bucket_keys(key)
+    await limits.client.command("SET", rpm_key, "not a bucket")
+    with pytest.raises(StoreUnavailableError) as info:
+        await limits.limiter.acquire(key, 10, None, 0)
+    assert "refused" in info.value.message and limits.problems() == []
+
+
+async def test_acquire_latency_and_throughput_on_loopback(factory: LimitsFactory) -> None:
+    limits = await factory.open()
+    key = fresh()
+    await limits.limiter.acquire(key, 10**9, 10**9, 1)
+    times = []
+    for _ in range(500):
+        started = time.perf_counter()
+        await limits.limiter.acquire(key, 10**9, 10**9, 100)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    p50, p99 = times[250] * 1000, times[495] * 1000
+    started = time.perf_counter()
+    await asyncio.gather(*(limits.limiter.acquire(key, 10**9, 10**9, 100) for _ in range(2000)))
+    rate = 2000 / (time.perf_counter() - started)
+    print(f"acquire: p50 {p50:.3f} ms, p99 {p99:.3f} ms sequential; {rate:,.0f}/s at c2000")
+    assert p50 < 20.0

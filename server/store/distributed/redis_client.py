@@ -36,6 +36,7 @@ from server.core.errors import StoreUnavailableError
 log = logging.getLogger(__name__)
 
 UNREACHABLE = "the limit store (Redis) is unreachable"
+REFUSED = "the limit store (Redis) refused a command"
 # Operations kept while Redis is down; a minute of a busy gateway's settles.
 MAX_QUEUED = 100_000
 # Connections per process: enough for a burst of admissions at sub-ms round trips.
@@ -123,6 +124,11 @@ class RedisClient:
             except NoScriptError:
                 self.round_trips += 1
                 result = await self.redis.eval(script.source, len(keys), *keys, *args)
+        except ResponseError as exc:
+            # Redis answered: a script error is a bug (or a key of the wrong type), not an
+            # outage, so /healthz does not say unreachable.
+            log.error("limit store: a script failed (%s)", type(exc).__name__)
+            raise StoreUnavailableError(REFUSED) from None
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from None
         self._up()
