@@ -5,15 +5,20 @@ and an outage through a loopback proxy."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
 from server.core.errors import RateLimitedError, StoreUnavailableError
-from server.store.distributed.redis_limits_backend import RedisLimits
+from server.store.distributed.redis_limits_backend import RedisLimits, open_redis_limits
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.redis import LimitsFactory, eventually, fresh, via
 from tests.support.redis import factory as factory  # the fixture
+
+
+async def _no_spend(start: float, end: float) -> dict[str, int]:
+    return {}
 
 
 async def admitted(limits: list[RedisLimits], key: str, n: int, rpm: int) -> int:
@@ -182,3 +187,28 @@ async def test_acquire_latency_and_throughput_on_loopback(factory: LimitsFactory
     rate = 2000 / (time.perf_counter() - started)
     print(f"acquire: p50 {p50:.3f} ms, p99 {p99:.3f} ms sequential; {rate:,.0f}/s at c2000")
     assert p50 < 20.0
+
+
+async def test_a_refusing_port_fails_fast_and_never_shows_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "s3cret-pw"
+    limits = open_redis_limits(f"redis://:{secret}@127.0.0.1:{port}/0", _no_spend, max_queued=3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            await limits.limiter.acquire(fresh(), 5, None, 0)
+        assert time.monotonic() - started < 1.0
+        for _ in range(5):
+            limits.budgets.settle(fresh(), 0, 10)
+        assert limits.client.queued == 3 and limits.client.dropped == 2
+        problems = limits.problems()
+        assert "unreachable" in problems[0] and "2 queued updates dropped" in problems[1]
+        shown = [info.value.message, str(info.value), repr(limits), *problems, caplog.text]
+        assert not [s for s in shown if secret in s or str(port) in s]
+    finally:
+        await limits.aclose()
+    assert secret not in caplog.text

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from server.config import CircuitConfig
 from server.store.distributed.redis_budgets import RESERVATION_LEASE, RedisBudgets, Seed
-from server.store.distributed.redis_client import RedisClient
+from server.store.distributed.redis_client import MAX_QUEUED, RedisClient
 from server.store.distributed.redis_health import RedisHealth
 from server.store.distributed.redis_limits import SLOT_LEASE, RedisRateLimiter
 
@@ -49,9 +49,10 @@ def open_redis_limits(
     window: float = 60.0,
     slot_lease: float = SLOT_LEASE,
     reservation_lease: float = RESERVATION_LEASE,
+    max_queued: int = MAX_QUEUED,
 ) -> RedisLimits:
     """The Redis limit stores of one process (call ``start`` once the loop runs)."""
-    client = RedisClient(url, prefix=prefix, timeout=timeout)
+    client = RedisClient(url, prefix=prefix, timeout=timeout, max_queued=max_queued)
     return RedisLimits(
         client,
         RedisRateLimiter(client, window=window, slot_lease=slot_lease),
