@@ -11,6 +11,7 @@ import time
 import pytest
 
 from server.core.errors import RateLimitedError, StoreUnavailableError
+from server.store.distributed.redis_client import Script
 from server.store.distributed.redis_limits_backend import RedisLimits, open_redis_limits
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.redis import LimitsFactory, eventually, fresh, via
@@ -212,3 +213,19 @@ async def test_a_refusing_port_fails_fast_and_never_shows_the_password(
     finally:
         await limits.aclose()
     assert secret not in caplog.text
+
+
+async def test_a_batch_with_a_script_redis_does_not_know_runs_each_op_once(
+    factory: LimitsFactory,
+) -> None:
+    limits = await factory.open()
+    client = limits.client
+    known = Script(f"-- {fresh()}\nreturn redis.call('INCR', KEYS[1])")
+    unknown = Script(f"-- {fresh()}\nreturn redis.call('INCR', KEYS[1])")
+    a, b = factory.prefix + "a", factory.prefix + "b"
+    await client.call(known, (a,), ())  # Redis now knows `known`, never saw `unknown`
+    client.defer(known, (a,), ())
+    client.defer(unknown, (b,), ())
+    client.defer(known, (a,), ())
+    await client.flush()
+    assert await client.command("MGET", a, b) == [b"3", b"1"]

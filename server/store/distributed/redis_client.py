@@ -237,18 +237,22 @@ class RedisClient:
             if not batch:
                 return
             results = await self._pipeline(batch)
-            if any(isinstance(r, NoScriptError) for r in results):
-                # Redis restarted and forgot the scripts: nothing of the batch ran (every op
-                # is a script). Load them and send the batch again.
-                for source in {op.script.source for op in batch}:
-                    await self.command("SCRIPT", "LOAD", source)
-                results = await self._pipeline(batch)
             for _ in batch:
                 self._queue.popleft()
-            for r in results:
-                if isinstance(r, ResponseError):
+            missing = []
+            for op, r in zip(batch, results, strict=True):
+                if isinstance(r, NoScriptError):
+                    missing.append(op)
+                elif isinstance(r, ResponseError):
                     # A script error is a bug, not an outage: log it (no values) and go on.
                     log.error("limit store: a queued update failed (%s)", type(r).__name__)
+            if missing:
+                # Redis restarted (or never ran this script): those ops did not run, the
+                # others did and must not run twice. They go back first in line; the
+                # scripts are loaded for the next batch.
+                self._queue.extendleft(reversed(missing))
+                for source in {op.script.source for op in missing}:
+                    await self.command("SCRIPT", "LOAD", source)
 
     async def _pipeline(self, batch: list[_Op]) -> list[object]:
         pipe = self.redis.pipeline(transaction=False)
