@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from server.core.money import month_bounds, month_of
-from server.store.distributed.redis_client import RedisClient, Script
+from server.store.distributed.redis_client import EXPIRE_WITH_LAST_LEASE, RedisClient, Script
 from server.store.embedded.budgets import budget_refusal
 
 # A reservation outlives any request; past this it is a dead process's and is purged.
@@ -46,7 +46,8 @@ Seed = Callable[[float, float], Awaitable[dict[str, int]]]
 # (unix s) for a new counter, and the seed ('' when not read yet).
 # Returns {0 admitted | 1 refused | 2 needs the seed, spent, reserved}.
 RESERVE = Script(
-    """
+    EXPIRE_WITH_LAST_LEASE
+    + """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local spent = redis.call('GET', KEYS[1])
@@ -66,7 +67,7 @@ if spent >= limit or spent + held + estimate > limit then return {1, spent, held
 if estimate > 0 then
   local lease = tonumber(ARGV[4])
   redis.call('ZADD', KEYS[2], now_ms + lease, ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], lease)
+  expire_with_last_lease(KEYS[2])
 end
 return {0, spent, held}
 """
@@ -145,11 +146,11 @@ class RedisBudgets:
         member = ""
         if reserved:
             held = self._leases.get(key_id, [])
-            for i, (m, amount) in enumerate(held):
-                if amount == reserved:
-                    member = m
-                    del held[i]
-                    break
+            # One of the settled amount; failing that the oldest, rather than leave a
+            # reservation counting against the budget until its lease ends.
+            pick = next((i for i, (_, amount) in enumerate(held) if amount == reserved), 0)
+            if held:
+                member = held.pop(pick)[0]
             if not held:
                 self._leases.pop(key_id, None)
         if member or actual:

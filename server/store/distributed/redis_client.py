@@ -48,6 +48,15 @@ RETRY_MIN, RETRY_MAX = 0.05, 1.0
 
 Arg = str | int | float
 
+# Lua: a lease set (sorted set scored by deadline, ms) lives as long as its last lease, so
+# processes configured with different leases never cut each other's short.
+EXPIRE_WITH_LAST_LEASE = """
+local function expire_with_last_lease(key)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('PEXPIREAT', key, math.ceil(tonumber(last[2]))) end
+end
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Script:

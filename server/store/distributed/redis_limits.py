@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import uuid
 
-from server.store.distributed.redis_client import RedisClient, Script
+from server.store.distributed.redis_client import EXPIRE_WITH_LAST_LEASE, RedisClient, Script
 from server.store.embedded.limits import concurrency_limited, rate_limited
 
 # Lease of a concurrency slot; the heartbeat renews held ones every lease / 3.
@@ -107,13 +107,14 @@ return 1
 # KEYS: slot set. ARGV: limit, member, lease ms. Returns 1 when the slot was taken.
 ENTER = Script(
     _NOW
+    + EXPIRE_WITH_LAST_LEASE
     + """
 local now_ms = math.floor(now * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 local lease = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], now_ms + lease, ARGV[2])
-redis.call('PEXPIRE', KEYS[1], lease)
+expire_with_last_lease(KEYS[1])
 return 1
 """
 )
@@ -124,10 +125,11 @@ LEAVE = Script("return redis.call('ZREM', KEYS[1], unpack(ARGV))")
 # KEYS: slot set. ARGV: lease ms, then the members this process still holds there.
 EXTEND = Script(
     _NOW
+    + EXPIRE_WITH_LAST_LEASE
     + """
 local deadline = math.floor(now * 1000) + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+expire_with_last_lease(KEYS[1])
 return 1
 """
 )
