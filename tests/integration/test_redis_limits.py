@@ -229,3 +229,14 @@ async def test_a_batch_with_a_script_redis_does_not_know_runs_each_op_once(
     client.defer(known, (a,), ())
     await client.flush()
     assert await client.command("MGET", a, b) == [b"3", b"1"]
+
+
+async def test_call_many_runs_several_scripts_in_one_round_trip(factory: LimitsFactory) -> None:
+    limits = await factory.open()
+    client = limits.client
+    script = Script(f"-- {fresh()}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
+    a, b = factory.prefix + "a", factory.prefix + "b"
+    assert await client.call_many([(script, (a,), (2,)), (script, (b,), (5,))]) == [2, 5]
+    before = client.round_trips
+    assert await client.call_many([(script, (a,), (1,)), (script, (b,), (1,))]) == [3, 6]
+    assert client.round_trips - before == 1

@@ -143,6 +143,27 @@ class RedisClient:
         self._up()
         return result
 
+    async def call_many(
+        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Arg]]]
+    ) -> list[object]:
+        """Runs several scripts in ONE pipelined round trip (each atomic, not all together:
+        the caller undoes the ones that took something when a later one refuses), e.g. a
+        key's and its project's limits at admission."""
+        ops = [_Op(script, tuple(keys), tuple(args)) for script, keys, args in calls]
+        results = await self._pipeline(ops)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # Only those did not run; the rest did and must not run twice.
+            for source in {ops[i].script.source for i in missing}:
+                await self.command("SCRIPT", "LOAD", source)
+            again = await self._pipeline([ops[i] for i in missing])
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
+        if any(isinstance(r, ResponseError) for r in results):
+            log.error("limit store: a script failed")
+            raise StoreUnavailableError(REFUSED)
+        return results
+
     async def command(self, *args: Arg) -> object:
         """One plain command (one round trip), errors mapped like ``call``."""
         try:
