@@ -5,8 +5,11 @@ and an outage through a loopback proxy."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +243,71 @@ async def test_call_many_runs_several_scripts_in_one_round_trip(factory: LimitsF
     before = client.round_trips
     assert await client.call_many([(script, (a,), (1,)), (script, (b,), (1,))]) == [3, 6]
     assert client.round_trips - before == 1
+
+
+# A gateway process's share of a test: its own interpreter, client and limiter on the prefix.
+_CHILD = """
+import asyncio, sys
+from server.core.errors import RateLimitedError
+from server.store.distributed.redis_limits_backend import open_redis_limits
+
+async def nothing(start, end):
+    return {}
+
+async def main(url, prefix, mode, name):
+    limits = open_redis_limits(url, nothing, prefix=prefix, slot_lease=0.4)
+    if mode == "acquire":
+        async def one():
+            try:
+                await limits.limiter.acquire(name, 30, None, 0)
+                return 1
+            except RateLimitedError:
+                return 0
+        print(sum(await asyncio.gather(*(one() for _ in range(40)))), flush=True)
+        await limits.aclose()
+    else:
+        await limits.limiter.enter(name, 2)
+        await limits.limiter.enter(name, 2)
+        print("held", flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+async def _child(url: str, prefix: str, mode: str, name: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CHILD, url, prefix, mode, name,
+        stdout=asyncio.subprocess.PIPE, cwd=_ROOT,
+    )  # fmt: skip
+
+
+async def test_three_processes_admit_exactly_the_rpm(factory: LimitsFactory) -> None:
+    key = fresh()
+    children = [await _child(factory.url, factory.prefix, "acquire", key) for _ in range(3)]
+    outputs = await asyncio.wait_for(asyncio.gather(*(c.communicate() for c in children)), 30)
+    assert sum(int(out) for out, _ in outputs) == 30
+    assert all(c.returncode == 0 for c in children)
+
+
+async def test_a_sigkilled_process_s_slots_free_themselves(factory: LimitsFactory) -> None:
+    name = fresh()
+    survivor = await factory.open(slot_lease=0.4)
+    child = await _child(factory.url, factory.prefix, "enter", name)
+    try:
+        assert child.stdout is not None
+        assert await asyncio.wait_for(child.stdout.readline(), 30) == b"held\n"
+        await asyncio.sleep(0.5)  # longer than the lease: the child's heartbeat keeps them
+        with pytest.raises(RateLimitedError):
+            await survivor.limiter.enter(name, 2)
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+        await asyncio.sleep(0.45)
+        await survivor.limiter.enter(name, 2)
+        await survivor.limiter.enter(name, 2)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
