@@ -44,6 +44,7 @@ from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.observability.tracing import Tracing, build_tracing
 from server.policy.admission import UsagePolicy
+from server.policy.fail_open import fail_open
 from server.policy.keys import MasterKey, load_master_key
 from server.providers.http_client import close_http_client
 from server.providers.registry import KNOWN_PROVIDERS, ExtraEndpoint, build_providers
@@ -53,6 +54,7 @@ from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.cache import MemoryCache
 from server.store.embedded.sqlite import ensure_data_dir
+from server.store.open import open_stores
 from server.ui import Dashboard
 from server.ui.timings import RecentTimings
 
@@ -104,8 +106,13 @@ class Components:
     timings: RecentTimings | None = None
 
 
-def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> Components:
+def build_components(
+    config: Config, env: Mapping[str, str], data_dir: Path, stores: Stores | None = None
+) -> Components:
     """Providers (from the registry), catalog, stores, router, executor and the Gateway.
+
+    ``stores`` is the opened backend (``server.store.open.open_stores``); None opens the
+    embedded one over ``data_dir``.
 
     The router and the executor share one health store (circuit state, latency), so strategies
     see what the executor records; one ``Metrics`` collects for ``/metrics``; the usage policy
@@ -127,12 +134,16 @@ def build_components(config: Config, env: Mapping[str, str], data_dir: Path) -> 
     secrets.register(*_credential_headers(config))
     catalog = Catalog(providers, config, disabled=disabled_providers(config, env))
     limits = config.limits
-    stores = open_embedded(data_dir, config.circuit)
+    if stores is None:
+        stores = open_embedded(data_dir, config.circuit)
     # Label values: what the catalog lists (configured routes and deployments, priced and
     # declared models); a name a caller made up is `other`.
     metrics = Metrics(known=(m.id for m in catalog.list_models()))
     metrics.watch_health(stores.health)
-    policy = UsagePolicy(stores.limiter, stores.budgets, stores.ledger)
+    limiter, budgets = stores.limiter, stores.budgets
+    if limits.on_store_error == "allow":
+        limiter, budgets = fail_open(limiter, budgets)
+    policy = UsagePolicy(limiter, budgets, stores.ledger)
     observer = RequestObserver(metrics, log_requests=config.logging.requests)
     try:
         tracing = build_tracing(config.tracing, env)
@@ -268,7 +279,12 @@ async def serve(
     ports_file = options.data_dir / PORTS_FILENAME
     # A stale file (a gateway that was killed) must not be mistaken for this run's ports.
     _remove_own_ports_file(ports_file, force=True)
-    components = build_components(options.config, env, options.data_dir)
+    stores = await open_stores(options.config, env, options.data_dir)
+    try:
+        components = build_components(options.config, env, options.data_dir, stores)
+    except BaseException:
+        await stores.aclose()
+        raise
     stop = stop or asyncio.Event()
     grace = options.config.server.shutdown_grace
     config = options.config
@@ -303,6 +319,7 @@ async def serve(
                     metrics=components.metrics,
                     limits=config.limits,
                     body_timeout=config.server.body_timeout,
+                    problems=components.stores.problems,
                 ),
                 options,
                 grace,

@@ -3,9 +3,11 @@ projects create|list|get|update, usage, check-config.
 
 Every command takes ``--data-dir`` (else ``SWITCHBOARD_DATA_DIR``, else the config file's
 ``server.data_dir``, else ``~/.local/share/switchboard``) and ``--config`` (else
-``SWITCHBOARD_CONFIG``). The ``keys`` commands write the same SQLite file the server reads, so
-they work while it runs and the server sees their changes on the next request; ``usage`` reads
-the usage ledger (``usage.db``) the server writes, also while it runs.
+``SWITCHBOARD_CONFIG``). Every command opens the same backend ``serve`` does
+(``server.store.blocking``): the data dir's SQLite files, or PostgreSQL with the distributed
+backend (``SWITCHBOARD_DATABASE_URL`` and ``SWITCHBOARD_REDIS_URL``). The ``keys`` commands
+work while the server runs and it sees their changes on the next request (within a second on
+every replica); ``usage`` reads the ledger the server writes, also while it runs.
 Exit codes: 0 success, 1 error (bad config, taken port, unknown key), 2 bad usage.
 """
 
@@ -22,11 +24,11 @@ from pathlib import Path
 import orjson
 from switchboard.v1 import admin_pb2
 
-from server.config import Config, ConfigError, default_data_dir, load_config
+from server.config import Config, ConfigError, default_data_dir, load_config, store_settings
 from server.core.context import KeyLimits
 from server.core.errors import GatewayError, NotFoundError
 from server.core.state import USAGE_GROUPS, KeySpec, KeyUpdate
-from server.store.embedded.keys import SqliteKeyStore
+from server.store.blocking import BlockingKeys, BlockingUsage, open_blocking
 
 CONFIG_ENV = "SWITCHBOARD_CONFIG"
 DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
@@ -266,15 +268,14 @@ _USAGE_HEADER = (
 
 def _usage(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from server.core.money import format_usd, usd_to_nanos
-    from server.store.embedded.ledger import month_totals
 
     now = datetime.now(UTC)
     year, month = args.month or (now.year, now.month)
     label = f"{year:04d}-{month:02d}"
     if args.by is not None or args.project is not None:
         return _usage_by(args, env, args.by or "key", year, month)
-    totals = month_totals(_data_dir(args, env, _config(args, env)), year, month, key_id=args.key)
-    with _key_store(args, env) as keys:
+    with _state(args, env) as (keys, usage):
+        totals = usage.month_totals(year, month, key_id=args.key)
         records = {r.id: r for r in keys.list_sync(include_revoked=True)}
     names = {key_id: r.name for key_id, r in records.items()} | {"master": "master"}
     budgets = {
@@ -311,13 +312,12 @@ def _usage_by(
     args: argparse.Namespace, env: Mapping[str, str], group: str, year: int, month: int
 ) -> int:
     from server.core.money import format_usd, month_bounds
-    from server.store.embedded.ledger import usage_by
 
     label = f"{year:04d}-{month:02d}"
-    data_dir = _data_dir(args, env, _config(args, env))
-    rows = usage_by(
-        data_dir, group, *month_bounds(year, month), key_id=args.key, project_id=args.project
-    )
+    with _state(args, env) as (_, usage):
+        rows = usage.usage_by(
+            group, *month_bounds(year, month), key_id=args.key, project_id=args.project
+        )
     if args.json:
         out = {"month": label, "by": group, "rows": [r.to_json() for r in rows]}
         print(orjson.dumps(out).decode())
@@ -381,12 +381,21 @@ def _data_dir(args: argparse.Namespace, env: Mapping[str, str], config: Config) 
 
 
 @contextlib.contextmanager
-def _key_store(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[SqliteKeyStore]:
-    store = SqliteKeyStore(_data_dir(args, env, _config(args, env)))
-    try:
-        yield store
-    finally:
-        store.close()
+def _state(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> Iterator[tuple[BlockingKeys, BlockingUsage]]:
+    """The backend's keys and usage ledger, as ``serve`` opens them with the same flags and
+    environment (the data dir's SQLite files, or PostgreSQL when the store section or
+    SWITCHBOARD_DATABASE_URL / SWITCHBOARD_REDIS_URL select the distributed backend)."""
+    config = _config(args, env)
+    with open_blocking(config, store_settings(config, env), _data_dir(args, env, config)) as state:
+        yield state
+
+
+@contextlib.contextmanager
+def _key_store(args: argparse.Namespace, env: Mapping[str, str]) -> Iterator[BlockingKeys]:
+    with _state(args, env) as (keys, _):
+        yield keys
 
 
 def _key_json(record: admin_pb2.GatewayKey) -> dict[str, object]:

@@ -205,6 +205,7 @@ def launch_gateway(
     cpus: set[int] | None,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Gateway:
     """Starts the gateway of checkout ``repo_root`` against the fake upstream; waits for it.
 
@@ -221,6 +222,7 @@ def launch_gateway(
             config=config,
             data_dir=workdir / "data",
             master_key="sk-bench-" + secrets.token_hex(16),
+            args=args,
             startup_timeout=timeout,
             repo_root=repo_root,
             server_command=command,

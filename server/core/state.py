@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple, Protocol
@@ -451,6 +451,22 @@ class Stores:
     health: HealthStore
     # None: this backend keeps no responses (stateful Responses API requests are refused).
     responses: ResponseStore | None = None
+    # Run last by ``aclose``, in order: what else the backend opened (a Redis client whose
+    # queue of reconciliations must drain, a connection pool).
+    closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """What is degraded now, for ``/healthz`` (a shared store that cannot be reached,
+        ledger rows waiting for the database); empty when all is well. A backend part reports
+        through an optional ``problems()`` method of its own."""
+        found: dict[str, None] = {}
+        for part in (self.keys, self.limiter, self.budgets, self.ledger, self.health):
+            check = getattr(part, "problems", None)
+            if check is not None:
+                found.update(dict.fromkeys(check()))
+        if self.responses is not None and (check := getattr(self.responses, "problems", None)):
+            found.update(dict.fromkeys(check()))
+        return list(found)
 
     async def aclose(self) -> None:
         """Drains the ledger (every accepted request's row written), then closes the keys and
@@ -459,3 +475,5 @@ class Stores:
         await self.keys.aclose()
         if self.responses is not None:
             await self.responses.aclose()
+        for close in self.closers:
+            await close()

@@ -172,9 +172,21 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _health(req: HttpRequest) -> int:
-    await req.respond_json(200, _HEALTH)
-    return 200
+def _health_route(problems: Callable[[], list[str]] | None) -> Route:
+    """``/healthz``: 200 while the process serves. ``{"status": "ok"}``, or ``"degraded"``
+    with the problems when a shared store cannot be reached or the ledger has rows waiting
+    (still 200: requests the stores need not check are served, and a load balancer must not
+    pull every replica at once because their one Redis is down)."""
+
+    async def handler(req: HttpRequest) -> int:
+        found = problems() if problems is not None else []
+        if not found:
+            await req.respond_json(200, _HEALTH)
+        else:
+            await req.respond_json(200, orjson.dumps({"status": "degraded", "problems": found}))
+        return 200
+
+    return Route("GET", "/healthz", handler)
 
 
 def _metrics_route(metrics: HttpMetrics) -> Route:
@@ -231,11 +243,12 @@ def create_app(
     extra_routes: Iterable[Route] = (),
     limits: LimitsConfig | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    problems: Callable[[], list[str]] | None = None,
 ) -> ShimApp:
-    """The shim's ASGI app: the API surfaces, ``/healthz``, and ``/metrics`` when a metrics
-    hook is given."""
+    """The shim's ASGI app: the API surfaces, ``/healthz`` (degraded when ``problems`` lists
+    any), and ``/metrics`` when a metrics hook is given."""
     api = api_routes(gateway, limits, body_timeout)
-    routes = [*api, Route("GET", "/healthz", _health), *extra_routes]
+    routes = [*api, _health_route(problems), *extra_routes]
     if metrics is not None:
         routes.append(_metrics_route(metrics))
     return ShimApp(routes, metrics)

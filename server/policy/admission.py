@@ -20,14 +20,17 @@ The master key skips every limit; its requests are still recorded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, Principal, project_name
-from server.core.errors import BudgetExceededError, ModelNotAllowedError, RateLimitedError
+from server.core.errors import GatewayError, ModelNotAllowedError
 from server.core.ids import new_request_id
 from server.core.money import NANOS_PER_USD, cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
@@ -36,6 +39,7 @@ from server.policy.keys import model_allowed
 from server.routing.cost import estimate_cost, output_token_bound
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Reservation:
@@ -80,43 +84,57 @@ class UsagePolicy:
     async def admit_call(self, ctx: CallContext) -> None:
         """Takes the key's concurrent-request slot, counts one request against the key's and
         the project's RPM, and refuses a spent budget (the key's or the project's), before the
-        body is decoded (429; nothing taken when refused)."""
+        body is decoded (429; nothing taken when refused).
+
+        The checks are independent, so they are asked together (``_together``): over a
+        networked store they share one round trip."""
         principal = ctx.principal
         if principal.is_admin:
             return
         limits = principal.limits
         shared = principal.project_limits
         project = project_name(principal.project_id) if principal.project_id else None
+        limiter = self.limiter
+        # (what it takes: a name to refund an RPM count to, or SLOT, or None), the check
+        checks: list[tuple[str | None, Awaitable[object]]] = []
         # A zero reservation refuses exactly when the month's spend reached the budget.
         if limits.monthly_budget_usd is not None:
-            await self.budgets.reserve(principal.key_id, usd_to_nanos(limits.monthly_budget_usd), 0)
+            budget = usd_to_nanos(limits.monthly_budget_usd)
+            checks.append((None, self.budgets.reserve(principal.key_id, budget, 0)))
         if project is not None and shared is not None and shared.monthly_budget_usd is not None:
-            await self.budgets.reserve(project, usd_to_nanos(shared.monthly_budget_usd), 0)
-        limiter = self.limiter
+            budget = usd_to_nanos(shared.monthly_budget_usd)
+            checks.append((None, self.budgets.reserve(project, budget, 0)))
         if principal.max_concurrent is not None:
-            await limiter.enter(principal.key_id, principal.max_concurrent)
-            # Given back by ``finish`` (or below, when a rate limit refuses the call).
-            ctx.slots = (principal.key_id,)
-        try:
-            taken = False
-            if limits.requests_per_minute is not None:
-                await limiter.acquire(principal.key_id, limits.requests_per_minute, None, 0)
-                taken = True
-            if project is not None and shared is not None and shared.requests_per_minute:
-                try:
-                    await limiter.acquire(project, shared.requests_per_minute, None, 0)
-                except RateLimitedError:
-                    if taken:
-                        limiter.refund(principal.key_id, 1, 0)
-                    raise
-        except RateLimitedError:
-            self.leave_call(ctx)
-            raise
+            checks.append((_SLOT, limiter.enter(principal.key_id, principal.max_concurrent)))
+        if limits.requests_per_minute is not None:
+            rpm = limits.requests_per_minute
+            checks.append((principal.key_id, limiter.acquire(principal.key_id, rpm, None, 0)))
+        if project is not None and shared is not None and shared.requests_per_minute:
+            rpm = shared.requests_per_minute
+            checks.append((project, limiter.acquire(project, rpm, None, 0)))
+        if not checks:
+            return
+        results = await _together([check for _, check in checks])
+        refused: BaseException | None = None
+        for (takes, _), result in zip(checks, results, strict=True):
+            if isinstance(result, BaseException):
+                refused = refused or result
+            elif takes is _SLOT:
+                # Given back by ``finish`` (or below, when another check refused the call).
+                ctx.slots = (principal.key_id,)
+        if refused is None:
+            return
+        for (takes, _), result in zip(checks, results, strict=True):
+            if takes is not None and takes is not _SLOT and not isinstance(result, BaseException):
+                limiter.refund(takes, 1, 0)
+        self.leave_call(ctx)
+        raise refused
 
     async def admit(self, ctx: CallContext, plan: Plan) -> Reservation:
         """Refuses a model the key may not use (403), then reserves the request's tokens and
         cost against the key's and the project's TPM and budget (RPM was counted by
-        ``admit_call``), or raises the 429 with nothing taken."""
+        ``admit_call``), or raises the 429 with nothing taken. The reservations are asked
+        together, like ``admit_call``'s checks."""
         principal = ctx.principal
         if principal.is_admin:
             return NOTHING
@@ -144,50 +162,35 @@ class UsagePolicy:
                 worst = usd
         # Rounded up: the reservation is a bound, never a nano-dollar short of one.
         estimate = math.ceil(worst * NANOS_PER_USD)
-        taken = Reservation()
-        try:
-            await self._reserve(
-                principal.key_id, tpm, budget, tokens_in + tokens_out, estimate, taken, False
-            )
-            if principal.project_id:
-                await self._reserve(
-                    project_name(principal.project_id),
-                    project_tpm,
-                    project_budget,
-                    tokens_in + tokens_out,
-                    estimate,
-                    taken,
-                    True,
-                )
-        except (RateLimitedError, BudgetExceededError):
-            self._give_back(principal, taken)
-            raise
-        return taken
-
-    async def _reserve(
-        self,
-        name: str,
-        tpm: int | None,
-        budget: float | None,
-        tokens: int,
-        estimate: int,
-        into: Reservation,
-        project: bool,
-    ) -> None:
-        """Reserves ``estimate`` against ``name``'s budget and ``tokens`` against its TPM,
-        noting each in ``into`` as soon as it is taken (so a later refusal gives it back)."""
+        tokens = tokens_in + tokens_out
+        key_id = principal.key_id
+        # (the Reservation field the result goes to, the reservation)
+        asks: list[tuple[str, Awaitable[int]]] = []
         if budget is not None:
-            cost = await self.budgets.reserve(name, usd_to_nanos(budget), estimate)
-            if project:
-                into.project_cost = cost
-            else:
-                into.cost = cost
+            asks.append(("cost", self.budgets.reserve(key_id, usd_to_nanos(budget), estimate)))
         if tpm is not None:
-            reserved = await self.limiter.acquire(name, None, tpm, tokens)
-            if project:
-                into.project_tokens = reserved
+            asks.append(("tokens", self.limiter.acquire(key_id, None, tpm, tokens)))
+        if principal.project_id:
+            project = project_name(principal.project_id)
+            if project_budget is not None:
+                limit = usd_to_nanos(project_budget)
+                asks.append(("project_cost", self.budgets.reserve(project, limit, estimate)))
+            if project_tpm is not None:
+                asks.append(
+                    ("project_tokens", self.limiter.acquire(project, None, project_tpm, tokens))
+                )
+        results = await _together([ask for _, ask in asks])
+        taken = Reservation()
+        refused: BaseException | None = None
+        for (field, _), result in zip(asks, results, strict=True):
+            if isinstance(result, BaseException):
+                refused = refused or result
             else:
-                into.tokens = reserved
+                setattr(taken, field, result)
+        if refused is not None:
+            self._give_back(principal, taken)
+            raise refused
+        return taken
 
     def _give_back(self, principal: Principal, taken: Reservation) -> None:
         key_id = principal.key_id
@@ -296,6 +299,24 @@ def _check_model(allowed: tuple[str, ...], plan: Plan) -> None:
         f"{', '.join(allowed)}.",
         param="model",
     )
+
+
+# ``admit_call``'s marker for the concurrency check (what it takes is the call's slot).
+_SLOT = "\0slot"
+
+
+async def _together(checks: Sequence[Awaitable[T]]) -> list[T | BaseException]:
+    """Runs independent checks at once, with each one's result or exception, in order.
+
+    Over a networked store the checks then leave in the same loop iteration, so a client that
+    pipelines what is sent together (the Redis backend) makes one round trip for all of them.
+    One check is awaited as it is (no task to create: the embedded backend's usual case)."""
+    if len(checks) == 1:
+        try:
+            return [await checks[0]]
+        except (GatewayError, OSError) as exc:
+            return [exc]
+    return await asyncio.gather(*checks, return_exceptions=True)
 
 
 _NO_USAGE = types_pb2.Usage()

@@ -44,7 +44,10 @@ def localize(code: str, gw: RunningGateway) -> str:
 
 
 def run_bash(script: str, gw: RunningGateway) -> str:
-    env = hermetic_env({"SWITCHBOARD_DATA_DIR": str(gw.data_dir)})
+    # The gateway's master key, as an operator who set SWITCHBOARD_MASTER_KEY has it.
+    env = hermetic_env(
+        {"SWITCHBOARD_DATA_DIR": str(gw.data_dir), "SWITCHBOARD_MASTER_KEY": gw.master_key}
+    )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=REPO_ROOT,

@@ -13,6 +13,9 @@ from server.core.errors import BudgetExceededError
 from tests.support.redis import LimitsFactory, fresh
 from tests.support.redis import factory as factory  # the fixture
 
+# Against the shared Redis (`-m "not redis"` leaves these out).
+pytestmark = pytest.mark.redis
+
 
 class Ledger:
     """Stands in for ``UsageReader.month_spend``: what the ledger holds, and how often it was

@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from server.config import CircuitConfig
 from server.core.state import CircuitState
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.redis import LimitsFactory, eventually, fresh, via
 from tests.support.redis import factory as factory  # the fixture
+
+# Against the shared Redis (`-m "not redis"` leaves these out).
+pytestmark = pytest.mark.redis
 
 CIRCUIT = CircuitConfig(consecutive_failures=3, cooldown_seconds=0.3, window_seconds=30.0)
 

@@ -20,6 +20,9 @@ from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.redis import LimitsFactory, eventually, fresh, via
 from tests.support.redis import factory as factory  # the fixture
 
+# Against the shared Redis (`-m "not redis"` leaves these out).
+pytestmark = pytest.mark.redis
+
 
 async def _no_spend(start: float, end: float) -> dict[str, int]:
     return {}

@@ -37,10 +37,13 @@ log = logging.getLogger(__name__)
 
 UNREACHABLE = "the limit store (Redis) is unreachable"
 REFUSED = "the limit store (Redis) refused a command"
+BUSY = "the limit store (Redis) is overloaded: no free connection"
 # Operations kept while Redis is down; a minute of a busy gateway's settles.
 MAX_QUEUED = 100_000
 # Connections per process: enough for a burst of admissions at sub-ms round trips.
 MAX_CONNECTIONS = 32
+# How long a call waits for a free connection in a burst (not an outage: Redis answers).
+POOL_WAIT = 2.0
 # Operations per pipelined round trip.
 MAX_BATCH = 1_000
 # Wait between attempts to send the queue while Redis is down.
@@ -95,12 +98,12 @@ class RedisClient:
         self._url = url
         self._timeout = timeout
         self._max_queued = max_queued
-        # Bounded: a burst of requests waits (up to `timeout`) for a connection instead of
+        # Bounded: a burst of requests waits (up to POOL_WAIT) for a connection instead of
         # opening hundreds of them.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout,
+            timeout=POOL_WAIT,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )
@@ -297,6 +300,10 @@ class RedisClient:
         return results
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        if str(exc) == "No connection available.":
+            # redis-py's pool ran out of connections for POOL_WAIT: overload, not an outage.
+            log.warning("limit store: no free Redis connection within %.1f s", POOL_WAIT)
+            return StoreUnavailableError(BUSY)
         if self._down_since is None:
             self._down_since = time.monotonic()
             # The exception's class only: a connection error's text may carry the URL.

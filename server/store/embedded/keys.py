@@ -18,46 +18,41 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
-from server.core.errors import (
-    FailedPreconditionError,
-    FieldViolation,
-    InvalidRequestError,
-    NotFoundError,
-)
 from server.core.ids import hash_key, new_gateway_key
 from server.core.state import KeySpec, KeyUpdate
 from server.policy.keys import (
-    check_key_spec,
-    check_key_update,
-    check_limits,
-    check_name,
     key_prefix,
-    limits_to_proto,
 )
 from server.store.embedded import sqlite as store
+from server.store.keyrows import (
+    KEY_COLUMNS,
+    KEY_INSERT_COLUMNS,
+    PRINCIPAL_COLUMNS,
+    PROJECT_COLUMNS,
+    PROJECT_INSERT_COLUMNS,
+    check_grace,
+    earliest,
+    key_not_found,
+    key_record,
+    key_revoked,
+    key_update_columns,
+    new_key,
+    new_project,
+    principal_from_row,
+    project_not_found,
+    project_record,
+    project_update_columns,
+)
 
-_COLUMNS = (
-    "k.id, k.name, k.prefix, k.create_time, k.revoke_time, "
-    "k.requests_per_minute, k.tokens_per_minute, k.monthly_budget_usd, "
-    "k.env, k.project_id, k.allowed_models, k.max_concurrent, k.expire_time, k.rotate_time, "
-    "(SELECT MAX(s.expire_time) FROM key_secrets s WHERE s.key_id = k.id)"
-)
-_PROJECT_COLUMNS = (
-    "id, name, create_time, requests_per_minute, tokens_per_minute, monthly_budget_usd"
-)
 # A cached principal and the wall-clock time it stops being valid (None: never).
 _Entry = tuple[Principal, float | None]
 
@@ -109,35 +104,22 @@ class SqliteKeyStore:
     def _reload(self, version: int) -> None:
         # The version is read before the rows: a commit in between only costs one more reload.
         rows = self._reader.execute(
-            "SELECT k.id, k.name, k.key_hash, k.requests_per_minute, k.tokens_per_minute, "
-            "k.monthly_budget_usd, k.env, k.project_id, k.allowed_models, k.max_concurrent, "
-            "k.expire_time, p.requests_per_minute, p.tokens_per_minute, p.monthly_budget_usd "
+            f"SELECT k.key_hash, {PRINCIPAL_COLUMNS} "
             "FROM gateway_keys k LEFT JOIN projects p ON p.id = k.project_id "
             "WHERE k.revoke_time IS NULL"
         ).fetchall()
         by_hash: dict[str, _Entry] = {}
         by_id: dict[str, _Entry] = {}
         for row in rows:
-            project_id = row[7]
-            principal = Principal(
-                key_id=row[0],
-                name=row[1],
-                limits=KeyLimits(row[3], row[4], row[5]),
-                env=row[6],
-                project_id=project_id,
-                project_limits=KeyLimits(row[11], row[12], row[13]) if project_id else None,
-                allowed_models=_models(row[8]),
-                max_concurrent=row[9],
-                expires_at=row[10],
-            )
-            by_hash[row[2]] = by_id[row[0]] = (principal, row[10])
+            principal = principal_from_row(row[1:])
+            by_hash[row[0]] = by_id[principal.key_id] = (principal, principal.expires_at)
         for key_hash, key_id, grace_end in self._reader.execute(
             "SELECT key_hash, key_id, expire_time FROM key_secrets"
         ).fetchall():
             active = by_id.get(key_id)
             if active is not None:
                 principal, expires = active
-                by_hash[key_hash] = (principal, _earliest(expires, grace_end))
+                by_hash[key_hash] = (principal, earliest(expires, grace_end))
         self._by_hash = by_hash
         self._version = version
 
@@ -199,47 +181,26 @@ class SqliteKeyStore:
         self, name: str | KeySpec, limits: KeyLimits | None = None
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """``create`` for synchronous callers (the CLI)."""
-        spec = name if isinstance(name, KeySpec) else KeySpec(name, limits or KeyLimits())
-        now = self._clock()
-        spec = check_key_spec(spec, now)
-        secret = new_gateway_key(spec.env)
-        key_id = "key_" + secrets.token_hex(8)
-        limits = spec.limits
+        new = new_key(name, limits, self._clock())
         with self._write_lock, _transaction(self._write()) as conn:
-            if spec.project_id is not None:
-                _require_project(conn, spec.project_id)
+            if new.spec.project_id is not None:
+                _require_project(conn, new.spec.project_id)
             conn.execute(
-                "INSERT INTO gateway_keys (id, name, prefix, key_hash, create_time, "
-                "requests_per_minute, tokens_per_minute, monthly_budget_usd, env, project_id, "
-                "allowed_models, max_concurrent, expire_time) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    spec.name,
-                    key_prefix(secret, spec.env),
-                    hash_key(secret),
-                    now,
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                    limits.monthly_budget_usd,
-                    spec.env,
-                    spec.project_id,
-                    _models_json(spec.allowed_models),
-                    spec.max_concurrent,
-                    spec.expires_at,
-                ),
+                f"INSERT INTO gateway_keys ({', '.join(KEY_INSERT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(KEY_INSERT_COLUMNS))})",
+                new.values(),
             )
-        return self._existing(key_id), secret
+        return self._existing(new.key_id), new.secret
 
     def get_sync(self, key_id: str) -> admin_pb2.GatewayKey | None:
         """``get`` for synchronous callers."""
         with self._write_lock:
             row = (
                 self._write()
-                .execute(f"SELECT {_COLUMNS} FROM gateway_keys k WHERE k.id = ?", (key_id,))
+                .execute(f"SELECT {KEY_COLUMNS} FROM gateway_keys k WHERE k.id = ?", (key_id,))
                 .fetchone()
             )
-        return _record(row, self._clock()) if row else None
+        return key_record(row, self._clock()) if row else None
 
     def list_sync(self, *, include_revoked: bool = False) -> builtins.list[admin_pb2.GatewayKey]:
         """``list`` for synchronous callers."""
@@ -248,34 +209,19 @@ class SqliteKeyStore:
             rows = (
                 self._write()
                 .execute(
-                    f"SELECT {_COLUMNS} FROM gateway_keys k{where} ORDER BY k.create_time, k.id"
+                    f"SELECT {KEY_COLUMNS} FROM gateway_keys k{where} ORDER BY k.create_time, k.id"
                 )
                 .fetchall()
             )
         now = self._clock()
-        return [_record(row, now) for row in rows]
+        return [key_record(row, now) for row in rows]
 
     def update_sync(self, key_id: str, changes: KeyUpdate) -> admin_pb2.GatewayKey:
         """``update`` for synchronous callers."""
-        changes = check_key_update(changes)
-        sets: dict[str, object] = {}
-        if changes.name is not None:
-            sets["name"] = changes.name
-        if changes.limits is not None:
-            sets["requests_per_minute"] = changes.limits.requests_per_minute
-            sets["tokens_per_minute"] = changes.limits.tokens_per_minute
-            sets["monthly_budget_usd"] = changes.limits.monthly_budget_usd
-        if changes.allowed_models is not None:
-            sets["allowed_models"] = _models_json(changes.allowed_models)
-        if changes.max_concurrent is not None:
-            sets["max_concurrent"] = changes.max_concurrent or None
-        if changes.expires_at is not None:
-            sets["expire_time"] = changes.expires_at or None
-        if changes.project_id is not None:
-            sets["project_id"] = changes.project_id or None
+        sets = key_update_columns(changes)
         with self._write_lock, _transaction(self._write()) as conn:
             if not conn.execute("SELECT 1 FROM gateway_keys WHERE id = ?", (key_id,)).fetchone():
-                raise _key_not_found(key_id)
+                raise key_not_found(key_id)
             if changes.project_id:
                 _require_project(conn, changes.project_id)
             if sets:
@@ -289,20 +235,17 @@ class SqliteKeyStore:
         self, key_id: str, grace_seconds: float = 0.0
     ) -> tuple[admin_pb2.GatewayKey, str]:
         """``rotate`` for synchronous callers."""
-        if not grace_seconds >= 0:  # also refuses NaN
-            raise _invalid_grace()
+        check_grace(grace_seconds)
         now = self._clock()
         with self._write_lock, _transaction(self._write()) as conn:
             row = conn.execute(
                 "SELECT key_hash, env, revoke_time FROM gateway_keys WHERE id = ?", (key_id,)
             ).fetchone()
             if row is None:
-                raise _key_not_found(key_id)
+                raise key_not_found(key_id)
             old_hash, env, revoked = row
             if revoked is not None:
-                raise FailedPreconditionError(
-                    f"Gateway key {key_id} is revoked; create a new key instead.", param="id"
-                )
+                raise key_revoked(key_id)
             secret = new_gateway_key(env)
             # Secrets whose grace has ended are of no further use.
             conn.execute("DELETE FROM key_secrets WHERE expire_time <= ?", (now,))
@@ -329,57 +272,40 @@ class SqliteKeyStore:
 
     def create_project_sync(self, name: str, limits: KeyLimits | None = None) -> admin_pb2.Project:
         """``create_project`` for synchronous callers."""
-        name = check_name(name)
-        limits = limits or KeyLimits()
-        check_limits(limits)
-        project_id = "proj_" + secrets.token_hex(8)
+        row = new_project(name, limits, self._clock())
         with self._write_lock:
             self._write().execute(
-                "INSERT INTO projects (id, name, create_time, requests_per_minute, "
-                "tokens_per_minute, monthly_budget_usd) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    project_id,
-                    name,
-                    self._clock(),
-                    limits.requests_per_minute,
-                    limits.tokens_per_minute,
-                    limits.monthly_budget_usd,
-                ),
+                f"INSERT INTO projects ({', '.join(PROJECT_INSERT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(PROJECT_INSERT_COLUMNS))})",
+                row,
             )
-        return self._existing_project(project_id)
+        return self._existing_project(str(row[0]))
 
     def get_project_sync(self, project_id: str) -> admin_pb2.Project | None:
         """``get_project`` for synchronous callers."""
         with self._write_lock:
             row = (
                 self._write()
-                .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE id = ?", (project_id,))
+                .execute(f"SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?", (project_id,))
                 .fetchone()
             )
-        return _project(row) if row else None
+        return project_record(row) if row else None
 
     def list_projects_sync(self) -> builtins.list[admin_pb2.Project]:
         """``list_projects`` for synchronous callers."""
         with self._write_lock:
             rows = (
                 self._write()
-                .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects ORDER BY create_time, id")
+                .execute(f"SELECT {PROJECT_COLUMNS} FROM projects ORDER BY create_time, id")
                 .fetchall()
             )
-        return [_project(row) for row in rows]
+        return [project_record(row) for row in rows]
 
     def update_project_sync(
         self, project_id: str, *, name: str | None = None, limits: KeyLimits | None = None
     ) -> admin_pb2.Project:
         """``update_project`` for synchronous callers."""
-        sets: dict[str, object] = {}
-        if name is not None:
-            sets["name"] = check_name(name)
-        if limits is not None:
-            check_limits(limits)
-            sets["requests_per_minute"] = limits.requests_per_minute
-            sets["tokens_per_minute"] = limits.tokens_per_minute
-            sets["monthly_budget_usd"] = limits.monthly_budget_usd
+        sets = project_update_columns(name, limits)
         with self._write_lock, _transaction(self._write()) as conn:
             _require_project(conn, project_id, param="id")
             if sets:
@@ -392,13 +318,13 @@ class SqliteKeyStore:
     def _existing(self, key_id: str) -> admin_pb2.GatewayKey:
         record = self.get_sync(key_id)
         if record is None:
-            raise _key_not_found(key_id)
+            raise key_not_found(key_id)
         return record
 
     def _existing_project(self, project_id: str) -> admin_pb2.Project:
         project = self.get_project_sync(project_id)
         if project is None:
-            raise _project_not_found(project_id, "id")
+            raise project_not_found(project_id, "id")
         return project
 
     def _write(self) -> sqlite3.Connection:
@@ -432,79 +358,4 @@ class _transaction:
 
 def _require_project(conn: sqlite3.Connection, project_id: str, param: str = "project_id") -> None:
     if not conn.execute("SELECT 1 FROM projects WHERE id = ?", (project_id,)).fetchone():
-        raise _project_not_found(project_id, param)
-
-
-def _key_not_found(key_id: str) -> NotFoundError:
-    return NotFoundError(f"No gateway key has the id {key_id!r}.", param="id")
-
-
-def _project_not_found(project_id: str, param: str) -> NotFoundError:
-    return NotFoundError(f"No project has the id {project_id!r}.", param=param)
-
-
-def _invalid_grace() -> InvalidRequestError:
-    return InvalidRequestError(
-        "Invalid request: grace_seconds: grace_seconds must not be negative",
-        param="grace_seconds",
-        field_violations=[FieldViolation("grace_seconds", "grace_seconds must not be negative")],
-    )
-
-
-def _earliest(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
-
-
-def _models(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text)) if text else ()
-
-
-def _models_json(models: tuple[str, ...]) -> str:
-    return json.dumps(list(models)) if models else ""
-
-
-def _timestamp(seconds: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
-def _record(row: tuple[Any, ...], now: float) -> admin_pb2.GatewayKey:
-    (
-        key_id, name, prefix, created, revoked, rpm, tpm, budget,
-        env, project_id, models, max_concurrent, expires, rotated, grace_end,
-    ) = row  # fmt: skip
-    record = admin_pb2.GatewayKey(
-        id=key_id,
-        name=name,
-        prefix=prefix,
-        create_time=_timestamp(created),
-        env=env,
-        project_id=project_id or "",
-        allowed_models=_models(models),
-    )
-    if revoked is not None:
-        record.revoked = True
-        record.revoke_time.CopyFrom(_timestamp(revoked))
-    limits_to_proto(KeyLimits(rpm, tpm, budget), record.limits)
-    if max_concurrent is not None:
-        record.max_concurrent = max_concurrent
-    if expires is not None:
-        record.expire_time.CopyFrom(_timestamp(expires))
-        record.expired = now >= expires
-    if rotated is not None:
-        record.rotate_time.CopyFrom(_timestamp(rotated))
-    if grace_end is not None and grace_end > now and revoked is None:
-        record.previous_secret_expire_time.CopyFrom(_timestamp(grace_end))
-    return record
-
-
-def _project(row: tuple[Any, ...]) -> admin_pb2.Project:
-    project_id, name, created, rpm, tpm, budget = row
-    project = admin_pb2.Project(id=project_id, name=name, create_time=_timestamp(created))
-    limits_to_proto(KeyLimits(rpm, tpm, budget), project.limits)
-    return project
+        raise project_not_found(project_id, param)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import secrets
@@ -39,8 +38,9 @@ import orjson
 
 from server.core.context import project_name
 from server.core.money import month_bounds
-from server.core.state import USAGE_GROUPS, KeyTotals, UsageRow, UsageTotals
+from server.core.state import KeyTotals, UsageRow, UsageTotals
 from server.store.embedded import sqlite as store
+from server.store.usage_sql import key_totals, usage_by_sql, usage_totals
 
 log = logging.getLogger(__name__)
 
@@ -417,24 +417,6 @@ def month_spend(data_dir: Path, start: float, end: float) -> dict[str, int]:
     return spent
 
 
-# The SQL expression each ``usage_by`` group is keyed by.
-_GROUP_SQL = {
-    "key": "key_id",
-    "project": "COALESCE(project_id, '')",
-    "model": "model",
-    "provider": "provider",
-    "day": "strftime('%Y-%m-%d', time, 'unixepoch')",
-}
-assert tuple(_GROUP_SQL) == USAGE_GROUPS
-# A cache hit is a success answered without an upstream call: not an error.
-_TOTALS_SQL = (
-    "COUNT(*), SUM(outcome NOT IN ('success', 'cache_hit')), SUM(input_tokens), "
-    "SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), "
-    "SUM(reasoning_tokens), SUM(input_nanousd), SUM(output_nanousd), "
-    "SUM(cached_input_nanousd), SUM(cache_write_nanousd), SUM(total_nanousd)"
-)
-
-
 def usage_by(
     data_dir: Path,
     group: str,
@@ -445,35 +427,28 @@ def usage_by(
     project_id: str | None = None,
 ) -> list[UsageTotals]:
     """``UsageReader.usage_by`` (reads while the server writes)."""
-    column = _GROUP_SQL.get(group)
-    if column is None:
-        raise ValueError(f"cannot group usage by {group!r}; one of {', '.join(USAGE_GROUPS)}")
-    where = "time >= ? AND time < ?"
-    params: tuple[object, ...] = (start, end)
-    if key_id is not None:
-        where += " AND key_id = ?"
-        params += (key_id,)
-    if project_id is not None:
-        where += " AND project_id = ?"
-        params += (project_id,)
-    order = "1" if group == "day" else "SUM(total_nanousd) DESC, 1"
+    sql, params = usage_by_sql(
+        group,
+        start,
+        end,
+        key_id=key_id,
+        project_id=project_id,
+        day_sql="strftime('%Y-%m-%d', time, 'unixepoch')",
+        param=lambda _: "?",
+    )
     conn = store.connect(data_dir, USAGE)
     try:
-        rows = conn.execute(
-            f"SELECT {column}, {_TOTALS_SQL} FROM usage WHERE {where} GROUP BY 1 ORDER BY {order}",
-            params,
-        ).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-    return [UsageTotals(str(row[0]), *(int(v or 0) for v in row[1:])) for row in rows]
+    return usage_totals(rows)
 
 
 def month_totals(
     data_dir: Path, year: int, month: int, *, key_id: str | None = None
 ) -> list[KeyTotals]:
     """Per-key totals of one UTC month, highest cost first (reads while the server writes)."""
-    per_key = usage_by(data_dir, "key", *month_bounds(year, month), key_id=key_id)
-    return [KeyTotals(t.group, *dataclasses.astuple(t)[1:]) for t in per_key]
+    return key_totals(usage_by(data_dir, "key", *month_bounds(year, month), key_id=key_id))
 
 
 def recent_rows(data_dir: Path, start: float, end: float, limit: int) -> list[UsageRow]:

@@ -63,6 +63,17 @@ async def test_healthz_needs_no_key(client: AsgiClient) -> None:
     assert r.headers["x-request-id"]
 
 
+async def test_healthz_reports_degraded_with_the_problems_and_stays_200() -> None:
+    problems: list[str] = []
+    gateway = build_gateway(ScriptedProvider("script"))
+    client = AsgiClient(create_app(gateway, problems=lambda: list(problems)))
+    assert (await client.request("GET", "/healthz", key=None)).json() == {"status": "ok"}
+    problems.append("limits: the limit store (Redis) is unreachable since 2.0 s")
+    r = await client.request("GET", "/healthz", key=None)
+    assert r.status == 200
+    assert r.json() == {"status": "degraded", "problems": problems}
+
+
 async def test_unknown_path_and_wrong_method(client: AsgiClient) -> None:
     r = await client.request("POST", "/v1/completions", body={})
     assert r.status == 404

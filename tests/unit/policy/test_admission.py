@@ -15,7 +15,7 @@ import pytest_asyncio
 from switchboard.v1 import chat_pb2
 
 from server.config import Config, DeploymentConfig, PriceConfig
-from server.core.context import CallContext
+from server.core.context import CallContext, KeyLimits, Principal
 from server.core.errors import BudgetExceededError, RateLimitedError, UpstreamNotFoundError
 from server.core.records import RequestRecord
 from server.core.service import ADMIN, Gateway
@@ -114,6 +114,31 @@ async def test_the_request_rate_and_a_spent_budget_are_checked_before_anything_e
     with pytest.raises(BudgetExceededError):
         await p.admit_call(spent)
     assert p.budgets.reserved("broke") == 0
+
+
+async def test_checks_asked_together_give_back_what_they_took_when_one_refuses() -> None:
+    """admit_call asks the slot, the key's RPM and the project's RPM at once: when the project's
+    RPM refuses, the key's count and the slot come back (for reservations asked together, see
+    test_a_tpm_refusal_gives_back_the_budget_reservation)."""
+    p = policy(Clock())
+    principal = Principal(
+        "k",
+        "k",
+        limits=KeyLimits(requests_per_minute=5),
+        project_id="p1",
+        project_limits=KeyLimits(requests_per_minute=1),
+        max_concurrent=1,
+    )
+    first = CallContext(request_id="r1", principal=principal, transport="grpc")
+    await p.admit_call(first)
+    p.leave_call(first)
+    second = CallContext(request_id="r2", principal=principal, transport="grpc")
+    with pytest.raises(RateLimitedError) as refused:
+        await p.admit_call(second)
+    assert "project" in refused.value.message.lower()
+    assert second.slots == ()
+    assert p.limiter.in_flight("k") == 0
+    assert p.limiter.available("k", "rpm") == pytest.approx(4.0)
 
 
 async def test_a_spent_budget_is_loaded_from_the_ledger_at_start(tmp_path: Path) -> None:
