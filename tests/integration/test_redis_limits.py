@@ -209,10 +209,12 @@ async def test_a_refusing_port_fails_fast_and_never_shows_the_password(
         with pytest.raises(StoreUnavailableError) as info:
             await limits.limiter.acquire(fresh(), 5, None, 0)
         assert time.monotonic() - started < 1.0
+        assert info.value.retry_after == 1.0 and info.value.http_status == 503
         for _ in range(5):
             limits.budgets.settle(fresh(), 0, 10)
         assert limits.client.queued == 3 and limits.client.dropped == 2
-        problems = limits.problems()
+        problems = limits.limiter.problems()
+        assert problems == limits.budgets.problems() == limits.health.problems()
         assert "unreachable" in problems[0] and "2 queued updates dropped" in problems[1]
         shown = [info.value.message, str(info.value), repr(limits), *problems, caplog.text]
         assert not [s for s in shown if secret in s or str(port) in s]

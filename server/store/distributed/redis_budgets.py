@@ -167,6 +167,10 @@ class RedisBudgets:
         assert isinstance(value, bytes | str | int)
         return int(value)
 
+    def problems(self) -> list[str]:
+        """The limit store's, for ``/healthz`` (``Stores.problems`` shows them once)."""
+        return self.client.problems()
+
     async def _month_seed(self, start: float, end: float) -> dict[str, int]:
         # Not cached beyond one read: a seed older than Redis's loss of a counter would
         # forget what was spent in between.

@@ -40,6 +40,9 @@ REFUSED = "the limit store (Redis) refused a command"
 BUSY = "the limit store (Redis) is overloaded: no free connection"
 # Operations kept while Redis is down; a minute of a busy gateway's settles.
 MAX_QUEUED = 100_000
+# What a refusal tells the caller to wait: outages are usually seconds (as the PostgreSQL
+# stores say).
+RETRY_AFTER = 1.0
 # Connections per process: enough for a burst of admissions at sub-ms round trips.
 MAX_CONNECTIONS = 32
 # How long a call waits for a free connection in a burst (not an outage: Redis answers).
@@ -140,7 +143,7 @@ class RedisClient:
             # Redis answered: a script error is a bug (or a key of the wrong type), not an
             # outage, so /healthz does not say unreachable.
             log.error("limit store: a script failed (%s)", type(exc).__name__)
-            raise StoreUnavailableError(REFUSED) from None
+            raise StoreUnavailableError(REFUSED, retry_after=RETRY_AFTER) from None
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from None
         self._up()
@@ -164,7 +167,7 @@ class RedisClient:
                 results[i] = r
         if any(isinstance(r, ResponseError) for r in results):
             log.error("limit store: a script failed")
-            raise StoreUnavailableError(REFUSED)
+            raise StoreUnavailableError(REFUSED, retry_after=RETRY_AFTER)
         return results
 
     async def command(self, *args: Arg) -> object:
@@ -303,12 +306,12 @@ class RedisClient:
         if str(exc) == "No connection available.":
             # redis-py's pool ran out of connections for POOL_WAIT: overload, not an outage.
             log.warning("limit store: no free Redis connection within %.1f s", POOL_WAIT)
-            return StoreUnavailableError(BUSY)
+            return StoreUnavailableError(BUSY, retry_after=RETRY_AFTER)
         if self._down_since is None:
             self._down_since = time.monotonic()
             # The exception's class only: a connection error's text may carry the URL.
             log.warning("limit store: Redis unreachable (%s)", type(exc).__name__)
-        return StoreUnavailableError(UNREACHABLE)
+        return StoreUnavailableError(UNREACHABLE, retry_after=RETRY_AFTER)
 
     def _up(self) -> None:
         if self._down_since is not None:

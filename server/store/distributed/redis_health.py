@@ -79,6 +79,10 @@ class RedisHealth(LocalHealth):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._subscriber
 
+    def problems(self) -> list[str]:
+        """The limit store's, for ``/healthz`` (``Stores.problems`` shows them once)."""
+        return self.client.problems()
+
     # --- outgoing -------------------------------------------------------------------------
 
     def cool(self, name: str, seconds: float) -> None:

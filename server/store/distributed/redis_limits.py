@@ -210,6 +210,10 @@ class RedisRateLimiter:
             del self._slots[name]
         self.client.defer(LEAVE, (self._slot_key(name),), (member,))
 
+    def problems(self) -> list[str]:
+        """The limit store's, for ``/healthz`` (``Stores.problems`` shows them once)."""
+        return self.client.problems()
+
     def held(self, name: str) -> int:
         """Slots of ``name`` this process holds now."""
         return len(self._slots.get(name, ()))

@@ -135,6 +135,7 @@ async def _redis(tmp_path: Path) -> AsyncIterator[Backend]:
             ledger=ledger,
             health=limits.health,
             responses=SqliteResponseStore(tmp_path),
+            closers=[limits.aclose],
         )
         opened.append((stores, limits))
         return stores
@@ -146,8 +147,7 @@ async def _redis(tmp_path: Path) -> AsyncIterator[Backend]:
     try:
         yield Backend("redis", await open_one(), open_one, flush)
     finally:
-        for stores, limits in reversed(opened):
-            await limits.aclose()
+        for stores, _ in reversed(opened):
             await stores.aclose()
         await delete_prefix(url, prefix)
 
