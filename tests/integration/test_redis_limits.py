@@ -239,14 +239,36 @@ async def test_a_batch_with_a_script_redis_does_not_know_runs_each_op_once(
     assert await client.command("MGET", a, b) == [b"3", b"1"]
 
 
-async def test_call_many_runs_several_scripts_in_one_round_trip(factory: LimitsFactory) -> None:
+async def test_calls_made_together_share_one_round_trip(factory: LimitsFactory) -> None:
     limits = await factory.open()
     client = limits.client
     script = Script(f"-- {fresh()}\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])")
     a, b = factory.prefix + "a", factory.prefix + "b"
-    assert await client.call_many([(script, (a,), (2,)), (script, (b,), (5,))]) == [2, 5]
+    first = await asyncio.gather(client.call(script, (a,), (2,)), client.call(script, (b,), (5,)))
+    assert first == [2, 5]  # the script's first use: NOSCRIPT, load, the two again
     before = client.round_trips
-    assert await client.call_many([(script, (a,), (1,)), (script, (b,), (1,))]) == [3, 6]
+    assert await asyncio.gather(
+        client.call(script, (a,), (1,)), client.call(script, (b,), (1,))
+    ) == [3, 6]
+    assert client.round_trips - before == 1
+    # What admission asks at once: the key's and the project's RPM, the key's slot, budgets.
+    key, project = fresh(), "project:" + fresh()
+
+    async def admission() -> None:
+        await asyncio.gather(
+            limits.limiter.acquire(key, 10, None, 0),
+            limits.limiter.acquire(project, 10, None, 0),
+            limits.limiter.enter(key, 3),
+            limits.budgets.reserve(key, 1_000, 0),
+            limits.budgets.reserve(project, 1_000, 0),
+        )
+
+    before = client.round_trips
+    await admission()
+    # At most: scripts Redis has not seen (NOSCRIPT, one load, again), then seeding the budgets.
+    assert client.round_trips - before <= 4
+    before = client.round_trips
+    await admission()
     assert client.round_trips - before == 1
 
 

@@ -3,8 +3,10 @@ limiter, the budgets and the health replication.
 
 Two kinds of calls:
 
-- ``call`` (awaited on the request path): one Lua script, one network round trip. Any failure
-  to reach Redis raises ``StoreUnavailableError`` naming the store (never its URL);
+- ``call`` (awaited on the request path): one Lua script. The calls made in one event-loop
+  iteration (admission's checks, gathered) go out as ONE pipelined round trip, so a request's
+  checks cost one round trip however many limits it has. Any failure to reach Redis raises
+  ``StoreUnavailableError`` naming the store (never its URL);
 - ``defer`` (the non-blocking half of the protocols: reconcile, refund, leave, settle, health
   transitions): appended to an ordered in-process queue that a background task sends as ONE
   pipelined round trip per batch. While Redis is down the queue is kept (bounded: past
@@ -111,6 +113,9 @@ class RedisClient:
             socket_connect_timeout=timeout,
         )
         self.redis = aioredis.Redis(connection_pool=pool)
+        # Awaited calls of this loop iteration, sent together by `_dispatch`.
+        self._calls: list[tuple[_Op, asyncio.Future[object]]] = []
+        self._running: set[asyncio.Task[None]] = set()
         self._queue: deque[_Op] = deque()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -131,44 +136,51 @@ class RedisClient:
     # --- awaited calls --------------------------------------------------------------------
 
     async def call(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> object:
-        """Runs one script now (one round trip); ``StoreUnavailableError`` if Redis is down."""
-        try:
-            try:
-                self.round_trips += 1
-                result = await self.redis.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                self.round_trips += 1
-                result = await self.redis.eval(script.source, len(keys), *keys, *args)
-        except ResponseError as exc:
-            # Redis answered: a script error is a bug (or a key of the wrong type), not an
-            # outage, so /healthz does not say unreachable.
-            log.error("limit store: a script failed (%s)", type(exc).__name__)
-            raise StoreUnavailableError(REFUSED, retry_after=RETRY_AFTER) from None
-        except (RedisError, OSError) as exc:
-            raise self._unavailable(exc) from None
-        self._up()
-        return result
+        """Runs one script now; ``StoreUnavailableError`` if Redis is down.
 
-    async def call_many(
-        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Arg]]]
-    ) -> list[object]:
-        """Runs several scripts in ONE pipelined round trip (each atomic, not all together:
-        the caller undoes the ones that took something when a later one refuses), e.g. a
-        key's and its project's limits at admission."""
-        ops = [_Op(script, tuple(keys), tuple(args)) for script, keys, args in calls]
-        results = await self._pipeline(ops)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            # Only those did not run; the rest did and must not run twice.
-            for source in {ops[i].script.source for i in missing}:
-                await self.command("SCRIPT", "LOAD", source)
-            again = await self._pipeline([ops[i] for i in missing])
-            for i, r in zip(missing, again, strict=True):
-                results[i] = r
-        if any(isinstance(r, ResponseError) for r in results):
-            log.error("limit store: a script failed")
-            raise StoreUnavailableError(REFUSED, retry_after=RETRY_AFTER)
-        return results
+        Calls made in the same event-loop iteration (admission's checks, gathered) go out
+        together as ONE pipelined round trip: each script is atomic, not all together."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[object] = loop.create_future()
+        self._calls.append((_Op(script, tuple(keys), tuple(args)), done))
+        if len(self._calls) == 1:
+            loop.call_soon(self._dispatch)
+        return await done
+
+    def _dispatch(self) -> None:
+        calls, self._calls = self._calls, []
+        for i in range(0, len(calls), MAX_BATCH):
+            task = asyncio.get_running_loop().create_task(self._run(calls[i : i + MAX_BATCH]))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, calls: list[tuple[_Op, asyncio.Future[object]]]) -> None:
+        ops = [op for op, _ in calls]
+        try:
+            results = await self._pipeline(ops)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:
+                # Only those did not run (Redis restarted, or a script's first use); the
+                # rest did and must not run twice.
+                await self._load({ops[i].script for i in missing})
+                again = await self._pipeline([ops[i] for i in missing])
+                for i, r in zip(missing, again, strict=True):
+                    results[i] = r
+        except StoreUnavailableError as exc:
+            for _, done in calls:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for (_, done), result in zip(calls, results, strict=True):
+            if done.done():
+                continue
+            if isinstance(result, ResponseError):
+                # Redis answered: a script error is a bug (or a key of the wrong type), not
+                # an outage, so /healthz does not say unreachable.
+                log.error("limit store: a script failed (%s)", type(result).__name__)
+                done.set_exception(StoreUnavailableError(REFUSED, retry_after=RETRY_AFTER))
+            else:
+                done.set_result(result)
 
     async def command(self, *args: Arg) -> object:
         """One plain command (one round trip), errors mapped like ``call``."""
@@ -219,6 +231,8 @@ class RedisClient:
             self.dropped += len(self._queue)
             log.warning("limit store: %d queued updates lost at shutdown", len(self._queue))
             self._queue.clear()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -287,8 +301,18 @@ class RedisClient:
                 # others did and must not run twice. They go back first in line; the
                 # scripts are loaded for the next batch.
                 self._queue.extendleft(reversed(missing))
-                for source in {op.script.source for op in missing}:
-                    await self.command("SCRIPT", "LOAD", source)
+                await self._load({op.script for op in missing})
+
+    async def _load(self, scripts: set[Script]) -> None:
+        """Loads scripts Redis does not know (one round trip for all of them)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for script in scripts:
+            pipe.script_load(script.source)
+        try:
+            self.round_trips += 1
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from None
 
     async def _pipeline(self, batch: list[_Op]) -> list[object]:
         pipe = self.redis.pipeline(transaction=False)
