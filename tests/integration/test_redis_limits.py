@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from server.core.context import CallContext, KeyLimits, Principal
 from server.core.errors import RateLimitedError, StoreUnavailableError
+from server.core.records import RequestRecord
+from server.policy.admission import UsagePolicy
+from server.routing.cost import Price
 from server.store.distributed.redis_client import Script
 from server.store.distributed.redis_limits_backend import RedisLimits, open_redis_limits
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.support.redis import LimitsFactory, eventually, fresh, via
 from tests.support.redis import factory as factory  # the fixture
+from tests.unit.policy.support import plan, request
 
 # Against the shared Redis (`-m "not redis"` leaves these out).
 pytestmark = pytest.mark.redis
@@ -338,3 +343,35 @@ async def test_a_sigkilled_process_s_slots_free_themselves(factory: LimitsFactor
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def test_a_request_through_the_usage_policy_costs_two_round_trips(
+    factory: LimitsFactory,
+) -> None:
+    limits = await factory.open()
+    client = limits.client
+    policy = UsagePolicy(limits.limiter, limits.budgets)
+    limited = KeyLimits(requests_per_minute=100, tokens_per_minute=100_000, monthly_budget_usd=5.0)
+    principal = Principal(
+        fresh(), "svc", limits=limited, max_concurrent=4,
+        project_id=fresh("proj"), project_limits=limited,
+    )  # fmt: skip
+    req = request("what is a token bucket?", max_tokens=50)
+
+    async def one(i: int) -> int:
+        c = CallContext(request_id=f"req-{i}", principal=principal, transport="grpc")
+        before = client.round_trips
+        await policy.admit_call(c)
+        reservation = await policy.admit(c, plan(Price(1000.0, 2000.0), req=req))
+        used = client.round_trips - before
+        policy.finish(RequestRecord(c, req, stream=False, reservation=reservation))
+        before = client.round_trips
+        await client.flush()  # its reconciles, settles and leave (the background's batch)
+        assert client.round_trips - before <= 1
+        return used
+
+    await one(0)  # first use: scripts and the month's seed
+    used = [await one(i) for i in range(1, 21)]
+    assert used == [2] * 20
+    print(f"usage policy over Redis: {used[0]} round trips per request (key + project: RPM, "
+          f"TPM, budget, slot) + 1 per batch of settles")  # fmt: skip
