@@ -92,3 +92,15 @@ async def test_without_redis_health_works_locally_and_resyncs_on_return(
         # A's queued transition is sent and B, resubscribed, applies it: no restart.
         await eventually(lambda: not b.health.acquire(name), within=3.0)
         await eventually(lambda: a.problems() == [] and b.problems() == [])
+
+
+async def test_the_first_acquire_starts_replication_when_nobody_did(
+    factory: LimitsFactory,
+) -> None:
+    a = await factory.open(circuit=CIRCUIT)
+    b = await factory.open(circuit=CIRCUIT, start=False)
+    name = fresh("dep")
+    assert b.health.acquire(name)  # starts B's subscriber
+    await asyncio.wait_for(b.health.synced.wait(), 2.0)
+    a.health.record_failure(name, trip=True)
+    await eventually(lambda: not b.health.acquire(name))

@@ -81,15 +81,15 @@ class LimitsFactory:
         url: str | None = None,
         seed: Seed = _no_spend,
         circuit: CircuitConfig | None = None,
-        sync: bool = True,
+        start: bool = True,
         **options: Any,
     ) -> RedisLimits:
         limits = open_redis_limits(
             url or self.url, seed, prefix=self.prefix, circuit=circuit, **options
         )
         self.opened.append(limits)
-        limits.start()
-        if sync:
+        if start:
+            limits.start()
             await limits.health.synced.wait()
         return limits
 

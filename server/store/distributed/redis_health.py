@@ -69,9 +69,15 @@ class RedisHealth(LocalHealth):
         self.listeners.append(self._replicate)
 
     def start(self) -> None:
-        """Starts the subscriber (needs the running loop)."""
+        """Starts the subscriber (needs the running loop; the first ``acquire`` starts it
+        otherwise, so a composition root that forgets cannot silently stop replication)."""
         if self._subscriber is None or self._subscriber.done():
             self._subscriber = asyncio.get_running_loop().create_task(self._subscribe_forever())
+
+    def acquire(self, name: str) -> bool:
+        if self._subscriber is None:
+            self.start()
+        return super().acquire(name)
 
     async def aclose(self) -> None:
         if self._subscriber is not None:
