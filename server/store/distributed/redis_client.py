@@ -28,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -71,10 +71,11 @@ class Script:
     """One Lua script, known to Redis by its SHA-1."""
 
     source: str
+    # Redis names scripts by SHA-1; computed once, not per call.
+    sha: str = field(init=False, compare=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()  # Redis names scripts by SHA-1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
