@@ -27,6 +27,45 @@ from server.core.errors import BudgetExceededError, QuotaViolation
 from server.core.money import format_usd, month_bounds, month_of
 
 
+def budget_refusal(
+    key_id: str, limit: int, spent: int, held: int, estimate: int, until_month_end: float
+) -> BudgetExceededError | None:
+    """Why ``estimate`` cannot be reserved with ``spent`` settled and ``held`` reserved against
+    ``limit``, or None when it can (shared with the Redis budgets so both refuse alike)."""
+    subject, who = limit_subject(key_id)
+    if spent >= limit:
+        return BudgetExceededError(
+            f"Monthly budget of {format_usd(limit)} reached for {who} "
+            f"({format_usd(spent)} spent this month); it renews at the start of next month "
+            "(UTC).",
+            retry_after=max(until_month_end, 0.0),
+            quota_violations=[
+                QuotaViolation(
+                    subject,
+                    f"monthly_budget_usd limit of {format_usd(limit)} reached "
+                    f"({format_usd(spent)} spent)",
+                )
+            ],
+        )
+    if spent + held + estimate > limit:
+        left = max(limit - spent - held, 0)
+        return BudgetExceededError(
+            f"This request's estimated cost of up to {format_usd(estimate)} exceeds what is "
+            f"left of the monthly budget of {who} ({format_usd(left)} of "
+            f"{format_usd(limit)}, after {format_usd(held)} reserved by requests in flight); "
+            "lower max_tokens or retry when other requests finish.",
+            quota_violations=[
+                QuotaViolation(
+                    subject,
+                    f"monthly_budget_usd limit of {format_usd(limit)} would be exceeded "
+                    f"({format_usd(spent)} spent, {format_usd(held)} reserved, "
+                    f"{format_usd(estimate)} estimated)",
+                )
+            ],
+        )
+    return None
+
+
 class MemoryBudgets:
     """Month-to-date spend and in-flight reservations per key (``BudgetStore``)."""
 
@@ -62,37 +101,9 @@ class MemoryBudgets:
         self._roll(now)
         spent = self._spent.get(key_id, 0)
         held = self._reserved.get(key_id, 0)
-        subject, who = limit_subject(key_id)
-        if spent >= limit:
-            raise BudgetExceededError(
-                f"Monthly budget of {format_usd(limit)} reached for {who} "
-                f"({format_usd(spent)} spent this month); it renews at the start of next month "
-                "(UTC).",
-                retry_after=max(self._end - now, 0.0),
-                quota_violations=[
-                    QuotaViolation(
-                        subject,
-                        f"monthly_budget_usd limit of {format_usd(limit)} reached "
-                        f"({format_usd(spent)} spent)",
-                    )
-                ],
-            )
-        if spent + held + estimate > limit:
-            left = max(limit - spent - held, 0)
-            raise BudgetExceededError(
-                f"This request's estimated cost of up to {format_usd(estimate)} exceeds what is "
-                f"left of the monthly budget of {who} ({format_usd(left)} of "
-                f"{format_usd(limit)}, after {format_usd(held)} reserved by requests in flight); "
-                "lower max_tokens or retry when other requests finish.",
-                quota_violations=[
-                    QuotaViolation(
-                        subject,
-                        f"monthly_budget_usd limit of {format_usd(limit)} would be exceeded "
-                        f"({format_usd(spent)} spent, {format_usd(held)} reserved, "
-                        f"{format_usd(estimate)} estimated)",
-                    )
-                ],
-            )
+        refusal = budget_refusal(key_id, limit, spent, held, estimate, self._end - now)
+        if refusal is not None:
+            raise refusal
         if estimate:
             self._reserved[key_id] = held + estimate
         return estimate

@@ -33,6 +33,51 @@ CONCURRENCY_RETRY_AFTER = 1.0
 _EPSILON = 1e-9
 
 
+def rate_limited(
+    key_id: str,
+    rpm: int | None,
+    tpm: int | None,
+    reserved: int,
+    rpm_wait: float,
+    tpm_wait: float,
+) -> RateLimitedError:
+    """The refusal of a request whose RPM (``rpm_wait`` > 0) and/or TPM bucket is short:
+    ``retry_after`` is when both would admit it, one ``QuotaViolation`` per exhausted limit
+    (shared with the Redis limiter so both backends refuse alike)."""
+    subject, who = limit_subject(key_id)
+    exhausted: list[str] = []
+    violations: list[QuotaViolation] = []
+    if rpm_wait > 0.0:
+        exhausted.append(f"{rpm} requests per minute")
+        violations.append(QuotaViolation(subject, f"requests_per_minute limit of {rpm} reached"))
+    if tpm_wait > 0.0:
+        exhausted.append(f"{tpm} tokens per minute; this request reserves {reserved}")
+        violations.append(
+            QuotaViolation(
+                subject,
+                f"tokens_per_minute limit of {tpm} reached "
+                f"(this request reserves {reserved} tokens)",
+            )
+        )
+    wait = max(rpm_wait, tpm_wait)
+    return RateLimitedError(
+        f"Rate limit reached for {who} ({', '.join(exhausted)}); retry in {wait:.3g}s.",
+        retry_after=wait,
+        quota_violations=violations,
+    )
+
+
+def concurrency_limited(name: str, limit: int) -> RateLimitedError:
+    """The refusal of ``enter`` when all ``limit`` slots of ``name`` are held."""
+    subject, who = limit_subject(name)
+    return RateLimitedError(
+        f"Concurrency limit reached for {who} ({limit} requests in flight); retry when "
+        "one of them ends.",
+        retry_after=CONCURRENCY_RETRY_AFTER,
+        quota_violations=[QuotaViolation(subject, f"max_concurrent limit of {limit} reached")],
+    )
+
+
 class _Bucket:
     """One limit of one key: ``level`` units available as of ``updated`` (monotonic seconds)."""
 
@@ -86,41 +131,18 @@ class MemoryRateLimiter:
         would admit this request, and one ``QuotaViolation`` per exhausted limit.
         """
         now = self._clock()
-        wait = 0.0
-        exhausted: list[str] = []
-        violations: list[QuotaViolation] = []
-        subject, who = limit_subject(key_id)
         rb = tb = None
+        rpm_wait = tpm_wait = 0.0
         if rpm is not None:
             rb = self._bucket(self._rpm, key_id, rpm, now)
-            w = rb.wait(1.0)
-            if w > 0.0:
-                wait = w
-                exhausted.append(f"{rpm} requests per minute")
-                violations.append(
-                    QuotaViolation(subject, f"requests_per_minute limit of {rpm} reached")
-                )
+            rpm_wait = rb.wait(1.0)
         reserved = 0
         if tpm is not None:
             tb = self._bucket(self._tpm, key_id, tpm, now)
             reserved = tokens if tokens < tpm else tpm
-            w = tb.wait(float(reserved))
-            if w > 0.0:
-                wait = max(wait, w)
-                exhausted.append(f"{tpm} tokens per minute; this request reserves {reserved}")
-                violations.append(
-                    QuotaViolation(
-                        subject,
-                        f"tokens_per_minute limit of {tpm} reached "
-                        f"(this request reserves {reserved} tokens)",
-                    )
-                )
-        if violations:
-            raise RateLimitedError(
-                f"Rate limit reached for {who} ({', '.join(exhausted)}); retry in {wait:.3g}s.",
-                retry_after=wait,
-                quota_violations=violations,
-            )
+            tpm_wait = tb.wait(float(reserved))
+        if rpm_wait > 0.0 or tpm_wait > 0.0:
+            raise rate_limited(key_id, rpm, tpm, reserved, rpm_wait, tpm_wait)
         if rb is not None:
             rb.level -= 1.0
         if tb is not None:
@@ -152,15 +174,7 @@ class MemoryRateLimiter:
         (nothing taken)."""
         held = self._in_flight.get(name, 0)
         if held >= limit:
-            subject, who = limit_subject(name)
-            raise RateLimitedError(
-                f"Concurrency limit reached for {who} ({limit} requests in flight); retry when "
-                "one of them ends.",
-                retry_after=CONCURRENCY_RETRY_AFTER,
-                quota_violations=[
-                    QuotaViolation(subject, f"max_concurrent limit of {limit} reached")
-                ],
-            )
+            raise concurrency_limited(name, limit)
         self._in_flight[name] = held + 1
 
     def leave(self, name: str) -> None:
