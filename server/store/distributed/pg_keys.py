@@ -264,6 +264,8 @@ class PgKeyStore:
                 # Changes made while no listener ran were missed.
                 self._invalidate("all", "")
                 self._listening.set()
+                # Connected again: PostgreSQL answers, so the last lookup failure is over.
+                self._failure = None
                 backoff = 0.05
                 while not self._closed:
                     with contextlib.suppress(TimeoutError):
