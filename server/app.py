@@ -40,7 +40,7 @@ from server.http_shim import create_app
 from server.http_shim.admin_api import AdminApi
 from server.http_shim.app import Route
 from server.http_shim.protocol import guarded_protocol
-from server.observability.metrics import Metrics
+from server.observability.metrics import Metrics, StoreStats
 from server.observability.requests import RequestObserver
 from server.observability.tracing import Tracing, build_tracing
 from server.policy.admission import UsagePolicy
@@ -54,7 +54,7 @@ from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.cache import MemoryCache
 from server.store.embedded.sqlite import ensure_data_dir
-from server.store.open import open_stores
+from server.store.open import open_stores, redis_limits_of
 from server.ui import Dashboard
 from server.ui.timings import RecentTimings
 
@@ -144,6 +144,11 @@ def build_components(
     # declared models); a name a caller made up is `other`.
     metrics = Metrics(known=(m.id for m in catalog.list_models()))
     metrics.watch_health(stores.health)
+    if (redis := redis_limits_of(stores)) is not None:
+        client = redis.client
+        metrics.watch_store(
+            "redis", lambda: StoreStats(client.round_trips, client.queued, client.dropped)
+        )
     limiter, budgets = stores.limiter, stores.budgets
     if limits.on_store_error == "allow":
         limiter, budgets = fail_open(limiter, budgets)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -321,6 +321,13 @@ class Metrics:
         else:
             self._health_collector.source = lambda: health.states()
 
+    def watch_store(self, store: str, stats: Callable[[], StoreStats]) -> None:
+        """Exports a shared store's client figures at scrape time:
+        `<prefix>_store_round_trips_total{store}` (network round trips; a pipeline is one),
+        `<prefix>_store_queued{store}` (updates waiting to be sent) and
+        `<prefix>_store_dropped_total{store}` (updates dropped while it was unreachable)."""
+        self.registry.register(_StoreCollector(self._prefix, store, stats))
+
     def _keeps(self, name: str) -> bool:
         # A pool key's circuit is `<deployment>#<index>`: kept when its deployment is.
         return self.label(name.partition("#")[0]) != OTHER
@@ -378,6 +385,35 @@ class _Families(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Unchecked collector: its series are only known at scrape time.
+        return iter(())
+
+
+class StoreStats(NamedTuple):
+    round_trips: int
+    queued: int
+    dropped: int
+
+
+class _StoreCollector(Collector):
+    def __init__(self, prefix: str, store: str, stats: Callable[[], StoreStats]) -> None:
+        self.prefix = prefix
+        self.store = store
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.stats()
+        for name, kind, doc, value in (
+            ("store_round_trips", CounterMetricFamily, "Network round trips", now.round_trips),
+            ("store_queued", GaugeMetricFamily, "Updates waiting to be sent", now.queued),
+            ("store_dropped", CounterMetricFamily, "Updates dropped (store down)", now.dropped),
+        ):
+            family = kind(
+                f"{self.prefix}_{name}", f"{doc} to a shared state store.", labels=["store"]
+            )
+            family.add_metric([self.store], float(value))
+            yield family
+
+    def describe(self) -> Iterator[Metric]:
         return iter(())
 
 

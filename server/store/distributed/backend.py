@@ -12,7 +12,7 @@ from __future__ import annotations
 from server.config import CircuitConfig, StoreConfig
 from server.core.state import Stores
 from server.store.distributed.postgres import open_postgres
-from server.store.distributed.redis_limits_backend import RedisLimits, open_redis_limits
+from server.store.distributed.redis_limits_backend import open_redis_limits
 
 
 async def open_distributed(store: StoreConfig, circuit: CircuitConfig | None = None) -> Stores:
@@ -36,12 +36,3 @@ async def open_distributed(store: StoreConfig, circuit: CircuitConfig | None = N
         responses=pg.responses,
         closers=[limits.aclose],
     )
-
-
-def redis_limits_of(stores: Stores) -> RedisLimits | None:
-    """The Redis half of a distributed ``Stores`` (for metrics), else None."""
-    for close in stores.closers:
-        owner = getattr(close, "__self__", None)
-        if isinstance(owner, RedisLimits):
-            return owner
-    return None
