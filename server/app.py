@@ -61,6 +61,8 @@ from server.ui.timings import RecentTimings
 log = logging.getLogger("switchboard")
 
 PORTS_FILENAME = "ports.json"
+# Set by `serve --workers N`'s supervisor in each worker's environment (server/supervisor.py).
+WORKER_ENV = "SWITCHBOARD_WORKER"
 
 
 @dataclass(frozen=True, slots=True)

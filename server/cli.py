@@ -31,8 +31,6 @@ from server.core.state import USAGE_GROUPS, KeySpec, KeyUpdate
 from server.store.blocking import BlockingKeys, BlockingUsage, open_blocking
 
 CONFIG_ENV = "SWITCHBOARD_CONFIG"
-# Set by `serve --workers N`'s supervisor in each worker's environment (server/supervisor.py).
-WORKER_ENV = "SWITCHBOARD_WORKER"
 DATA_DIR_ENV = "SWITCHBOARD_DATA_DIR"
 
 
@@ -55,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from server.app import ServeOptions, run
+    from server.app import WORKER_ENV, ServeOptions, run
     from server.observability.logging import configure_logging
 
     config = _config(args, env)

@@ -40,13 +40,13 @@ import orjson
 
 from server.app import (
     PORTS_FILENAME,
+    WORKER_ENV,
     BoundPorts,
     ServeOptions,
     remove_own_ports_file,
     worker_ready_file,
     write_ports_file,
 )
-from server.cli import WORKER_ENV
 from server.policy.keys import MASTER_KEY_ENV, load_master_key
 
 log = logging.getLogger("switchboard.supervisor")
