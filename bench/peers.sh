@@ -15,14 +15,20 @@
 # pointed at the mock, passes it to bench.py with --add/--add-header/--add-pid, and stops what it
 # started on exit. Nothing under ../shared is modified: results go to bench/results/peers/.
 #
-# Env: PEERS_BENCH (default <repo>/../shared/bench-peers), PEERS_DIR (/tmp/peers),
+# Env: PEERS_BENCH (default <repo>/../shared/bench-peers, else beside the main checkout), PEERS_DIR (/tmp/peers),
 #      MOCK_PORT (9100), LITELLM_PORT (4000), PORTKEY_PORT (8787), PYTHON (<repo>/.venv/bin/python),
 #      SWITCHBOARD_CMD (default: the venv's `switchboard` script), PEERS_OUT (bench/results/peers).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
-PEERS_BENCH="${PEERS_BENCH:-$REPO/../shared/bench-peers}"
+if [ -z "${PEERS_BENCH:-}" ]; then
+  # In a git worktree (e.g. /work/wt/x) ../shared is beside the main checkout, not beside REPO.
+  MAIN_REPO="$(dirname "$(git -C "$REPO" rev-parse --path-format=absolute --git-common-dir 2>/dev/null \
+    || echo "$REPO/.git")")"
+  PEERS_BENCH="$REPO/../shared/bench-peers"
+  [ -f "$PEERS_BENCH/bench.py" ] || PEERS_BENCH="$MAIN_REPO/../shared/bench-peers"
+fi
 PEERS_DIR="${PEERS_DIR:-/tmp/peers}"
 MOCK_PORT="${MOCK_PORT:-9100}"
 LITELLM_PORT="${LITELLM_PORT:-4000}"

@@ -40,7 +40,8 @@ def _added(value: float | None, direct: float | None) -> float | None:
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else a / b
+    # A ratio to a figure <= 0 says nothing (an added latency below 0 is direct's noise).
+    return None if a is None or b is None or b <= 0 else a / b
 
 
 def _fmt(v: float | None, nd: int = 2) -> str:
@@ -131,6 +132,10 @@ def table(raw: dict[str, Any]) -> str:
     ]
     out += ["", "| target | measured | goal | verdict |", "|---|---|---|---|"]
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets]
+    out.append(
+        "\n(n/a: a figure is missing or the one divided by is <= 0, e.g. direct's p99 above"
+        " a peer's in a short run)"
+    )
     if PORTKEY not in names:
         out.append("\n(Portkey was not running: ../shared/bench-peers/peers.sh start)")
     return "\n".join(out) + "\n"

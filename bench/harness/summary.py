@@ -15,6 +15,8 @@ TARGETS = {
     "grpc_vs_shim_added_p50_c1": 1.0,
     "shim_ttft_vs_direct": 2.0,
     "shim_rss_c64_mb": 100.0,
+    "shim_chunk_cpu_vs_baseline": 0.5,
+    "grpc_chunk_cpu_vs_baseline": 0.5,
 }
 
 
@@ -103,7 +105,7 @@ def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
         ),
         (
             "grpc_vs_shim_added_p50_c1",
-            "gRPC added p50 @c1 / shim's",
+            "gRPC added p50 @c1 / shim's (py-py vs wrk-wrk)",
             "<=",
             _ratio(
                 s.added("c1", "grpc", "python", "python", "lat_ms", "p50"),
@@ -128,6 +130,16 @@ def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
             s.med("c64", "shim", http_client, "cpu", "gateway", "rss_mb"),
             "MB",
         ),
+        *(
+            (
+                f"{kind}_chunk_cpu_vs_baseline",
+                f"{kind} stream CPU/chunk / --baseline's",
+                "<=",
+                _ratio(_stream_cpu(s, kind), _stream_cpu(s, kind + BASELINE)),
+                "x",
+            )
+            for kind in ("shim", "grpc")
+        ),
     ]
     out = []
     for key, label, op, value, unit in rows:
@@ -148,6 +160,15 @@ def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _stream_cpu(s: Summary, target: str) -> float | None:
+    """Gateway CPU ms per stream of CHUNKS chunks (n/a for a target this run did not start).
+
+    Both sides stream the same CHUNKS chunks, so the ratio of the two is the per-chunk ratio
+    with the fixed per-request work included: `bench/growth.py --baseline` isolates the
+    per-chunk slope."""
+    return s.med("stream", target, "python", "cpu", "gateway", "ms_per_req")
 
 
 # What --baseline compares: (metric, which way is better, test, added vs direct?, path).
