@@ -13,7 +13,9 @@ The supervisor is small and does no request work. It
 3. when all N are ready, writes ``ports.json`` (with its own pid) and prints the banner once;
 4. restarts a worker that exits while it is not stopping (backoff from 0.5 s, doubling to
    10 s, reset once the worker has served 30 s); a worker that exits before it is ready
-   ``MAX_EARLY_EXITS`` times in a row (a bad config, a taken port) stops the whole run, exit 1;
+   ``MAX_EARLY_EXITS`` times in a row (a bad config, a taken port; one not serving within
+   ``READY_TIMEOUT`` is killed and counts) stops the whole run, exit 1; a worker is SIGTERMed
+   by the kernel if the supervisor itself dies (PR_SET_PDEATHSIG), so none is orphaned;
 5. on SIGTERM/SIGINT forwards SIGTERM to every worker (each drains: in-flight requests finish,
    its ledger rows are written), waits ``server.shutdown_grace`` plus a margin, SIGKILLs what
    is left, removes ``ports.json`` and exits 0 when every worker stopped cleanly.
@@ -58,6 +60,8 @@ MAX_BACKOFF = 10.0
 # A worker that served this long has its backoff reset.
 HEALTHY_AFTER = 30.0
 POLL = 0.1
+# A worker not serving this long after its start is killed (and counts as failing to start).
+READY_TIMEOUT = 60.0
 STOP_MARGIN = 5.0
 
 
@@ -132,7 +136,10 @@ class Supervisor:
         ready = worker_ready_file(self.options.data_dir, w.index)
         ready.unlink(missing_ok=True)
         w.process = subprocess.Popen(
-            argv, env={**env, WORKER_ENV: str(w.index)}, stdin=subprocess.DEVNULL
+            argv,
+            env={**env, WORKER_ENV: str(w.index)},
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         w.started = time.monotonic()
         w.ready = False
@@ -153,6 +160,11 @@ class Supervisor:
                 if not w.ready and _ready(self.options.data_dir, w):
                     w.ready = True
                     w.early_exits = 0
+                elif not w.ready and now - w.started > READY_TIMEOUT:
+                    log.error(
+                        "worker %d not serving after %.0fs; killing it", w.index, now - w.started
+                    )
+                    w.process.kill()
                 if w.ready and now - w.started >= HEALTHY_AFTER:
                     w.backoff = FIRST_BACKOFF
                 continue
@@ -223,6 +235,18 @@ class Supervisor:
         if generated:
             key_file = self.options.data_dir / "master.key"
             print(f"Master key generated and stored in {key_file}.", file=self.out, flush=True)
+
+
+def _die_with_parent() -> None:
+    """In the worker before exec: SIGTERM it (a clean drain) if the supervisor dies, even by
+    SIGKILL, so no orphaned worker keeps holding the ports (Linux prctl; elsewhere a no-op)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _ready(data_dir: Path, w: _Worker) -> bool:
