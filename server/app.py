@@ -40,7 +40,7 @@ from server.http_shim import create_app
 from server.http_shim.admin_api import AdminApi
 from server.http_shim.app import Route
 from server.http_shim.protocol import guarded_protocol
-from server.observability.metrics import Metrics, StoreStats
+from server.observability.metrics import Metrics
 from server.observability.requests import RequestObserver
 from server.observability.tracing import Tracing, build_tracing
 from server.policy.admission import UsagePolicy
@@ -54,7 +54,7 @@ from server.routing.router import Router
 from server.store.embedded.backend import open_embedded
 from server.store.embedded.cache import MemoryCache
 from server.store.embedded.sqlite import ensure_data_dir
-from server.store.open import open_stores, redis_limits_of
+from server.store.open import open_stores
 from server.ui import Dashboard
 from server.ui.timings import RecentTimings
 
@@ -146,11 +146,8 @@ def build_components(
     # declared models); a name a caller made up is `other`.
     metrics = Metrics(known=(m.id for m in catalog.list_models()))
     metrics.watch_health(stores.health)
-    if (redis := redis_limits_of(stores)) is not None:
-        client = redis.client
-        metrics.watch_store(
-            "redis", lambda: StoreStats(client.round_trips, client.queued, client.dropped)
-        )
+    if stores.limit_store_stats is not None:
+        metrics.watch_store("redis", stores.limit_store_stats)
     limiter, budgets = stores.limiter, stores.budgets
     if limits.on_store_error == "allow":
         limiter, budgets = fail_open(limiter, budgets)
@@ -294,7 +291,7 @@ async def serve(
         else worker_ready_file(options.data_dir, worker)
     )
     # A stale file (a gateway that was killed) must not be mistaken for this run's ports.
-    _remove_own_ports_file(ports_file, force=True)
+    remove_own_ports_file(ports_file, force=True)
     stores = await open_stores(options.config, env, options.data_dir)
     try:
         components = build_components(options.config, env, options.data_dir, stores)
@@ -359,7 +356,7 @@ async def serve(
                 grpc_port=grpc_port,
                 http_port=http_socket.getsockname()[1],
             )
-            _write_ports_file(ports_file, ports)
+            write_ports_file(ports_file, ports)
             if worker is None:
                 _announce(out, ports, components, options)
             if on_ready is not None:
@@ -385,7 +382,7 @@ async def serve(
             await close_http_client()
             if http_socket is not None:
                 http_socket.close()
-            _remove_own_ports_file(ports_file)
+            remove_own_ports_file(ports_file)
 
 
 @contextlib.contextmanager
@@ -452,7 +449,8 @@ def _http_server(app: Any, options: ServeOptions, grace: float) -> Any:
     return _EmbeddedServer(config)
 
 
-def _write_ports_file(path: Path, ports: BoundPorts) -> None:
+def write_ports_file(path: Path, ports: BoundPorts) -> None:
+    """Writes ``ports.json`` atomically (also the supervisor of `serve --workers N`)."""
     tmp = path.with_name(f".{path.name}.{ports.pid}")
     tmp.write_bytes(
         orjson.dumps(
@@ -467,7 +465,8 @@ def _write_ports_file(path: Path, ports: BoundPorts) -> None:
     tmp.replace(path)
 
 
-def _remove_own_ports_file(path: Path, *, force: bool = False) -> None:
+def remove_own_ports_file(path: Path, *, force: bool = False) -> None:
+    """Removes ``path`` if this process wrote it (any writer's with ``force``)."""
     try:
         data = orjson.loads(path.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
@@ -479,16 +478,6 @@ def _remove_own_ports_file(path: Path, *, force: bool = False) -> None:
 def worker_ready_file(data_dir: Path, worker: int) -> Path:
     """Where worker ``worker`` of `serve --workers N` writes its ports once it serves."""
     return data_dir / f".worker-{worker}.json"
-
-
-def write_ports_file(path: Path, ports: BoundPorts) -> None:
-    """Writes ``ports.json`` (the supervisor of `serve --workers N` writes its own)."""
-    _write_ports_file(path, ports)
-
-
-def remove_own_ports_file(path: Path) -> None:
-    """Removes ``path`` if this process wrote it."""
-    _remove_own_ports_file(path)
 
 
 def read_ports_file(data_dir: Path) -> BoundPorts | None:

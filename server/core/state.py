@@ -454,6 +454,9 @@ class Stores:
     # Run last by ``aclose``, in order: what else the backend opened (a Redis client whose
     # queue of reconciliations must drain, a connection pool).
     closers: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    # A networked limit store's client figures for /metrics: (round trips, updates queued,
+    # updates dropped while it was unreachable); None when there is none (embedded).
+    limit_store_stats: Callable[[], tuple[int, int, int]] | None = None
 
     def problems(self) -> list[str]:
         """What is degraded now, for ``/healthz`` (a shared store that cannot be reached,

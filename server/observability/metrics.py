@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -321,7 +321,7 @@ class Metrics:
         else:
             self._health_collector.source = lambda: health.states()
 
-    def watch_store(self, store: str, stats: Callable[[], StoreStats]) -> None:
+    def watch_store(self, store: str, stats: Callable[[], tuple[int, int, int]]) -> None:
         """Exports a shared store's client figures at scrape time:
         `<prefix>_store_round_trips_total{store}` (network round trips; a pipeline is one),
         `<prefix>_store_queued{store}` (updates waiting to be sent) and
@@ -388,24 +388,18 @@ class _Families(Collector):
         return iter(())
 
 
-class StoreStats(NamedTuple):
-    round_trips: int
-    queued: int
-    dropped: int
-
-
 class _StoreCollector(Collector):
-    def __init__(self, prefix: str, store: str, stats: Callable[[], StoreStats]) -> None:
+    def __init__(self, prefix: str, store: str, stats: Callable[[], tuple[int, int, int]]) -> None:
         self.prefix = prefix
         self.store = store
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        now = self.stats()
+        round_trips, queued, dropped = self.stats()
         for name, kind, doc, value in (
-            ("store_round_trips", CounterMetricFamily, "Network round trips", now.round_trips),
-            ("store_queued", GaugeMetricFamily, "Updates waiting to be sent", now.queued),
-            ("store_dropped", CounterMetricFamily, "Updates dropped (store down)", now.dropped),
+            ("store_round_trips", CounterMetricFamily, "Network round trips", round_trips),
+            ("store_queued", GaugeMetricFamily, "Updates waiting to be sent", queued),
+            ("store_dropped", CounterMetricFamily, "Updates dropped (store down)", dropped),
         ):
             family = kind(
                 f"{self.prefix}_{name}", f"{doc} to a shared state store.", labels=["store"]

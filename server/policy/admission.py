@@ -30,7 +30,7 @@ from typing import TypeVar
 from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, Principal, project_name
-from server.core.errors import GatewayError, ModelNotAllowedError
+from server.core.errors import ModelNotAllowedError
 from server.core.ids import new_request_id
 from server.core.money import NANOS_PER_USD, cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
@@ -310,12 +310,10 @@ async def _together(checks: Sequence[Awaitable[T]]) -> list[T | BaseException]:
 
     Over a networked store the checks then leave in the same loop iteration, so a client that
     pipelines what is sent together (the Redis backend) makes one round trip for all of them.
-    One check is awaited as it is (no task to create: the embedded backend's usual case)."""
+    One check is awaited as it is (no task to create: the embedded backend's usual case); its
+    refusal propagates directly, since with one check there is nothing else to give back."""
     if len(checks) == 1:
-        try:
-            return [await checks[0]]
-        except (GatewayError, OSError) as exc:
-            return [exc]
+        return [await checks[0]]
     return await asyncio.gather(*checks, return_exceptions=True)
 
 

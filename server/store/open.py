@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from server.config import Config, store_settings
 from server.core.state import Stores
 from server.store.embedded.backend import open_embedded
-
-if TYPE_CHECKING:
-    from server.store.distributed.redis_limits_backend import RedisLimits
 
 
 async def open_stores(config: Config, env: Mapping[str, str], data_dir: Path) -> Stores:
@@ -30,13 +26,3 @@ async def open_stores(config: Config, env: Mapping[str, str], data_dir: Path) ->
     from server.store.distributed.backend import open_distributed
 
     return await open_distributed(store, config.circuit)
-
-
-def redis_limits_of(stores: Stores) -> RedisLimits | None:
-    """The Redis half of a distributed backend's stores (its client's figures go to
-    /metrics), else None. Needs no Redis module when the backend is embedded."""
-    for close in stores.closers:
-        owner = getattr(close, "__self__", None)
-        if type(owner).__name__ == "RedisLimits":
-            return owner
-    return None

@@ -149,13 +149,19 @@ async def test_an_expired_key_is_refused(http: httpx.AsyncClient, pair: Pair) ->
     await eventually_status(http, pair, made["secret"], 401, within=4.0)
 
 
-async def test_a_projects_rpm_is_shared_by_its_keys(http: httpx.AsyncClient, pair: Pair) -> None:
-    project = await admin(
-        http, pair, "POST", "projects", name="shared-rpm", limits={"requests_per_minute": 2}
-    )
+async def two_keys_in_a_project(
+    http: httpx.AsyncClient, pair: Pair, **limits: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new project with ``limits`` and two keys in it (their create responses)."""
+    project = await admin(http, pair, "POST", "projects", name="shared", limits=limits)
     pid = project["project"]["id"] if "project" in project else project["id"]
     a = await admin(http, pair, "POST", "keys", name="a", project_id=pid)
     b = await admin(http, pair, "POST", "keys", name="b", project_id=pid)
+    return a, b
+
+
+async def test_a_projects_rpm_is_shared_by_its_keys(http: httpx.AsyncClient, pair: Pair) -> None:
+    a, b = await two_keys_in_a_project(http, pair, requests_per_minute=2)
     assert (await chat(http, pair, a["secret"])).status_code == 200
     assert (await chat(http, pair, a["secret"])).status_code == 200
     r = await chat(http, pair, b["secret"])
@@ -165,12 +171,7 @@ async def test_a_projects_rpm_is_shared_by_its_keys(http: httpx.AsyncClient, pai
 
 
 async def test_a_projects_budget_is_shared_by_its_keys(http: httpx.AsyncClient, pair: Pair) -> None:
-    project = await admin(
-        http, pair, "POST", "projects", name="shared-budget", limits={"monthly_budget_usd": 0.0001}
-    )
-    pid = project["project"]["id"] if "project" in project else project["id"]
-    a = await admin(http, pair, "POST", "keys", name="a", project_id=pid)
-    b = await admin(http, pair, "POST", "keys", name="b", project_id=pid)
+    a, b = await two_keys_in_a_project(http, pair, monthly_budget_usd=0.0001)
     served = 0
     for _ in range(60):
         r = await chat(http, pair, a["secret"])

@@ -35,4 +35,5 @@ async def open_distributed(store: StoreConfig, circuit: CircuitConfig | None = N
         health=limits.health,
         responses=pg.responses,
         closers=[limits.aclose],
+        limit_store_stats=limits.stats,
     )

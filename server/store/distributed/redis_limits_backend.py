@@ -32,6 +32,11 @@ class RedisLimits:
     def problems(self) -> list[str]:
         return self.client.problems()
 
+    def stats(self) -> tuple[int, int, int]:
+        """(round trips, updates queued, updates dropped) of the client, for /metrics."""
+        client = self.client
+        return client.round_trips, client.queued, client.dropped
+
     async def aclose(self) -> None:
         """Stops the background tasks, drains the queue, closes the connections."""
         await self.health.aclose()
