@@ -2,8 +2,10 @@
 
 Starts ``bench/fake_upstream.py`` and sends the same small chat-completion POST through:
 
-- ``aiohttp``: ``server.providers.http_client.UpstreamClient.post`` (aiohttp, used directly —
-  the gateway's path);
+- ``http1``: ``server.providers.http_client.UpstreamClient.post`` (keep-alive connections over
+  httptools' parser — the gateway's path);
+- ``aiohttp``: one pooled ``aiohttp.ClientSession`` used directly, configured as the gateway
+  used it before ``http1`` (no cookies, no proxy variables, no per-request timer);
 - ``httpx+aiohttp transport``: an ``httpx.Request`` handed to ``httpx_aiohttp.AiohttpTransport``
   (the gateway's path before, which skipped ``httpx.AsyncClient``);
 - ``httpx.AsyncClient``: the same transport under httpx's client (openai-python's
@@ -26,8 +28,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import httpx
 import orjson
+import yarl
 from httpx_aiohttp import AiohttpTransport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,12 +69,26 @@ async def measure(send: Callable[[], Awaitable[None]], n: int, conc: int) -> tup
 
 async def main(url: str, args: argparse.Namespace) -> None:
     direct = UpstreamClient()
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=60.0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+        skip_auto_headers=("User-Agent",),
+        trust_env=False,
+    )
+    aio_url = yarl.URL(url)
     transport = AiohttpTransport()
     parsed = httpx.URL(url)
     client = httpx.AsyncClient(transport=AiohttpTransport())
 
-    async def via_aiohttp() -> None:
+    async def via_http1() -> None:
         orjson.loads((await direct.post(url, content=BODY, headers=HEADERS)).content)
+
+    async def via_aiohttp() -> None:
+        async with session.post(
+            aio_url, data=BODY, headers=HEADERS, allow_redirects=False
+        ) as response:
+            orjson.loads(await response.read())
 
     async def via_transport() -> None:
         request = httpx.Request("POST", parsed, content=BODY, headers=HEADERS)
@@ -82,7 +100,8 @@ async def main(url: str, args: argparse.Namespace) -> None:
         orjson.loads((await client.post(url, content=BODY, headers=HEADERS)).content)
 
     paths = {
-        "aiohttp (gateway now)": via_aiohttp,
+        "http1 (gateway now)": via_http1,
+        "aiohttp session": via_aiohttp,
         "httpx+aiohttp transport": via_transport,
         "httpx.AsyncClient": via_client,
     }
@@ -95,9 +114,10 @@ async def main(url: str, args: argparse.Namespace) -> None:
             cpu[name].append(c)
             wall[name].append(w)
     await direct.aclose()
+    await session.close()
     await transport.aclose()
     await client.aclose()
-    base = statistics.median(cpu["aiohttp (gateway now)"])
+    base = statistics.median(cpu["http1 (gateway now)"])
     print(f"client CPU per POST (median of {args.rounds} rounds, c{args.concurrency}):")
     for name in paths:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])

@@ -67,7 +67,7 @@ class HttpAdapter:
 
     def _headers_for(self, call: UpstreamCall) -> CIMultiDict[str]:
         """The headers of one call: the prebuilt ones plus the key (none for keyless servers),
-        built once per key as the multidict aiohttp would otherwise build per request."""
+        built once per key."""
         headers = self._by_key.get(call.api_key)
         if headers is None:
             headers = CIMultiDict(self._headers)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from server.core.deadlines import within
@@ -27,14 +26,15 @@ from server.core.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
+from server.providers.http1 import TransportError
 from server.providers.http_client import StreamResponse, UpstreamClient, get_http_client
 from server.providers.sse import SSEParser
 from server.providers.upstream_errors import error_for_exception, error_for_status
 
 # Error bodies are short; a proxy's HTML page or a runaway body is cut here before parsing.
 MAX_ERROR_BODY = 64 * 1024
-# What a request may fail with before an answer (aiohttp's connection errors subclass OSError).
-_SEND_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# What a request may fail with before an answer (a connect's errors are OSErrors).
+_SEND_ERRORS = (TransportError, OSError, TimeoutError)
 
 
 class ErrorMapper(Protocol):
@@ -149,7 +149,7 @@ async def sse_events(
     event left without its blank line still counts); callers decide whether the events seen
     amount to a complete answer."""
     parser = SSEParser()
-    chunks = response.content.iter_any()
+    chunks = response.iter_chunks()
     wait = first_byte
     timeout = within(wait)
     try:
@@ -161,7 +161,7 @@ async def sse_events(
                 break
             except TimeoutError:
                 raise stalled(provider, wait) from None
-            except (aiohttp.ClientError, OSError) as exc:
+            except (TransportError, OSError) as exc:
                 if isinstance(error_for_exception(exc, provider=provider), UpstreamTimeoutError):
                     raise stalled(provider, wait) from None
                 raise UpstreamStreamError(
@@ -188,7 +188,7 @@ def stalled(provider: str, seconds: float) -> UpstreamTimeoutError:
 async def read_limited(response: StreamResponse, limit: int = MAX_ERROR_BODY) -> bytes:
     """A streamed response's body, or ``b""`` when it is longer than ``limit`` bytes."""
     body = b""
-    async for chunk in response.content.iter_any():
+    async for chunk in response.iter_chunks():
         body += chunk
         if len(body) > limit:
             return b""

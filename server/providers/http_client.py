@@ -1,23 +1,23 @@
-"""The one pooled upstream HTTP client every adapter sends through: aiohttp, used directly.
+"""The one pooled upstream HTTP client every adapter sends through: ``post`` and ``open``.
 
 A gateway sends the same kind of request all day — a POST of bytes it already encoded, to a
 handful of hosts, with headers it sets itself — and needs nothing of a general HTTP client's
 per-request machinery (URL merging and re-parsing, cookies, auth and redirect flows, hooks,
-request and response model objects). DESIGN.md keeps httpx's API on the aiohttp transport
-unless a measured gain justifies a narrower path, and it does: ``bench/upstream_client.py``
-(c16 against ``bench/fake_upstream.py``, median of 3 rounds, 2026-12-02) measured one POST and
-its body read at 109 us of client CPU through this module, 182 us through ``httpx.Request`` +
-``httpx_aiohttp.AiohttpTransport`` (the previous path, which already skipped
-``httpx.AsyncClient``) and 329 us through ``httpx.AsyncClient``: 73 us per request saved, about
-a tenth of the gateway's whole per-request CPU. So this module is the narrow path: ``post``
-(whole body) and ``open`` (a streamed body), on one ``aiohttp.ClientSession`` per event loop.
+request and response model objects). DESIGN.md keeps httpx's API unless a measured gain
+justifies a narrower path, and it does twice over. ``bench/upstream_client.py`` measured one
+POST and its body read, in client CPU: through httpx.AsyncClient on the aiohttp transport
+329 us, through ``httpx.Request`` + the transport 182 us, through aiohttp directly 109 us, and
+through ``http1`` (keep-alive connections over httptools' parser) the figure in its commit;
+in a minimal proxy at c64 the same swap took the process from 0.21-0.27 to 0.073-0.077 ms of
+CPU per request. So this module is the narrow path: ``post`` (whole body) and ``open`` (a
+streamed body, read with ``iter_chunks()`` and then ``release()``d), one pool per upstream
+host per event loop.
 
-What httpx gave that is kept here: pooled keep-alive connections (``TCPConnector``), one SSL
-context for the process (loading the CA bundle costs ~70 ms), no cookie ever stored and replayed
-on another caller's call (``DummyCookieJar``), no proxy variables honoured (``trust_env`` off:
-they would silently reroute configured upstreams). Timeouts are the callers' ``within``
-deadlines (``calls.py``), so aiohttp arms no timer of its own per request; only the socket
-connect is bounded here. Transport exceptions are aiohttp's, mapped in ``upstream_errors``.
+Kept from the general clients: pooled keep-alive connections, one SSL context for the process
+(loading the CA bundle costs ~70 ms), no cookies, no proxy variables (they would silently
+reroute configured upstreams). Timeouts are the callers' ``within`` deadlines (``calls.py``);
+only the connect is bounded here. Failures are ``http1.TransportError`` or ``OSError``, mapped
+in ``upstream_errors``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-import aiohttp
 from multidict import CIMultiDictProxy
-from yarl import URL
 
-# Gateways multiplex many callers onto few upstream hosts: keep plenty of warm connections.
-MAX_CONNECTIONS = 1000
-KEEPALIVE_SECONDS = 60.0
+from server.core.deadlines import within
+from server.providers.http1 import Pool, Response, Target, encode_headers, parse_target
+
 # A connection that cannot be made in this long is not going to be (the request's own deadline
 # usually ends the wait first).
 CONNECT_TIMEOUT = 10.0
@@ -46,8 +44,8 @@ upstream_traceparent: ContextVar[str | None] = ContextVar("upstream_traceparent"
 _clients: dict[asyncio.AbstractEventLoop, UpstreamClient] = {}
 _MAX_CACHED_URLS = 1024
 _ssl_context: ssl.SSLContext | None = None
-# No per-request timer: every wait is under the caller's deadlines.within.
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+# Every request's own framing lines: the body's length follows, then the blank line.
+_IDENTITY = b"accept-encoding: identity\r\ncontent-length: "
 
 
 def _ssl() -> ssl.SSLContext:
@@ -66,77 +64,73 @@ class UpstreamResponse:
     content: bytes
 
 
-# A streamed answer: read it with ``.content.iter_any()``; ``.release()`` when done.
-StreamResponse = aiohttp.ClientResponse
+# A streamed answer: read it with ``.iter_chunks()``; ``.release()`` when done.
+StreamResponse = Response
 
 
 class UpstreamClient:
-    """POSTs over one pooled aiohttp session (module docstring)."""
+    """POSTs over pooled keep-alive connections (module docstring)."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
         self.is_closed = False
-        # Parsed upstream URLs: a process talks to a handful, and parsing one per request
-        # showed in profiles.
-        self._urls: dict[str, URL] = {}
+        # Parsed upstream URLs with their pool: a process talks to a handful.
+        self._routes: dict[str, tuple[Target, Pool]] = {}
+        self._pools: dict[tuple[str, str, int], Pool] = {}
 
-    def _url(self, url: str) -> URL:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = URL(url)
-            if len(self._urls) < _MAX_CACHED_URLS:
-                self._urls[url] = parsed
-        return parsed
+    def _route(self, url: str) -> tuple[Target, Pool]:
+        route = self._routes.get(url)
+        if route is None:
+            target = parse_target(url)
+            pool = self._pools.get(target.key)
+            if pool is None:
+                pool = self._pools[target.key] = Pool(target, _ssl())
+            route = (target, pool)
+            if len(self._routes) < _MAX_CACHED_URLS:
+                self._routes[url] = route
+        return route
 
-    def _client(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None:
-            # Created on first use, inside the running loop it is bound to.
-            connector = aiohttp.TCPConnector(
-                limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl()
-            )
-            session = self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=_NO_TIMEOUT,
-                # The adapters send exactly the headers they mean to send.
-                skip_auto_headers=("User-Agent",),
-                trust_env=False,
-            )
-        return session
+    async def open(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> StreamResponse:
+        """POSTs and returns the response once its headers are in; the caller reads the body
+        and releases it."""
+        target, pool = self._route(url)
+        traceparent = upstream_traceparent.get()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
+        request = b"".join(
+            (target.head, encode_headers(headers), _IDENTITY, b"%d\r\n\r\n" % len(content), content)
+        )
+        connection = pool.take_idle()
+        if connection is None:
+            with within(CONNECT_TIMEOUT):
+                connection = await pool.connect()
+        try:
+            return await connection.exchange(request)
+        except BaseException:
+            connection.close()
+            raise
 
     async def post(
         self, url: str, *, content: bytes, headers: Mapping[str, str]
     ) -> UpstreamResponse:
         """POSTs and reads the whole response body."""
-        traceparent = upstream_traceparent.get()
-        if traceparent is not None:
-            headers = {**headers, "traceparent": traceparent}
-        async with self._client().post(
-            self._url(url), data=content, headers=headers, allow_redirects=False
-        ) as response:
+        response = await self.open(url, content=content, headers=headers)
+        try:
             body = await response.read()
-            return UpstreamResponse(response.status, response.headers, body)
-
-    async def open(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> StreamResponse:
-        """POSTs and returns the response once its headers are in; the caller reads the body
-        and releases it."""
-        traceparent = upstream_traceparent.get()
-        if traceparent is not None:
-            headers = {**headers, "traceparent": traceparent}
-        return await self._client().post(
-            self._url(url), data=content, headers=headers, allow_redirects=False
-        )
+        finally:
+            response.release()
+        return UpstreamResponse(response.status, response.headers, body)
 
     async def aclose(self) -> None:
         """Closes the pooled connections."""
         self.is_closed = True
-        if self._session is not None:
-            await self._session.close()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        self._routes.clear()
 
 
 def get_http_client() -> UpstreamClient:
-    """The shared pooled client for the running event loop (one aiohttp session per loop)."""
+    """The shared pooled client for the running event loop (one per loop)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:

@@ -1,6 +1,7 @@
 """Upstream failures as gateway errors: HTTP statuses, transport exceptions, retry delays.
 
-The helpers turn HTTP statuses and aiohttp's transport exceptions into
+The helpers turn HTTP statuses and transport exceptions (``http1``'s and the OSErrors of a
+connect) into
 ``server.core.errors.Upstream*`` (house style 4, after httpx ``map_exceptions`` and openai-python
 ``_base_client.py``). Callers pass the message they already extracted from the provider's error
 body; the helpers redact any secret they are given, well-known key shapes and bearer tokens, and
@@ -16,7 +17,6 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-import aiohttp
 from multidict import CIMultiDictProxy
 
 from server.core.errors import (
@@ -30,6 +30,7 @@ from server.core.errors import (
     UpstreamTimeoutError,
 )
 from server.core.secrets import scrub
+from server.providers.http1 import ConnectionClosed, MalformedResponse, UnusableURL
 
 # Upstream error messages are short sentences; anything longer is a body we must not forward.
 MAX_MESSAGE_CHARS = 500
@@ -148,17 +149,18 @@ def _is_code(code: str, secrets: Iterable[str]) -> bool:
 
 
 def error_for_exception(exc: BaseException, *, provider: str) -> UpstreamError:
-    """The gateway error for a transport failure (httpx ``map_exceptions``, for aiohttp's
-    exceptions); never uses the exception's text, which can carry URLs and headers."""
+    """The gateway error for a transport failure (after httpx ``map_exceptions``); never uses
+    the exception's text, which can carry URLs and headers."""
     if isinstance(exc, UpstreamError):
         return exc
-    # aiohttp's own timeouts (ServerTimeoutError, ConnectionTimeoutError) subclass TimeoutError.
     if isinstance(exc, TimeoutError) or _caused_by(exc, TimeoutError):
         return UpstreamTimeoutError("upstream did not answer in time", provider=provider)
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+    if isinstance(exc, UnusableURL):
         return UpstreamConnectionError("upstream URL is not usable", provider=provider)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    if isinstance(exc, ConnectionClosed):
         return UpstreamConnectionError("upstream closed the connection", provider=provider)
+    if isinstance(exc, MalformedResponse):
+        return UpstreamConnectionError("upstream sent a malformed HTTP response", provider=provider)
     return UpstreamConnectionError(_unreachable(exc), provider=provider)
 
 
@@ -166,7 +168,7 @@ def _unreachable(exc: BaseException) -> str:
     """Why a connection could not be made, in words (not the exception's class name)."""
     if _caused_by(exc, ConnectionRefusedError):
         return "upstream refused the connection (nothing listens at its address)"
-    if _caused_by(exc, socket.gaierror) or _caused_by(exc, aiohttp.ClientConnectorDNSError):
+    if _caused_by(exc, socket.gaierror):
         return "upstream host name does not resolve"
     if _caused_by(exc, ssl.SSLError):
         return "TLS handshake with the upstream failed"
@@ -181,9 +183,6 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
         if current is None:
             return False
         if isinstance(current, kind):
-            return True
-        os_error = getattr(current, "os_error", None)  # aiohttp.ClientConnectorError
-        if isinstance(os_error, kind):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import time
 
-import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -19,6 +18,7 @@ from server.core.errors import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
+from server.providers.http1 import ConnectionClosed, MalformedResponse, UnusableURL, parse_target
 from server.providers.upstream_errors import (
     MAX_MESSAGE_CHARS,
     error_for_exception,
@@ -117,16 +117,14 @@ def test_error_for_status_defaults_and_unsafe_codes() -> None:
 
 def test_error_for_exception_maps_transport_failures() -> None:
     assert isinstance(error_for_exception(TimeoutError(), provider="p"), UpstreamTimeoutError)
-    assert isinstance(
-        error_for_exception(aiohttp.ServerTimeoutError("t"), provider="p"), UpstreamTimeoutError
-    )
-    key = aiohttp.client_reqrep.ConnectionKey("host", 80, False, True, None, None, None)
-    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
-    mapped = error_for_exception(refused, provider="p")
+    mapped = error_for_exception(ConnectionRefusedError(111, "refused"), provider="p")
     assert isinstance(mapped, UpstreamConnectionError) and "refused" in mapped.message
-    assert isinstance(
-        error_for_exception(aiohttp.ServerDisconnectedError(), provider="p"),
-        UpstreamConnectionError,
-    )
-    mapped = error_for_exception(aiohttp.InvalidURL("http://user:pw@host failed"), provider="p")
+    closed = error_for_exception(ConnectionClosed("gone"), provider="p")
+    assert isinstance(closed, UpstreamConnectionError) and "closed" in closed.message
+    garbled = error_for_exception(MalformedResponse("x"), provider="p")
+    assert "malformed" in garbled.message
+    try:
+        parse_target("http://user:pw@host/v1")
+    except UnusableURL as exc:
+        mapped = error_for_exception(exc, provider="p")
     assert "pw@host" not in mapped.message and mapped.provider == "p"
