@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shlex
@@ -261,6 +262,24 @@ def _provider_inputs(
     return overlay, extra
 
 
+# Allocations between young-generation collections once serving. CPython's default (700)
+# collects every few requests, and each collection walks the young objects and what they
+# refer to; bench/run.py --baseline measured this setting at 3-5% less gateway CPU per
+# request at c64 (shim and gRPC). Cycles are rare on the request path (most garbage is freed
+# by reference counting), so the wait costs little memory (RSS unchanged in the same run).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_heap() -> None:
+    """Once the servers are up: the objects built at startup (config, catalog, compiled
+    schemas, imported modules) move to the permanent generation, out of every later
+    collection's walk (``gc.freeze``), and young collections come less often."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def run(options: ServeOptions, env: Mapping[str, str], *, out: TextIO = sys.stdout) -> int:
     """Serves until SIGTERM/SIGINT on a uvloop loop; returns the process exit code."""
     try:
@@ -356,6 +375,7 @@ async def serve(
                 grpc_port=grpc_port,
                 http_port=http_socket.getsockname()[1],
             )
+            _settle_heap()
             write_ports_file(ports_file, ports)
             if worker is None:
                 _announce(out, ports, components, options)
