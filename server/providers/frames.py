@@ -45,37 +45,48 @@ def decode_batch(
 
 
 def coalesce(frames: list[Frame]) -> list[Frame]:
-    """``frames`` with each run of mergeable neighbours joined into its first frame."""
+    """``frames`` with each run of mergeable neighbours joined into its first frame.
+
+    A run's pieces are joined once: appending to a protobuf string field copies the whole
+    field each time, which made a burst of n deltas cost O(n^2)."""
     if len(frames) < 2:
         return frames
-    out = [frames[0]]
-    last = frames[0]
-    last_kind = last.WhichOneof("frame")
+    out: list[Frame] = []
+    head = frames[0]
+    head_kind = head.WhichOneof("frame")
+    run: list[Frame] = []
     for frame in frames[1:]:
         kind = frame.WhichOneof("frame")
-        if kind == last_kind and _merge(last, frame, kind):
+        if kind == head_kind and _joins(head, frame, kind):
+            run.append(frame)
             continue
-        out.append(frame)
-        last, last_kind = frame, kind
+        out.append(_joined(head, head_kind, run) if run else head)
+        head, head_kind, run = frame, kind, []
+    out.append(_joined(head, head_kind, run) if run else head)
     return out
 
 
-def _merge(into: Frame, frame: Frame, kind: str | None) -> bool:
+def _joins(head: Frame, frame: Frame, kind: str | None) -> bool:
+    """Whether ``frame`` continues the run that ``head`` opened."""
     if kind == "text":
-        into.text.text += frame.text.text
         return True
     if kind == "reasoning":
-        a, b = into.reasoning, frame.reasoning
+        a, b = head.reasoning, frame.reasoning
         # Signatures and redacted blocks close a thinking block: they stay frames of their own.
-        if a.signature or a.redacted_data or b.signature or b.redacted_data:
-            return False
-        a.text += b.text
-        return True
+        return not (a.signature or a.redacted_data or b.signature or b.redacted_data)
     if kind == "tool_call":
-        a_call, b_call = into.tool_call, frame.tool_call
+        a_call, b_call = head.tool_call, frame.tool_call
         # A later fragment of the same call (no id, name or signature of its own).
-        if a_call.index != b_call.index or b_call.id or b_call.name or b_call.signature:
-            return False
-        a_call.arguments += b_call.arguments
-        return True
+        return a_call.index == b_call.index and not (b_call.id or b_call.name or b_call.signature)
     return False
+
+
+def _joined(head: Frame, kind: str | None, run: list[Frame]) -> Frame:
+    if kind == "text":
+        head.text.text = "".join([head.text.text, *[f.text.text for f in run]])
+    elif kind == "reasoning":
+        head.reasoning.text = "".join([head.reasoning.text, *[f.reasoning.text for f in run]])
+    else:
+        call = head.tool_call
+        call.arguments = "".join([call.arguments, *[f.tool_call.arguments for f in run]])
+    return head

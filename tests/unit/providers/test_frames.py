@@ -92,3 +92,14 @@ def test_decode_batch_stops_after_the_event_that_finishes() -> None:
 def test_nothing_to_merge(n: int) -> None:
     frames = [text("x")] * n
     assert coalesce(frames) == frames
+
+
+def test_long_runs_join_in_order() -> None:
+    words = [f"w{i} " for i in range(500)]
+    frames = [text(w) for w in words] + [call(0, "{", id="c", name="f")]
+    frames += [call(0, str(i)) for i in range(300)] + [thought("a"), thought("b"), thought("c")]
+    out = coalesce(frames)
+    assert kinds(out) == ["text", "tool_call", "reasoning"]
+    assert out[0].text.text == "".join(words)
+    assert out[1].tool_call.arguments == "{" + "".join(str(i) for i in range(300))
+    assert out[2].reasoning.text == "abc"
