@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.core.money import month_bounds
 from server.store.embedded import sqlite as store
@@ -100,6 +103,58 @@ async def test_rows_are_written_in_the_background_and_round_trip(tmp_path: Path)
     assert stored(tmp_path) == rows
     assert ledger.buffered == 0
     await ledger.aclose()
+
+
+texts = st.text(st.characters(codec="utf-8"), max_size=40)
+money = st.integers(min_value=0, max_value=2**62)
+rows_strategy = st.builds(
+    UsageRow,
+    time=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    request_id=texts,
+    key_id=texts,
+    transport=texts,
+    model=texts,
+    route=texts,
+    provider=texts,
+    upstream_model=texts,
+    deployment=texts,
+    stream=st.booleans(),
+    outcome=texts,
+    status=st.integers(min_value=0, max_value=599),
+    attempts=st.integers(min_value=0, max_value=100),
+    input_tokens=money,
+    output_tokens=money,
+    cached_input_tokens=money,
+    cache_write_tokens=money,
+    reasoning_tokens=money,
+    input_nanousd=money,
+    output_nanousd=money,
+    cached_input_nanousd=money,
+    cache_write_nanousd=money,
+    total_nanousd=money,
+    latency_ms=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    row_id=st.none() | st.uuids().map(str),
+    project_id=st.none() | texts,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(rows_strategy, max_size=30, unique_by=lambda r: r.row_id or id(r)))
+def test_a_batch_is_stored_exactly_as_recorded(rows: list[UsageRow]) -> None:
+    # A batch goes to SQLite as one JSON array: every value must come back bit for bit
+    # (floats, 62-bit integers, any text, None).
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+
+        async def record_all() -> None:
+            ledger = SqliteLedger(data_dir, flush_interval=30.0)
+            for r in rows:
+                ledger.record(r)
+            await ledger.flush()
+            await ledger.aclose()
+
+        asyncio.run(record_all())
+        assert stored(data_dir) == rows
 
 
 async def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path: Path) -> None:
