@@ -31,6 +31,17 @@ class _Call:
     named: bool
 
 
+# The delta keys that make a chunk more than a piece of text.
+_PLAIN_TEXT = frozenset(("reasoning_content", "reasoning", "tool_calls", "function_call"))
+
+
+def _text_frame(text: str) -> chat_pb2.StreamChatResponse:
+    # Field assignment: building the nested message from keyword arguments costs twice as much.
+    frame = chat_pb2.StreamChatResponse()
+    frame.text.text = text
+    return frame
+
+
 class StreamDecoder:
     """Turns the data of each SSE event into frames and keeps what the ``end`` frame needs."""
 
@@ -107,14 +118,20 @@ class StreamDecoder:
         return frames
 
     def _delta(self, delta: dict[str, object], frames: list[chat_pb2.StreamChatResponse]) -> None:
-        text, thought = content_parts(delta.get("content"))
+        content = delta.get("content")
+        if type(content) is str and _PLAIN_TEXT.isdisjoint(delta):
+            # Nearly every chunk of a stream: a piece of text and nothing else.
+            if content:
+                frames.append(_text_frame(content))
+            return
+        text, thought = content_parts(content)
         thought = reasoning_text(delta) or thought
         if thought:
-            frames.append(
-                chat_pb2.StreamChatResponse(reasoning=chat_pb2.ReasoningDelta(text=thought))
-            )
+            reasoning = chat_pb2.StreamChatResponse()
+            reasoning.reasoning.text = thought
+            frames.append(reasoning)
         if text:
-            frames.append(chat_pb2.StreamChatResponse(text=chat_pb2.TextDelta(text=text)))
+            frames.append(_text_frame(text))
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             for call in calls:

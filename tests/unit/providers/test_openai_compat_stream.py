@@ -178,3 +178,33 @@ def test_other_choices_are_ignored_and_mistral_content_parts_are_read() -> None:
     )
     assert [(f.WhichOneof("frame")) for f in frames] == ["reasoning", "text"]
     assert frames[0].reasoning.text == "plan" and frames[1].text.text == "answer"
+
+
+def test_text_beside_other_delta_fields_keeps_every_part() -> None:
+    # A delta that is only text takes a shorter path; one that carries anything else besides
+    # (a null reasoning field, reasoning, a tool call) must decode the same as before.
+    decoder = StreamDecoder("p")
+    frames = frames_of(
+        decoder,
+        delta({"content": "a", "reasoning_content": None}),
+        delta({"content": "b", "reasoning": "why"}),
+        delta(
+            {
+                "content": "c",
+                "tool_calls": [
+                    {"index": 0, "id": "call_1", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            }
+        ),
+        delta({"content": "d", "role": "assistant", "refusal": None}),
+    )
+    kinds = [(f.WhichOneof("frame"), f.text.text or f.reasoning.text) for f in frames]
+    assert kinds == [
+        ("text", "a"),
+        ("reasoning", "why"),
+        ("text", "b"),
+        ("text", "c"),
+        ("tool_call", ""),
+        ("text", "d"),
+    ]
+    assert frames[4].tool_call.name == "f" and frames[4].tool_call.id == "call_1"
