@@ -95,17 +95,15 @@ USAGE = store.Schema(
 
 
 COLUMNS = UsageRow._fields
+_INTO = f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)})"
 # A batch is bound as one JSON array of rows and inserted by one statement: ``executemany``
 # would take the GIL back after every row's step, and under a saturated event loop each of
 # those waits out a switch interval (5 ms), so the writer fell behind at a few thousand rows a
 # second and the buffer grew without bound. One statement needs the GIL twice per batch.
 _INSERT = (
-    f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) "
-    f"SELECT {', '.join(f'value ->> {i}' for i in range(len(COLUMNS)))} FROM json_each(?)"
+    f"{_INTO} SELECT {', '.join(f'value ->> {i}' for i in range(len(COLUMNS)))} FROM json_each(?)"
 )
-_INSERT_ROW = (
-    f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-)
+_INSERT_ROW = f"{_INTO} VALUES ({', '.join('?' * len(COLUMNS))})"
 # How a NUL character is escaped in the JSON of a batch (a literal backslash-u0000 in a value
 # also matches: that batch just takes the row-by-row path).
 _NUL = "\\u0000"
