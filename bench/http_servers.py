@@ -176,18 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for kind in kinds:
         c1, c64 = results[(kind, 1)], results[(kind, 64)]
-
-        def med(runs: list[dict[str, Any]], key: str) -> float:
-            return statistics.median(r["lat_ms"][key] if key != "rps" else r[key] for r in runs)
-
-        def cpu(runs: list[dict[str, Any]]) -> float:
-            return statistics.median(r["cpu"]["server"]["ms_per_req"] for r in runs)
-
         print(
-            f"| {kind} | {med(c1, 'p50'):.3f} | {med(c1, 'p99'):.3f} | {cpu(c1):.4f} "
-            f"| {med(c64, 'rps'):,.0f} | {cpu(c64):.4f} |"
+            f"| {kind} | {_median(c1, 'lat_ms', 'p50'):.3f} | {_median(c1, 'lat_ms', 'p99'):.3f}"
+            f" | {_median(c1, 'cpu', 'server', 'ms_per_req'):.4f} | {_median(c64, 'rps'):,.0f}"
+            f" | {_median(c64, 'cpu', 'server', 'ms_per_req'):.4f} |"
         )
     return 0
+
+
+def _median(runs: list[dict[str, Any]], *path: str) -> float:
+    """The median over rounds of the figure at ``path`` in each wrk result."""
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
 
 
 if __name__ == "__main__":
