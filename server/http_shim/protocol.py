@@ -31,6 +31,9 @@ class _GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.transport = _OneWriteResponse(self.transport, cycle)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -54,3 +57,42 @@ class _GuardedProtocol(HttpToolsProtocol):
 def guarded_protocol(header_timeout: float) -> Any:
     """The protocol class for ``uvicorn.Config(http=...)`` with this header deadline."""
     return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {"header_timeout": header_timeout})
+
+
+class _OneWriteResponse:
+    """The transport as one request's ``RequestResponseCycle`` sees it: the head of a response
+    with a content-length is held until its body is written, then both go in one ``writelines``
+    (one ``writev`` on uvloop). Chunked responses (streams) and ``100 Continue`` pass through at
+    once. The cycle writes nothing else; ``close`` and ``is_closing`` go to the transport."""
+
+    __slots__ = ("_cycle", "_head", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self._transport = transport
+        # Dropped once the head is sent, so the cycle and this object do not keep each other.
+        self._cycle: Any = cycle
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.writelines((head, data))
+            return
+        cycle = self._cycle
+        if cycle is not None and cycle.response_started:
+            self._cycle = None
+            if cycle.chunked_encoding is False and not cycle.response_complete:
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        # A response cut short (the app failed after its head) closes without its head: the
+        # client sees the connection end, as it would have after a head without its body.
+        self._head = None
+        self._cycle = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()

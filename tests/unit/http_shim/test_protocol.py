@@ -1,0 +1,87 @@
+"""The shim's HTTP protocol on a real uvicorn server and a raw loopback socket: a response with a
+content-length leaves in one write, a streamed response's head leaves at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from server.http_shim.protocol import guarded_protocol
+
+BODY = b'{"ok": true}'
+REQUEST = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await app_release.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": False})
+        return
+    headers = [(b"content-length", str(len(BODY)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    # A pause between head and body: a head written on its own would reach the client first.
+    await asyncio.sleep(0.05)
+    await send({"type": "http.response.body", "body": BODY})
+
+
+app_release = asyncio.Event()
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    global app_release
+    app_release = asyncio.Event()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http=guarded_protocol(10.0), log_level="error", lifespan="off")
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    async with asyncio.timeout(5):
+        while not server.started:  # noqa: ASYNC110 - uvicorn signals readiness by this flag only
+            await asyncio.sleep(0.01)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 5)
+
+
+class _Server(uvicorn.Server):
+    # pytest keeps its own SIGINT handling.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def test_a_response_with_a_content_length_arrives_in_one_piece(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(3):  # on one keep-alive connection: every request's response
+            writer.write(REQUEST)
+            first = await asyncio.wait_for(reader.read(65536), 5)
+            assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert first.endswith(b"\r\n\r\n" + BODY)
+    finally:
+        writer.close()
+
+
+async def test_a_streamed_response_sends_its_head_before_its_body(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"transfer-encoding: chunked" in head
+        app_release.set()
+        rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+        assert b"data: 1" in rest
+    finally:
+        writer.close()
