@@ -18,31 +18,39 @@ BODY = b'{"ok": true}'
 REQUEST = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n"
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    if scope["path"] == "/stream":
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await app_release.wait()
-        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": False})
-        return
-    headers = [(b"content-length", str(len(BODY)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    # A pause between head and body: a head written on its own would reach the client first.
-    await asyncio.sleep(0.05)
-    await send({"type": "http.response.body", "body": BODY})
+def make_app(release: asyncio.Event) -> Any:
+    """``/stream`` sends a chunked head, then its body once ``release`` is set; any other path
+    a JSON body with a content-length, a pause after its head."""
 
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await release.wait()
+            await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": False})
+            return
+        headers = [(b"content-length", str(len(BODY)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # A pause between head and body: a head written on its own would reach the client first.
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": BODY})
 
-app_release = asyncio.Event()
+    return app
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
-    global app_release
-    app_release = asyncio.Event()
+def release() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+async def port(release: asyncio.Event) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, http=guarded_protocol(10.0), log_level="error", lifespan="off")
+    config = uvicorn.Config(
+        make_app(release), http=guarded_protocol(10.0), log_level="error", lifespan="off"
+    )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     async with asyncio.timeout(5):
@@ -74,13 +82,15 @@ async def test_a_response_with_a_content_length_arrives_in_one_piece(port: int) 
         writer.close()
 
 
-async def test_a_streamed_response_sends_its_head_before_its_body(port: int) -> None:
+async def test_a_streamed_response_sends_its_head_before_its_body(
+    port: int, release: asyncio.Event
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert b"transfer-encoding: chunked" in head
-        app_release.set()
+        release.set()
         rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
         assert b"data: 1" in rest
     finally:

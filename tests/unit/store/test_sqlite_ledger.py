@@ -142,8 +142,8 @@ rows_strategy = st.builds(
 @given(st.lists(rows_strategy, max_size=150, unique_by=lambda r: r.row_id or id(r)))
 def test_a_batch_is_stored_exactly_as_recorded(rows: list[UsageRow]) -> None:
     # A batch goes to SQLite in multi-row INSERTs of 64, 32, ... 1 rows: every value must come
-    # back bit for bit and in order (floats, 62-bit integers, any text with NULs, None), for
-    # batches that fill several chunks and a remainder.
+    # back bit for bit and in order (floats, 62-bit integers, any text with NULs, None). The
+    # chunk boundaries themselves are the next test's.
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
 
@@ -160,7 +160,8 @@ def test_a_batch_is_stored_exactly_as_recorded(rows: list[UsageRow]) -> None:
 
 @pytest.mark.parametrize("count", [1, 63, 64, 65, 64 * 2 + 32 + 8 + 1, 1000])
 async def test_batches_of_any_size_are_stored_in_order(tmp_path: Path, count: int) -> None:
-    # Chunk boundaries: one row, just under, at and over a full chunk, every remainder size.
+    # Chunk boundaries: one row; 63 takes every smaller chunk once; at and just over a full
+    # chunk; several full chunks with a remainder.
     ledger = SqliteLedger(tmp_path, flush_interval=30.0, batch_size=10**6)
     rows = [row(n)._replace(row_id=f"r{n}") for n in range(count)]
     for r in rows:
