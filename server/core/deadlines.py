@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 TICK = 0.02
 
@@ -72,6 +72,15 @@ def watchdog() -> Watchdog:
     return dog
 
 
+def task_and_watchdog() -> tuple[asyncio.Task[Any], Watchdog]:
+    """The running task and its loop's watchdog from one loop lookup: on Python 3.11 every
+    ``get_running_loop`` (``current_task()`` makes one) is a ``getpid`` system call."""
+    dog = watchdog()
+    task = asyncio.current_task(dog.loop)
+    assert task is not None, "needs a running task"
+    return task, dog
+
+
 class within:
     """``with within(seconds):`` raises TimeoutError when the block is still waiting after
     ``seconds`` (``asyncio.timeout``'s contract, at ``TICK`` precision). The same object may
@@ -80,10 +89,7 @@ class within:
     __slots__ = ("_cancelling", "_dog", "_fired", "_task", "when")
 
     def __init__(self, seconds: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "within() needs a running task"
-        self._task = task
-        self._dog = watchdog()
+        self._task, self._dog = task_and_watchdog()
         self._cancelling = 0
         self._fired = False
         self.when = time.monotonic() + seconds

@@ -136,16 +136,13 @@ class DisconnectWatch:
     __slots__ = ("_dog", "_receive", "_start_at", "_stopped", "_target", "_watcher", "disconnected")
 
     def __init__(self, receive: Receive, delay: float = WATCH_AFTER) -> None:
-        target = asyncio.current_task()
-        assert target is not None
-        self._target = target
+        self._target, self._dog = deadlines.task_and_watchdog()
         self._receive = receive
         self._stopped = False
         self._watcher: asyncio.Task[None] | None = None
         self.disconnected = False
         # Started by the loop's watchdog tick (core.deadlines), not a timer of its own.
         self._start_at = time.monotonic() + delay
-        self._dog = deadlines.watchdog()
         self._dog.add(self)
 
     def due(self, now: float) -> bool:

@@ -237,8 +237,11 @@ class Response:
 class Connection(asyncio.Protocol):
     """One keep-alive connection carrying one exchange at a time."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
         self._pool = pool
+        # The loop the connection lives on; kept, because on Python 3.11 every
+        # ``get_running_loop`` is a ``getpid`` system call and exchange runs once per request.
+        self._loop = loop
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self._names: list[tuple[str, str]] = []
@@ -320,8 +323,7 @@ class Connection(asyncio.Protocol):
     async def exchange(self, request: bytes) -> Response:
         """Writes ``request`` and returns the response once its headers are in."""
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        waiter = self._headers_waiter = loop.create_future()
+        waiter = self._headers_waiter = self._loop.create_future()
         self._response = None
         self._until_close = False
         self.transport.write(request)
@@ -419,7 +421,7 @@ class Pool:
         made: list[Connection] = []
 
         def protocol() -> Connection:
-            made.append(Connection(self))
+            made.append(Connection(self, loop))
             return made[-1]
 
         target = self._target

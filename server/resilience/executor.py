@@ -751,7 +751,8 @@ class _Timer:
     )
 
     def __init__(self, watchdog: Watchdog, limit: float, deadline: float) -> None:
-        task = asyncio.current_task()
+        # The watchdog's loop is the running one: no second lookup (core.deadlines).
+        task = asyncio.current_task(watchdog.loop)
         assert task is not None
         self._task = task
         self._watchdog = watchdog
