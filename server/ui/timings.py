@@ -47,31 +47,37 @@ def _outcome(value: int) -> str:
 
 
 class RecentTimings:
-    """The newest requests' TTFT and attempts, by request id (a ``RequestSink``)."""
+    """The newest requests' TTFT and attempts, by request id (a ``RequestSink``).
+
+    ``finish`` runs on every request and ``get`` only when someone opens the requests page, so
+    ``finish`` keeps what the record already holds (the TTFT and its attempts) and ``get``
+    builds the views."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._by_id: OrderedDict[str, Timing] = OrderedDict()
+        self._by_id: OrderedDict[str, tuple[float | None, tuple[types_pb2.Attempt, ...]]] = (
+            OrderedDict()
+        )
 
     def finish(self, record: RequestRecord) -> None:
         """Never raises: the dashboard's bookkeeping must not change what the caller gets."""
         try:
-            ttft = record.ttft
-            attempts = tuple(
-                AttemptView(
-                    a.deployment,
-                    _OUTCOMES.get(a.outcome, str(a.outcome)),
-                    a.http_status,
-                    a.latency_ms,
-                )
-                for a in record.run.attempts
-            )
             by_id = self._by_id
-            by_id[record.ctx.request_id] = Timing(None if ttft is None else ttft * 1000.0, attempts)
+            by_id[record.ctx.request_id] = (record.ttft, tuple(record.run.attempts))
             if len(by_id) > self.capacity:
                 by_id.popitem(last=False)
         except Exception:
             _log.exception("remembering a request's timings failed")
 
     def get(self, request_id: str) -> Timing | None:
-        return self._by_id.get(request_id)
+        kept = self._by_id.get(request_id)
+        if kept is None:
+            return None
+        ttft, attempts = kept
+        return Timing(
+            None if ttft is None else ttft * 1000.0,
+            tuple(
+                AttemptView(a.deployment, _outcome(a.outcome), a.http_status, a.latency_ms)
+                for a in attempts
+            ),
+        )
