@@ -39,14 +39,6 @@ class RequestBounds:
                     param=field,
                 )
 
-    def check_request(self, request: chat_pb2.ChatRequest) -> None:
-        """``check`` over a contract request. The counts come first, so that a request of a
-        million messages is refused without a walk over them."""
-        messages = request.messages
-        tools = len(request.tools)
-        self.check(len(messages), 0, tools)
-        self.check(len(messages), sum(len(m.content) for m in messages), tools)
-
 
 DEFAULT_BOUNDS = RequestBounds()
 # The optional scalars with a range: (field, low, high, violation).
@@ -68,6 +60,8 @@ def validate_chat_request(
     (a protobuf attribute read costs about as much as a Python call)."""
     messages = request.messages
     tools = request.tools
+    # ``bounds`` first on the counts alone, so that a request of a million messages is refused
+    # before the walk below, then on the content parts that walk counts.
     bounds.check(len(messages), 0, len(tools))
     violations: list[FieldViolation] = []
     parts = 0
