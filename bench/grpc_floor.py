@@ -9,7 +9,9 @@ the gRPC hop and how much is the gateway's own work.
     python bench/grpc_floor.py --port 0 --sync   # grpc.server on a thread pool, the same answers
 
 ``--sync`` is grpcio's other server: handlers run on a ``ThreadPoolExecutor`` (``--threads``),
-so the report can put the two servers grpcio offers side by side.
+so the report can put the two servers grpcio offers side by side. It runs on the gateway's
+grpcio defaults (``import server`` sets them: iomgr's listener, see server/__init__.py);
+``GRPC_EXPERIMENTS=`` (empty) in the environment gives grpcio's own.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from typing import Any
 
+# isort: off
+# First: sets grpcio's defaults as the gateway does, before grpc core reads them.
+import server as _gateway_defaults  # noqa: F401
 import grpc
+
+# isort: on
 from fake_upstream import COMPLETION_TEXT, CREATED, PROMPT_TOKENS, RESPONSE_ID, content_words
 from switchboard.v1 import chat_pb2, chat_pb2_grpc, types_pb2
 
