@@ -10,7 +10,10 @@ loopback ports with a temporary data dir, then measures, in rounds whose target 
             the end of the stream
 
 HTTP load comes from wrk when it is installed (apt-get install -y wrk) and from
-bench/loadgen.py (aiohttp) otherwise; gRPC load always comes from bench/loadgen.py (grpc.aio).
+bench/loadgen.py (aiohttp) otherwise; gRPC unary load comes from h2load (apt-get install -y
+nghttp2-client; one connection, gRPC-framed body, each answer checked by its size) when it is
+installed and from bench/loadgen.py (grpc.aio) always, so the two surfaces can be compared with
+C clients of the same weight; streams come from bench/loadgen.py.
 It prints a table with the added latency against direct calls and the targets with PASS/FAIL,
 and writes bench/results/bench-<stamp>.json and .md.
 
@@ -68,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "wrk", "python"],
         default="auto",
         help="HTTP load generator (auto: wrk when installed)",
+    )
+    p.add_argument(
+        "--grpc-client",
+        choices=["auto", "h2load", "python"],
+        default="auto",
+        help="gRPC unary load: h2load and grpc.aio, or grpc.aio only (auto: h2load when installed)",
     )
     p.add_argument(
         "--floor",
@@ -149,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             "load generator, which costs more client CPU",
             file=sys.stderr,
         )
+    have_h2load = shutil.which("h2load") is not None
+    if args.grpc_client == "h2load" and not have_h2load:
+        sys.exit("h2load not found: install it with `apt-get install -y nghttp2-client`")
+    grpc_client = "h2load" if have_h2load and args.grpc_client != "python" else "python"
     cpus = os.sched_getaffinity(0)
     pin_gw = pin_rest = None
     if args.pin:
@@ -166,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "meta": meta(),
         "args": {k: v for k, v in vars(args).items() if k not in ("out",)}
-        | {"http_client": http_client},
+        | {"http_client": http_client, "grpc_client": grpc_client},
         "targets": TARGETS,
         "runs": [],
     }
 
     tmp = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    session = Session(args, raw, tmp, json_path, http_client, pin_gw=pin_gw, pin_rest=pin_rest)
+    session = Session(
+        args, raw, tmp, json_path, http_client, grpc_client, pin_gw=pin_gw, pin_rest=pin_rest
+    )
     exit_code = 0
     try:
         with _stop_on(signal.SIGTERM):

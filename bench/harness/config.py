@@ -36,3 +36,8 @@ routes:
 
 # Suffix of the targets served by the --baseline checkout: shim@baseline, grpc@baseline.
 BASELINE = "@baseline"
+
+
+def client_list(client: str) -> list[str]:
+    """The load generators a test runs with: the C one (wrk, h2load) when present, and Python."""
+    return [client, "python"] if client != "python" else ["python"]

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from harness import BENCH_DIR
-from harness.config import BASELINE, PY
+from harness.config import BASELINE, PY, client_list
+from harness.h2load import run_h2load
 from harness.process import cpu_entry, cpu_since, cpu_snapshot, rss_snapshot
 from harness.profiling import finish_profile, start_profile
 
@@ -117,6 +118,8 @@ def measure(
     secs = args.c1_seconds if test == "c1" else args.conc_seconds
     if client == "wrk":
         return run_wrk(t, bodies["plain"], conns, secs, args.warmup_seconds)
+    if client == "h2load":
+        return run_h2load(t.where, t.key, t.pids, bodies["grpc"], conns, secs, args.warmup_seconds)
     mode = "seq" if test == "c1" else "conc"
     extra = ["--seconds", str(secs), "--warmup-seconds", str(args.warmup_seconds)]
     if mode == "conc":
@@ -136,12 +139,15 @@ class Plan:
     stream: list[Target]
 
 
-def make_plan(http_targets: list[Target], grpc_targets: list[Target], http_client: str) -> Plan:
-    """Every target under each test: HTTP ones with the HTTP client(s), gRPC with grpc.aio."""
-    clients = ["wrk", "python"] if http_client == "wrk" else ["python"]
+def make_plan(
+    http_targets: list[Target], grpc_targets: list[Target], http_client: str, grpc_client: str
+) -> Plan:
+    """Every target under each test: HTTP ones with the HTTP client(s), gRPC with h2load and
+    grpc.aio (streams always with the Python clients, which time the first token)."""
+    grpc = [(t, c) for c in client_list(grpc_client) for t in grpc_targets]
     return Plan(
-        c1=[(t, c) for c in clients for t in http_targets] + [(t, "python") for t in grpc_targets],
-        conc=[(t, http_client) for t in http_targets] + [(t, "python") for t in grpc_targets],
+        c1=[(t, c) for c in client_list(http_client) for t in http_targets] + grpc,
+        conc=[(t, http_client) for t in http_targets] + grpc,
         stream=http_targets + grpc_targets,
     )
 

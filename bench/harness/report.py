@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from harness.config import BASELINE
+from harness.config import BASELINE, client_list
 from harness.summary import Summary, get_path, role
 
 # Portkey and LiteLLM are measured in the same run only by bench/peers.sh.
@@ -77,17 +77,17 @@ def write_json(raw: dict[str, Any], path: Path) -> None:
     path.write_bytes(orjson.dumps(raw, option=orjson.OPT_INDENT_2))
 
 
-def render(raw: dict[str, Any], s: Summary, http_client: str) -> str:
+def render(raw: dict[str, Any], s: Summary, http_client: str, grpc_client: str = "python") -> str:
     """The human-readable report (also written as the .md file)."""
     a = raw["args"]
     # Wider target column only when a longer name (shim@baseline) is in the run.
     w = max(8, *(len(r["target"]) for r in raw["runs"])) if raw["runs"] else 8
-    lines = _header(raw, http_client)
+    lines = _header(raw, http_client, grpc_client)
     tests = a["tests"]
     if "c1" in tests:
-        lines += _c1_table(s, http_client, w)
+        lines += _c1_table(s, http_client, grpc_client, w)
     if "c64" in tests:
-        lines += _c64_table(s, http_client, a["concurrency"], w)
+        lines += _c64_table(s, http_client, grpc_client, a["concurrency"], w)
     if "stream" in tests:
         lines += _stream_table(s, w)
     if raw.get("comparison"):
@@ -114,16 +114,17 @@ def render(raw: dict[str, Any], s: Summary, http_client: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _header(raw: dict[str, Any], http_client: str) -> list[str]:
+def _header(raw: dict[str, Any], http_client: str, grpc_client: str) -> list[str]:
     a = raw["args"]
     lines = [
         f"Switchboard benchmark {raw['started']}  ({raw['meta']['host']})",
         f"rounds={a['rounds']}  c1={a['c1_seconds']}s  c{a['concurrency']}={a['conc_seconds']}s"
         f"  warm-up={a['warmup_seconds']}s  streams={a['stream_requests']}/round"
-        f"  HTTP load: {http_client}  gRPC load: python grpc.aio"
+        f"  HTTP load: {http_client}"
+        f"  gRPC load: {'h2load and ' if grpc_client == 'h2load' else ''}python grpc.aio"
         + ("  pinned: gateway cpu0, rest cpu1" if a.get("pin") else ""),
         "Values are medians over rounds; 'added' = median of per-round (target - direct), "
-        "same client.",
+        "same client (h2load: direct under the HTTP client, both C).",
     ]
     if raw.get("baseline"):
         current = (raw.get("gateway") or {}).get("source") or {}
@@ -152,25 +153,26 @@ def _source(src: dict[str, Any]) -> str:
     return f"{src.get('dir', '?')} @ {src.get('commit') or '?'}{edits}"
 
 
-def _c1_table(s: Summary, http_client: str, w: int) -> list[str]:
-    clients = ["wrk", "python"] if http_client == "wrk" else ["python"]
+def _c1_table(s: Summary, http_client: str, grpc_client: str, w: int) -> list[str]:
     lines = [
         "Latency at concurrency 1 (ms)",
         f"  {'target':<{w}} {'client':<7} {'reqs':>7} {'p50':>8} {'p90':>8} {'p99':>8}"
         f" {'added p50':>10} {'added p99':>10} {'srv CPU ms/req':>14} {'errors':>6}",
     ]
-    rows = [(t, c) for c in clients for t in HTTP_ROWS] + [(t, "python") for t in GRPC_ROWS]
+    rows = [(t, c) for c in client_list(http_client) for t in HTTP_ROWS]
+    rows += [(t, c) for c in client_list(grpc_client) for t in GRPC_ROWS]
     for t, c in rows:
         if not s.values("c1", t, c, "lat_ms", "p50"):
             continue
         base = "direct" if t != "direct" else None
+        dc = http_client if c == "h2load" else c  # direct's client for "added"
         lines.append(
             f"  {t:<{w}} {c:<7} {f(s.med('c1', t, c, 'requests'), 0):>7}"
             f" {f(s.med('c1', t, c, 'lat_ms', 'p50')):>8}"
             f" {f(s.med('c1', t, c, 'lat_ms', 'p90')):>8}"
             f" {f(s.med('c1', t, c, 'lat_ms', 'p99')):>8}"
-            f" {f(s.added('c1', t, c, c, 'lat_ms', 'p50'), sign=True) if base else '-':>10}"
-            f" {f(s.added('c1', t, c, c, 'lat_ms', 'p99'), sign=True) if base else '-':>10}"
+            f" {f(s.added('c1', t, c, dc, 'lat_ms', 'p50'), sign=True) if base else '-':>10}"
+            f" {f(s.added('c1', t, c, dc, 'lat_ms', 'p99'), sign=True) if base else '-':>10}"
             f" {f(s.med('c1', t, c, 'cpu', role(t), 'ms_per_req')):>14}"
             f" {s.errors('c1', t, c):>6}"
         )
@@ -178,14 +180,17 @@ def _c1_table(s: Summary, http_client: str, w: int) -> list[str]:
     return lines
 
 
-def _c64_table(s: Summary, http_client: str, concurrency: int, w: int) -> list[str]:
+def _c64_table(
+    s: Summary, http_client: str, grpc_client: str, concurrency: int, w: int
+) -> list[str]:
     lines = [
         f"Throughput at concurrency {concurrency}",
         f"  {'target':<{w}} {'client':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'server CPU%':>11} {'ms/req':>7} {'1-core cap':>10} {'upstr ms/req':>12}"
         f" {'loadgen ms/req':>14} {'RSS MB':>7} {'errors':>6}",
     ]
-    rows = [(t, http_client) for t in HTTP_ROWS] + [(t, "python") for t in GRPC_ROWS]
+    rows = [(t, http_client) for t in HTTP_ROWS]
+    rows += [(t, c) for c in client_list(grpc_client) for t in GRPC_ROWS]
     for t, c in rows:
         if not s.values("c64", t, c, "rps"):
             continue

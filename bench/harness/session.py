@@ -16,9 +16,11 @@ from typing import Any
 
 import orjson
 from fake_upstream import streamed_text
+from loadgen import chat_request
 
 from harness import BENCH_DIR, REPO_ROOT
 from harness.config import BASELINE, BODY, CHUNKS, PY, STREAM_BODY
+from harness.h2load import grpc_frame
 from harness.load import Target, make_plan, run_matrix
 from harness.process import (
     Gateway,
@@ -42,6 +44,7 @@ class Session:
     tmp: Path
     json_path: Path
     http_client: str  # "wrk" or "python"
+    grpc_client: str = "python"  # "h2load" or "python"
     pin_gw: set[int] | None = None  # CPUs for the servers under test (--pin)
     pin_rest: set[int] | None = None  # CPUs for the upstream
     # Whatever is started goes here at once, so that the caller stops it on any exit.
@@ -77,10 +80,12 @@ def run_session(session: Session) -> int:
     bodies = {"plain": session.tmp / "chat.json", "stream": session.tmp / "chat_stream.json"}
     bodies["plain"].write_bytes(orjson.dumps(BODY))
     bodies["stream"].write_bytes(orjson.dumps(STREAM_BODY))
+    bodies["grpc"] = session.tmp / "chat.grpc"
+    bodies["grpc"].write_bytes(grpc_frame(chat_request(BODY).SerializeToString()))
     expect = streamed_text(CHUNKS)
 
     targets = start_targets(session, expect)
-    plan = make_plan(targets.http, targets.grpc, session.http_client)
+    plan = make_plan(targets.http, targets.grpc, session.http_client, session.grpc_client)
     width = max(7, *(len(t.name) for t in targets.http + targets.grpc))
 
     def record(entry: dict[str, Any]) -> None:
@@ -212,15 +217,15 @@ def _tracing_env(up: Upstream) -> dict[str, str]:
 
 def finish(session: Session) -> None:
     """Summarises the runs, writes the .json and .md files and prints the report."""
-    raw, http_client = session.raw, session.http_client
+    raw, http_client, grpc_client = session.raw, session.http_client, session.grpc_client
     s = Summary(raw["runs"])
-    raw["verdicts"] = verdicts(s, http_client)
+    raw["verdicts"] = verdicts(s, http_client, grpc_client)
     if session.args.baseline:
-        raw["comparison"] = comparison(s, http_client)
+        raw["comparison"] = comparison(s, http_client, grpc_client)
     raw["meta"]["loadavg_after"] = os.getloadavg()[0]
     raw["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write_json(raw, session.json_path)
-    report = render(raw, s, http_client)
+    report = render(raw, s, http_client, grpc_client)
     session.json_path.with_suffix(".md").write_text(report)
     print()
     print(report, end="")

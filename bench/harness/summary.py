@@ -89,26 +89,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b <= 0 else a / b
 
 
-def verdicts(s: Summary, http_client: str) -> list[dict[str, Any]]:
+def verdicts(s: Summary, http_client: str, grpc_client: str = "python") -> list[dict[str, Any]]:
     """Each issue target with the measured value and PASS/FAIL (n/a when not measured).
 
-    The gRPC/shim pairs compare different load generators (grpc.aio for gRPC, ``http_client``
-    for the shim: wrk when installed), as the throughput table does; "added" latency is each
-    one's difference from direct under its own client in the same round."""
+    The gRPC/shim pairs use each surface's first load generator (``grpc_client``: h2load when
+    installed, else grpc.aio; ``http_client``: wrk when installed), as the tables do; "added"
+    latency is the difference from direct calls in the same round, direct measured by the
+    HTTP client for h2load (both C) and by the Python one for grpc.aio."""
+    base = http_client if grpc_client != "python" else "python"
     rows = [
         (
             "grpc_vs_shim_rps_c64",
-            "gRPC unary req/s @c64 / shim's",
+            f"gRPC unary req/s @c64 / shim's ({grpc_client} vs {http_client})",
             ">=",
-            _ratio(s.med("c64", "grpc", "python", "rps"), s.med("c64", "shim", http_client, "rps")),
+            _ratio(
+                s.med("c64", "grpc", grpc_client, "rps"), s.med("c64", "shim", http_client, "rps")
+            ),
             "x",
         ),
         (
             "grpc_vs_shim_added_p50_c1",
-            "gRPC added p50 @c1 / shim's (py-py vs wrk-wrk)",
+            f"gRPC added p50 @c1 / shim's ({grpc_client}-{base} vs {http_client})",
             "<=",
             _ratio(
-                s.added("c1", "grpc", "python", "python", "lat_ms", "p50"),
+                s.added("c1", "grpc", grpc_client, base, "lat_ms", "p50"),
                 s.added("c1", "shim", http_client, http_client, "lat_ms", "p50"),
             ),
             "x",
@@ -181,7 +185,7 @@ _COMPARED = (
 )
 
 
-def comparison(s: Summary, http_client: str) -> list[dict[str, Any]]:
+def comparison(s: Summary, http_client: str, grpc_client: str = "python") -> list[dict[str, Any]]:
     """The current gateway against the --baseline one: both figures and current / baseline.
 
     Each figure is what the tables show (a median over rounds; "added" is paired with direct
@@ -191,9 +195,13 @@ def comparison(s: Summary, http_client: str) -> list[dict[str, Any]]:
     out = []
     for kind in ("shim", "grpc"):
         for metric, better, test, added, path in _COMPARED:
-            client = "python" if kind == "grpc" or test == "stream" else http_client
-            current = _figure(s, test, kind, client, added, path)
-            baseline = _figure(s, test, kind + BASELINE, client, added, path)
+            client = (
+                "python" if test == "stream" else grpc_client if kind == "grpc" else http_client
+            )
+            # "added" pairs h2load with direct calls under wrk (both C clients).
+            base = http_client if client == "h2load" else client
+            current = _figure(s, test, kind, client, base, added, path)
+            baseline = _figure(s, test, kind + BASELINE, client, base, added, path)
             if current is None and baseline is None:
                 continue
             ratio = None
@@ -216,8 +224,14 @@ def comparison(s: Summary, http_client: str) -> list[dict[str, Any]]:
 
 
 def _figure(
-    s: Summary, test: str, target: str, client: str, added: bool, path: tuple[str, ...]
+    s: Summary,
+    test: str,
+    target: str,
+    client: str,
+    base_client: str,
+    added: bool,
+    path: tuple[str, ...],
 ) -> float | None:
     if added:
-        return s.added(test, target, client, client, *path)
+        return s.added(test, target, client, base_client, *path)
     return s.med(test, target, client, *path)
