@@ -61,9 +61,13 @@ def guarded_protocol(header_timeout: float) -> Any:
 
 class _OneWriteResponse:
     """The transport as one request's ``RequestResponseCycle`` sees it: the head of a response
-    with a content-length is held until its body is written, then both go in one ``writelines``
-    (one ``writev`` on uvloop). Chunked responses (streams) and ``100 Continue`` pass through at
-    once. The cycle writes nothing else; ``close`` and ``is_closing`` go to the transport."""
+    is held until its first body write, then both go in one ``writelines`` (one ``writev`` on
+    uvloop), so the client gets them in one segment and wakes once. A response with a
+    content-length waits for its body however long it takes; a chunked one (a stream) at most
+    until the end of the loop iteration its head was written in (the shim's streams write the
+    head and their first events together; anything else still sees its head go out at once).
+    ``100 Continue`` passes through. The cycle writes nothing else; ``close`` and
+    ``is_closing`` go to the transport."""
 
     __slots__ = ("_cycle", "_head", "_transport")
 
@@ -82,10 +86,21 @@ class _OneWriteResponse:
         cycle = self._cycle
         if cycle is not None and cycle.response_started:
             self._cycle = None
-            if cycle.chunked_encoding is False and not cycle.response_complete:
+            chunked = cycle.chunked_encoding
+            # None: no body follows (204, 304); a HEAD response's body is never written.
+            if chunked is not None and cycle.scope["method"] != "HEAD":
                 self._head = data
+                if chunked:
+                    asyncio.get_running_loop().call_soon(self._send_head)
                 return
         self._transport.write(data)
+
+    def _send_head(self) -> None:
+        # The end of the iteration a chunked head was written in: no body came with it.
+        head = self._head
+        if head is not None and not self._transport.is_closing():
+            self._head = None
+            self._transport.write(head)
 
     def close(self) -> None:
         # A response cut short (the app failed after its head) closes without its head: the

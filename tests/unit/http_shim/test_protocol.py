@@ -1,5 +1,6 @@
 """The shim's HTTP protocol on a real uvicorn server and a raw loopback socket: a response with a
-content-length leaves in one write, a streamed response's head leaves at once."""
+content-length leaves in one write, a streamed response's head with its first events or by the
+end of its loop iteration, a head no body follows at once."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import uvicorn
 
-from server.http_shim.protocol import guarded_protocol
+from server.http_shim.protocol import _OneWriteResponse, guarded_protocol
 
 BODY = b'{"ok": true}'
 REQUEST = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n"
@@ -95,3 +97,69 @@ async def test_a_streamed_response_sends_its_head_before_its_body(
         assert b"data: 1" in rest
     finally:
         writer.close()
+
+
+async def test_a_head_request_gets_its_head(port: int) -> None:
+    # uvicorn writes no body for HEAD: a head held for its body would never leave.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"HEAD / HTTP/1.1\r\nhost: t\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert f"content-length: {len(BODY)}".encode() in head
+    finally:
+        writer.close()
+
+
+class _RecordingTransport:
+    """What ``_OneWriteResponse`` hands to the socket, call by call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[bytes, ...]]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", (data,)))
+
+    def writelines(self, data: Any) -> None:
+        self.calls.append(("writelines", tuple(data)))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _cycle(chunked: bool | None, method: str = "GET") -> Any:
+    return SimpleNamespace(
+        response_started=True, chunked_encoding=chunked, scope={"method": method}
+    )
+
+
+async def test_a_streams_head_and_first_events_leave_in_one_write() -> None:
+    transport = _RecordingTransport()
+    out = _OneWriteResponse(transport, _cycle(chunked=True))  # type: ignore[arg-type]
+    out.write(b"HEAD")
+    out.write(b"EVENTS")
+    await asyncio.sleep(0)
+    out.write(b"MORE")
+    assert transport.calls == [
+        ("writelines", (b"HEAD", b"EVENTS")),
+        ("write", (b"MORE",)),
+    ]
+
+
+async def test_a_streams_head_alone_leaves_by_the_end_of_its_loop_iteration() -> None:
+    transport = _RecordingTransport()
+    out = _OneWriteResponse(transport, _cycle(chunked=True))  # type: ignore[arg-type]
+    out.write(b"HEAD")
+    assert transport.calls == []
+    await asyncio.sleep(0)
+    assert transport.calls == [("write", (b"HEAD",))]
+    out.write(b"EVENTS")
+    assert transport.calls[-1] == ("write", (b"EVENTS",))
+
+
+@pytest.mark.parametrize(("chunked", "method"), [(None, "GET"), (False, "HEAD"), (True, "HEAD")])
+async def test_a_head_no_body_follows_leaves_at_once(chunked: bool | None, method: str) -> None:
+    transport = _RecordingTransport()
+    out = _OneWriteResponse(transport, _cycle(chunked, method))  # type: ignore[arg-type]
+    out.write(b"HEAD")
+    assert transport.calls == [("write", (b"HEAD",))]
