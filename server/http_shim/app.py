@@ -110,7 +110,12 @@ class ShimApp:
                 if req.path.startswith(prefix) and len(req.path) > len(prefix):
                     methods, label = prefixed, prefix + "*"
                     break
-        handler = methods.get(req.method) if methods is not None else None
+        handler = None
+        if methods is not None:
+            handler = methods.get(req.method)
+            if handler is None and req.method == "HEAD":
+                # HEAD is GET without the body (RFC 9110 9.3.2); the server drops the body.
+                handler = methods.get("GET")
         status = 500
         try:
             if handler is not None:
@@ -147,7 +152,7 @@ async def _not_found(req: HttpRequest) -> int:
 
 
 async def _not_allowed(req: HttpRequest, methods: dict[str, Handler]) -> int:
-    allowed = ", ".join(sorted(methods))
+    allowed = ", ".join(sorted({*methods, "HEAD"} if "GET" in methods else methods))
     body = orjson.dumps(
         {
             "error": openai_error(

@@ -87,6 +87,15 @@ async def test_unknown_path_and_wrong_method(client: AsgiClient) -> None:
     assert r.status == 405 and r.headers["allow"] == "POST"
 
 
+async def test_head_is_answered_by_the_get_route(client: AsgiClient) -> None:
+    r = await client.request("HEAD", "/healthz", key=None)
+    assert r.status == 200 and r.headers["x-request-id"]
+    r = await client.request("HEAD", "/v1/chat/completions")
+    assert r.status == 405 and r.headers["allow"] == "POST"
+    r = await client.request("DELETE", "/healthz", key=None)
+    assert r.status == 405 and r.headers["allow"] == "GET, HEAD"
+
+
 async def test_metrics_hook_sees_every_request_and_serves_metrics() -> None:
     metrics = RecordingMetrics()
     client = AsgiClient(create_app(build_gateway(ScriptedProvider()), metrics=metrics))
