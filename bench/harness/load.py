@@ -207,7 +207,7 @@ def run_matrix(
                 }
                 spy = None
                 if t.kind in ("shim", "grpc"):
-                    spy = start_profile(args, t.pids["gateway"], t.name, test, rnd)
+                    spy = start_profile(args, t.pids["gateway"], f"{t.name}-{client}", test, rnd)
                 try:
                     entry["result"] = measure(args, test, t, client, bodies, expect)
                 except Exception as e:  # one failed run is recorded; the others go on

@@ -290,7 +290,7 @@ def _profile_lines(raw: dict[str, Any]) -> list[str]:
     for r in profiled:
         prof = r["profile"]
         lines.append(
-            f"  {r['test']} {r['target']} round {r['round']}: {prof['samples']} "
+            f"  {r['test']} {r['target']}/{r['client']} round {r['round']}: {prof['samples']} "
             f"samples, {prof['file']}"
         )
         lines.append(
