@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -158,6 +159,32 @@ async def test_the_connection_cap_answers_503_past_it(gw: RunningGateway) -> Non
         for s in socks:
             s.close()
     await asyncio.sleep(0.2)
+    _healthy(gw)
+
+
+def test_grpc_connections_past_the_cap_are_closed(gw: RunningGateway) -> None:
+    # grpcio enforces the cap on whichever listener it runs (the gateway picks iomgr's).
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    socks = []
+    try:
+        for _ in range(60):
+            sock = socket.create_connection(("127.0.0.1", _port(gw.grpc_target)))
+            sock.sendall(preface)
+            socks.append(sock)
+        time.sleep(0.3)  # well inside idle_timeout (1 s), after which every idle one goes
+        open_ = 0
+        for sock in socks:
+            sock.setblocking(False)
+            try:
+                open_ += 1 if sock.recv(65536) else 0  # the server's SETTINGS, or EOF
+            except BlockingIOError:
+                open_ += 1
+            except OSError:
+                pass
+        assert 0 < open_ <= 50
+    finally:
+        for sock in socks:
+            sock.close()
     _healthy(gw)
 
 
