@@ -41,3 +41,9 @@ BASELINE = "@baseline"
 def client_list(client: str) -> list[str]:
     """The load generators a test runs with: the C one (wrk, h2load) when present, and Python."""
     return [client, "python"] if client != "python" else ["python"]
+
+
+def direct_client(client: str, http_client: str) -> str:
+    """Which client's direct calls a target's "added" latency is paired with: its own, except
+    h2load's (gRPC, which direct calls cannot speak), which pairs with the HTTP client's."""
+    return http_client if client == "h2load" else client

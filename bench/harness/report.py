@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from harness.config import BASELINE, client_list
+from harness.config import BASELINE, client_list, direct_client
 from harness.summary import Summary, get_path, role
 
 # Portkey and LiteLLM are measured in the same run only by bench/peers.sh.
@@ -165,7 +165,7 @@ def _c1_table(s: Summary, http_client: str, grpc_client: str, w: int) -> list[st
         if not s.values("c1", t, c, "lat_ms", "p50"):
             continue
         base = "direct" if t != "direct" else None
-        dc = http_client if c == "h2load" else c  # direct's client for "added"
+        dc = direct_client(c, http_client)
         lines.append(
             f"  {t:<{w}} {c:<7} {f(s.med('c1', t, c, 'requests'), 0):>7}"
             f" {f(s.med('c1', t, c, 'lat_ms', 'p50')):>8}"

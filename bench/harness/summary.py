@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from harness.config import BASELINE
+from harness.config import BASELINE, direct_client
 
 # Issue 11's targets that one run of bench/run.py measures, each within the run (ratios, since
 # absolute figures drift on these machines); the Portkey ratios come from bench/peers.sh
@@ -96,7 +96,7 @@ def verdicts(s: Summary, http_client: str, grpc_client: str = "python") -> list[
     installed, else grpc.aio; ``http_client``: wrk when installed), as the tables do; "added"
     latency is the difference from direct calls in the same round, direct measured by the
     HTTP client for h2load (both C) and by the Python one for grpc.aio."""
-    base = http_client if grpc_client != "python" else "python"
+    base = direct_client(grpc_client, http_client)
     rows = [
         (
             "grpc_vs_shim_rps_c64",
@@ -198,8 +198,7 @@ def comparison(s: Summary, http_client: str, grpc_client: str = "python") -> lis
             client = (
                 "python" if test == "stream" else grpc_client if kind == "grpc" else http_client
             )
-            # "added" pairs h2load with direct calls under wrk (both C clients).
-            base = http_client if client == "h2load" else client
+            base = direct_client(client, http_client)
             current = _figure(s, test, kind, client, base, added, path)
             baseline = _figure(s, test, kind + BASELINE, client, base, added, path)
             if current is None and baseline is None:
