@@ -33,7 +33,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None:
-            cycle.transport = _OneWriteResponse(self.transport, cycle)  # type: ignore[assignment]
+            cycle.transport = _OneWriteResponse(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -69,10 +69,14 @@ class _OneWriteResponse:
     ``100 Continue`` passes through. The cycle writes nothing else; ``close`` and
     ``is_closing`` go to the transport."""
 
-    __slots__ = ("_cycle", "_head", "_transport")
+    __slots__ = ("_cycle", "_head", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._transport = transport
+        # The protocol's loop: asking asyncio for the running one is a getpid call on 3.11.
+        self._loop = loop
         # Dropped once the head is sent, so the cycle and this object do not keep each other.
         self._cycle: Any = cycle
         self._head: bytes | None = None
@@ -91,7 +95,7 @@ class _OneWriteResponse:
             if chunked is not None and cycle.scope["method"] != "HEAD":
                 self._head = data
                 if chunked:
-                    asyncio.get_running_loop().call_soon(self._send_head)
+                    self._loop.call_soon(self._send_head)
                 return
         self._transport.write(data)
 

@@ -135,7 +135,7 @@ def _cycle(chunked: bool | None, method: str = "GET") -> Any:
 
 async def test_a_streams_head_and_first_events_leave_in_one_write() -> None:
     transport = _RecordingTransport()
-    out = _OneWriteResponse(transport, _cycle(chunked=True))  # type: ignore[arg-type]
+    out = _OneWriteResponse(transport, _cycle(chunked=True), asyncio.get_running_loop())  # type: ignore[arg-type]
     out.write(b"HEAD")
     out.write(b"EVENTS")
     await asyncio.sleep(0)
@@ -148,7 +148,7 @@ async def test_a_streams_head_and_first_events_leave_in_one_write() -> None:
 
 async def test_a_streams_head_alone_leaves_by_the_end_of_its_loop_iteration() -> None:
     transport = _RecordingTransport()
-    out = _OneWriteResponse(transport, _cycle(chunked=True))  # type: ignore[arg-type]
+    out = _OneWriteResponse(transport, _cycle(chunked=True), asyncio.get_running_loop())  # type: ignore[arg-type]
     out.write(b"HEAD")
     assert transport.calls == []
     await asyncio.sleep(0)
@@ -160,6 +160,6 @@ async def test_a_streams_head_alone_leaves_by_the_end_of_its_loop_iteration() ->
 @pytest.mark.parametrize(("chunked", "method"), [(None, "GET"), (False, "HEAD"), (True, "HEAD")])
 async def test_a_head_no_body_follows_leaves_at_once(chunked: bool | None, method: str) -> None:
     transport = _RecordingTransport()
-    out = _OneWriteResponse(transport, _cycle(chunked, method))  # type: ignore[arg-type]
+    out = _OneWriteResponse(transport, _cycle(chunked, method), asyncio.get_running_loop())  # type: ignore[arg-type]
     out.write(b"HEAD")
     assert transport.calls == [("write", (b"HEAD",))]
