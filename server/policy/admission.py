@@ -31,7 +31,7 @@ from switchboard.v1 import chat_pb2, types_pb2
 
 from server.core.context import CallContext, Principal, project_name
 from server.core.errors import ModelNotAllowedError
-from server.core.ids import new_request_id
+from server.core.ids import new_row_id
 from server.core.money import NANOS_PER_USD, cost_nanos, usd_to_nanos
 from server.core.records import Plan, RequestRecord
 from server.core.state import BudgetStore, RateLimiter, UsageRow, UsageSink
@@ -281,7 +281,7 @@ class UsagePolicy:
                 write_n,
                 total_n,
                 round((time.monotonic() - run.started) * 1000.0, 3),
-                new_request_id(),
+                new_row_id(),
                 project_id,
             )
         )

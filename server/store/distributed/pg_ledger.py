@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from server.core.context import project_name
+from server.core.ids import new_row_id
 from server.core.money import month_bounds
 from server.core.state import KeyTotals, UsageRow, UsageTotals
 from server.store import usage_sql
@@ -125,7 +125,7 @@ class PgLedger:
         """Buffers one row (no I/O); the writer sends it within ``flush_interval``."""
         generated = row.row_id is None
         if generated:
-            row = row._replace(row_id=secrets.token_hex(16))
+            row = row._replace(row_id=new_row_id())
         if self._closed:
             log.error("a usage row recorded after the ledger closed was dropped")
             self._drop(1)
