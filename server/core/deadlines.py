@@ -19,6 +19,8 @@ import time
 from types import TracebackType
 from typing import Any, Protocol
 
+from server.core.loops import running_loop
+
 TICK = 0.02
 
 
@@ -63,7 +65,7 @@ _dogs: dict[asyncio.AbstractEventLoop, Watchdog] = {}
 
 def watchdog() -> Watchdog:
     """The running loop's watchdog."""
-    loop = asyncio.get_running_loop()
+    loop = running_loop()
     dog = _dogs.get(loop)
     if dog is None:
         for old in [old for old in _dogs if old.is_closed()]:
@@ -73,8 +75,8 @@ def watchdog() -> Watchdog:
 
 
 def task_and_watchdog() -> tuple[asyncio.Task[Any], Watchdog]:
-    """The running task and its loop's watchdog from one loop lookup: on Python 3.11 every
-    ``get_running_loop`` (``current_task()`` makes one) is a ``getpid`` system call."""
+    """The running task and its loop's watchdog; ``current_task`` is given the loop, or it
+    would look it up again (``server.core.loops``)."""
     dog = watchdog()
     task = asyncio.current_task(dog.loop)
     assert task is not None, "needs a running task"

@@ -6,7 +6,6 @@ keys or gateway keys (only the key's id). ``configure_logging`` is what the CLI 
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import sys
@@ -16,6 +15,7 @@ from typing import IO
 
 import orjson
 
+from server.core.loops import running_loop
 from server.core.secrets import scrub
 
 REQUEST_LOGGER = "switchboard.requests"
@@ -105,7 +105,7 @@ def log_request(fields: Mapping[str, object]) -> None:
             _pending.append(orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE))
             if len(_pending) == 1:
                 try:
-                    asyncio.get_running_loop().call_soon(flush_lines)
+                    running_loop().call_soon(flush_lines)
                 except RuntimeError:
                     flush_lines()  # no loop (CLI, tests): at once
         return

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDictProxy
 
 from server.core.deadlines import within
+from server.core.loops import running_loop
 from server.providers.http1 import Pool, Response, Target, encode_headers, parse_target
 
 # A connection that cannot be made in this long is not going to be (the request's own deadline
@@ -133,7 +134,7 @@ class UpstreamClient:
 
 def get_http_client() -> UpstreamClient:
     """The shared pooled client for the running event loop (one per loop)."""
-    loop = asyncio.get_running_loop()
+    loop = running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         for old in [old for old in _clients if old.is_closed()]:
