@@ -1,11 +1,18 @@
 """The embedded ``KeyStore``: gateway keys and projects in SQLite, looked up from a cache.
 
 The server and the ``switchboard keys`` CLI share the database file. The server must see a key
-the CLI created, changed or revoked at once, without disk I/O per request: each lookup asks
-SQLite for ``PRAGMA data_version`` (which changes whenever another connection commits to the
-file; it reads the WAL index in shared memory, not the disk) and reloads the cache of active
-key hashes only when it moved. Projects live in the same file, so a project change reloads the
-cache too (each principal carries its project's limits).
+the CLI created, changed or revoked at once, without disk I/O per request: a lookup asks SQLite
+for ``PRAGMA data_version`` (which changes whenever another connection commits to the file; it
+reads the WAL index in shared memory, not the disk) and reloads the cache of active key hashes
+only when it moved. Projects live in the same file, so a project change reloads the cache too
+(each principal carries its project's limits).
+
+On the event loop the version is read once per loop iteration, not once per lookup (it costs
+two ``fcntl`` locks and ~5 us; under load an iteration starts several requests). That is still
+"at once": the answer is dropped by a ``call_soon`` made when it was read, and a request whose
+bytes arrived after a commit had its first step scheduled after that drop, in the loop's
+first-in, first-out ready queue, so its lookup reads the version again. This store's own writes
+drop it too.
 
 Expiry and rotation grace are deadlines kept beside each cached principal and compared with
 the wall clock at every lookup, so no cache outlives them. A rotation moves the old hash to
@@ -28,6 +35,7 @@ from switchboard.v1 import admin_pb2
 
 from server.core.context import KeyLimits, Principal
 from server.core.ids import hash_key, new_gateway_key
+from server.core.loops import running_loop
 from server.core.state import KeySpec, KeyUpdate
 from server.policy.keys import (
     key_prefix,
@@ -75,6 +83,8 @@ class SqliteKeyStore:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._version: int | None = None
+        # True while the loop iteration that last read data_version is running (module doc).
+        self._version_read = False
         self._by_hash: dict[str, _Entry] = {}
 
     def __repr__(self) -> str:
@@ -85,15 +95,27 @@ class SqliteKeyStore:
     async def lookup(self, secret: str) -> Principal | None:
         """The principal of an active key, or None for an unknown, revoked or expired one or a
         rotated-out secret past its grace."""
-        return self.lookup_sync(secret)
+        if not self._version_read:
+            self._refresh()
+            self._version_read = True
+            running_loop().call_soon(self._forget_version_read)
+        return self._principal(self._by_hash.get(hash_key(secret)))
 
     def lookup_sync(self, secret: str) -> Principal | None:
         """``lookup`` without a coroutine (no disk I/O unless another process committed)."""
+        self._refresh()
+        return self._principal(self._by_hash.get(hash_key(secret)))
+
+    def _forget_version_read(self) -> None:
+        self._version_read = False
+
+    def _refresh(self) -> None:
         with self._read_lock:
             (version,) = self._reader.execute("PRAGMA data_version").fetchone()
             if version != self._version:
                 self._reload(version)
-            entry = self._by_hash.get(hash_key(secret))
+
+    def _principal(self, entry: _Entry | None) -> Principal | None:
         if entry is None:
             return None
         principal, deadline = entry
@@ -328,6 +350,9 @@ class SqliteKeyStore:
         return project
 
     def _write(self) -> sqlite3.Connection:
+        # Every statement on this store's own connection starts here: the next lookup asks
+        # SQLite again, even within the loop iteration that read the version.
+        self._version_read = False
         if self._writer is None:
             self._writer = store.connect(self.data_dir, store.KEYS)
         return self._writer

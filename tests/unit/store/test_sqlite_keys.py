@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 import threading
@@ -69,6 +70,46 @@ def test_unchanged_database_costs_one_pragma_per_lookup(keys: SqliteKeyStore) ->
     for _ in range(5):
         assert keys.lookup_sync(secret) is not None
     assert statements == ["PRAGMA data_version"] * 5
+
+
+async def test_on_the_loop_the_version_is_read_once_per_loop_iteration(
+    keys: SqliteKeyStore, tmp_path: Path
+) -> None:
+    _, secret = keys.create_sync("svc")
+    assert keys.lookup_sync(secret) is not None  # loads the cache
+    await asyncio.sleep(0)
+    statements: list[str] = []
+    keys._reader.set_trace_callback(statements.append)
+    for _ in range(5):  # one loop iteration: no await here suspends
+        assert await keys.lookup(secret) is not None
+    assert statements == ["PRAGMA data_version"]
+    await asyncio.sleep(0)  # the next iteration reads it again
+    assert await keys.lookup(secret) is not None
+    assert statements == ["PRAGMA data_version"] * 2
+
+
+async def test_a_revoke_committed_before_a_later_iteration_is_seen_by_it(
+    keys: SqliteKeyStore, tmp_path: Path
+) -> None:
+    cli = SqliteKeyStore(tmp_path)
+    try:
+        record, secret = cli.create_sync("from-cli")
+        assert await keys.lookup(secret) is not None
+        # The CLI commits in another process; a request that arrives after that is started
+        # by a later callback than the lookup above (its drop of the version comes first).
+        await asyncio.to_thread(cli.revoke_sync, record.id)
+        assert await keys.lookup(secret) is None
+    finally:
+        cli.close()
+
+
+async def test_the_stores_own_write_is_seen_within_the_same_iteration(
+    keys: SqliteKeyStore,
+) -> None:
+    record, secret = keys.create_sync("svc")
+    assert await keys.lookup(secret) is not None
+    keys.revoke_sync(record.id)  # no await between: the same loop iteration
+    assert await keys.lookup(secret) is None
 
 
 def test_list_and_revoke(keys: SqliteKeyStore) -> None:
