@@ -99,12 +99,12 @@ class SqliteKeyStore:
             self._refresh()
             self._version_read = True
             running_loop().call_soon(self._forget_version_read)
-        return self._principal(self._by_hash.get(hash_key(secret)))
+        return self._cached(secret)
 
     def lookup_sync(self, secret: str) -> Principal | None:
         """``lookup`` without a coroutine (no disk I/O unless another process committed)."""
         self._refresh()
-        return self._principal(self._by_hash.get(hash_key(secret)))
+        return self._cached(secret)
 
     def _forget_version_read(self) -> None:
         self._version_read = False
@@ -115,7 +115,9 @@ class SqliteKeyStore:
             if version != self._version:
                 self._reload(version)
 
-    def _principal(self, entry: _Entry | None) -> Principal | None:
+    def _cached(self, secret: str) -> Principal | None:
+        """The cached principal of ``secret`` unless it is unknown or past its deadline."""
+        entry = self._by_hash.get(hash_key(secret))
         if entry is None:
             return None
         principal, deadline = entry
