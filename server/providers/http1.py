@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from server.core.loops import running_loop
+
 KEEPALIVE_SECONDS = 60.0
 # Open connections per host; a request beyond them waits for one to come free (upstreams and
 # this process's file descriptors are finite).
@@ -197,7 +199,7 @@ class Response:
                 if self._error is not None:
                     raise self._error
                 return None
-            self._wake = asyncio.get_running_loop().create_future()
+            self._wake = running_loop().create_future()
             await self._wake
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)

@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from server.core.errors import StoreUnavailableError
+from server.core.loops import running_loop
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class RedisClient:
 
         Calls made in the same event-loop iteration (admission's checks, gathered) go out
         together as ONE pipelined round trip: each script is atomic, not all together."""
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         done: asyncio.Future[object] = loop.create_future()
         self._calls.append((_Op(script, tuple(keys), tuple(args)), done))
         if len(self._calls) == 1:
